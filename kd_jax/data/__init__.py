@@ -1,0 +1,1 @@
+"""Data: readers for FEVER and BEIR layouts -> BM25 candidates -> tokenization -> TFDS examples -> batches."""

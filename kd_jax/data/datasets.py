@@ -1,0 +1,169 @@
+"""One in-memory shape for every retrieval dataset: a document collection plus claim splits with qrels.
+
+Splits used here:
+- `fever_titles`: train = FEVER `paper_test_pages.jsonl`, test = `paper_dev.jsonl`, collection = the union of
+  both files' gold pages, each document represented by its readable page title (no Wikipedia dump here).
+- `fever`: a user's own FEVER download (`train.jsonl`, a dev file, and optionally `wiki-pages/` for text).
+- `scifact` / `beir`: BEIR layout; train = `qrels/train.tsv`, test = `qrels/test.tsv`.
+In every case `dev` is carved from train by a seeded hash of the claim id, for model selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from kd_jax.data import beir, fever
+
+DATA_DIR_ENV = "KD_JAX_DATA_DIR"
+
+
+@dataclasses.dataclass
+class Collection:
+  ids: list[str]
+  titles: list[str]
+  texts: list[str]
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+  @functools.cached_property
+  def index(self) -> dict[str, int]:
+    return {doc_id: i for i, doc_id in enumerate(self.ids)}
+
+  def document(self, i: int) -> str:
+    """What every model reads for document i: title then body."""
+    return f"{self.titles[i]}. {self.texts[i]}" if self.texts[i] else self.titles[i]
+
+
+@dataclasses.dataclass
+class ClaimSet:
+  """Claims that have at least one relevant document; the rest are counted in `stats`, not ranked."""
+  ids: list[str]
+  texts: list[str]
+  qrels: dict[str, dict[str, int]]  # all gold docs, including any missing from the collection
+  stats: dict[str, int]
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+
+@dataclasses.dataclass
+class RetrievalData:
+  name: str
+  collection: Collection
+  splits: dict[str, ClaimSet]
+
+
+def resolve_data_dir(configured: str | None) -> Path:
+  """The folder holding `scifact/` and `fever/`: config value, else $KD_JAX_DATA_DIR."""
+  raw = configured or os.environ.get(DATA_DIR_ENV)
+  if not raw:
+    raise FileNotFoundError(f"No data directory: pass --config.data.dir=/path/to/data or set {DATA_DIR_ENV}.")
+  path = Path(raw).expanduser().resolve()
+  if not path.is_dir():
+    raise FileNotFoundError(f"Data directory {path} does not exist: pass --config.data.dir=... or set {DATA_DIR_ENV}.")
+  return path
+
+
+def in_dev(claim_id: str, dev_fraction: float, seed: int) -> bool:
+  """Stable train/dev assignment: independent of file order, Python's hash seed and the machine."""
+  digest = hashlib.sha256(f"{seed}:{claim_id}".encode()).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0**64 < dev_fraction
+
+
+def _claim_set(claims: list[tuple[str, str, dict[str, int]]], collection: Collection, num_input: int) -> ClaimSet:
+  ids, texts, qrels = [], [], {}
+  stats = {"claims_in_file": num_input, "claims_without_relevant": num_input - len(claims),
+           "claims_with_missing_gold": 0, "gold_docs_missing": 0}
+  for claim_id, text, rels in claims:
+    missing = [d for d in rels if d not in collection.index]
+    if missing:
+      stats["claims_with_missing_gold"] += 1
+      stats["gold_docs_missing"] += len(missing)
+    ids.append(claim_id)
+    texts.append(text)
+    qrels[claim_id] = rels
+  stats["claims"] = len(ids)
+  return ClaimSet(ids=ids, texts=texts, qrels=qrels, stats=stats)
+
+
+def _split_train(train: list, num_input: int, collection: Collection, dev_fraction: float, seed: int):
+  dev = [c for c in train if in_dev(c[0], dev_fraction, seed)]
+  rest = [c for c in train if not in_dev(c[0], dev_fraction, seed)]
+  # NEI claims are attributed to train in the counts: they carry no ranking signal in either split.
+  return (_claim_set(rest, collection, num_input - len(dev)), _claim_set(dev, collection, len(dev)))
+
+
+def load_fever(train_file: Path, test_file: Path, wiki_dir: Path | None = None, *, dev_fraction: float = 0.1,
+               seed: int = 0, name: str = "fever") -> RetrievalData:
+  """FEVER claim files; collection = union of gold pages (texts from `wiki_dir` when given, else titles)."""
+  train_claims = list(fever.read_claims(train_file))
+  test_claims = list(fever.read_claims(test_file))
+  pages = list(dict.fromkeys(p for c in train_claims + test_claims for p in c.gold_pages))
+  texts = dict.fromkeys(pages, "")
+  if wiki_dir is not None:
+    for page_id, text in fever.read_wiki_pages(wiki_dir):
+      if page_id in texts:
+        texts[page_id] = text
+    absent = sum(1 for t in texts.values() if not t)
+    if absent:
+      logging.warning("%d of %d gold pages have no text in %s; they are represented by their title.",
+                      absent, len(pages), wiki_dir)
+  collection = Collection(ids=pages, titles=[fever.readable_title(p) for p in pages], texts=list(texts.values()))
+
+  def ranked(claims):
+    return [(c.id, c.claim, {p: 1 for p in c.gold_pages}) for c in claims if c.verifiable]
+
+  train, dev = _split_train(ranked(train_claims), len(train_claims), collection, dev_fraction, seed)
+  test = _claim_set(ranked(test_claims), collection, len(test_claims))
+  return RetrievalData(name=name, collection=collection, splits={"train": train, "dev": dev, "test": test})
+
+
+def load_beir(root: Path, *, train_split: str = "train", test_split: str = "test", dev_fraction: float = 0.1,
+              seed: int = 0, name: str = "beir") -> RetrievalData:
+  ids, titles, texts = [], [], []
+  for doc_id, title, text in beir.read_corpus(root):
+    ids.append(doc_id)
+    titles.append(title)
+    texts.append(text)
+  collection = Collection(ids=ids, titles=titles, texts=texts)
+  queries = beir.read_queries(root)
+
+  def ranked(split):
+    qrels = beir.read_qrels(root, split)
+    unknown = [q for q in qrels if q not in queries]
+    if unknown:
+      raise ValueError(f"{root}/qrels/{split}.tsv names {len(unknown)} queries absent from queries.jsonl "
+                       f"(e.g. {unknown[0]!r})")
+    rows = [(q, queries[q], {d: r for d, r in rels.items() if r > 0}) for q, rels in qrels.items()]
+    return [r for r in rows if r[2]], len(rows)
+
+  train_rows, n_train = ranked(train_split)
+  test_rows, n_test = ranked(test_split)
+  train, dev = _split_train(train_rows, n_train, collection, dev_fraction, seed)
+  test = _claim_set(test_rows, collection, n_test)
+  return RetrievalData(name=name, collection=collection, splits={"train": train, "dev": dev, "test": test})
+
+
+def load(cfg) -> RetrievalData:
+  """Dispatches on `cfg.name` (a `config.data` ConfigDict or any object with the same fields)."""
+  if cfg.name == "fever_titles":
+    root = resolve_data_dir(cfg.dir) / "fever"
+    return load_fever(root / "paper_test_pages.jsonl", root / "paper_dev.jsonl", dev_fraction=cfg.dev_fraction,
+                      seed=cfg.split_seed, name=cfg.name)
+  if cfg.name == "fever":
+    return load_fever(Path(cfg.fever_train_file), Path(cfg.fever_test_file),
+                      Path(cfg.fever_wiki_dir) if cfg.fever_wiki_dir else None,
+                      dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
+  if cfg.name == "scifact":
+    return load_beir(resolve_data_dir(cfg.dir) / "scifact", dev_fraction=cfg.dev_fraction, seed=cfg.split_seed,
+                     name=cfg.name)
+  if cfg.name == "beir":
+    return load_beir(Path(cfg.beir_dir), train_split=cfg.beir_train_split, test_split=cfg.beir_test_split,
+                     dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
+  raise ValueError(f"Unknown data.name {cfg.name!r}: use fever_titles, scifact, fever or beir.")

@@ -1,0 +1,1 @@
+"""Linen modules: the cross-attention teacher and the claim-independent students."""
