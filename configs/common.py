@@ -1,0 +1,84 @@
+"""Settings shared by every config. Override any field from the command line, e.g.
+`--config.data.name=fever_titles --config.data.dir=/data --config.train.steps=500`.
+"""
+
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      # fever_titles | scifact (both under data.dir) | fever (your own FEVER download) | beir (any BEIR folder)
+      name="scifact",
+      dir="",  # folder holding scifact/ and fever/; empty -> $KD_JAX_DATA_DIR
+      cache_dir="",  # prepared-data cache; empty -> $KD_JAX_CACHE or ~/.cache/kd_jax
+      fever_train_file="", fever_test_file="", fever_wiki_dir="",
+      beir_dir="", beir_train_split="train", beir_test_split="test",
+      dev_fraction=0.1, split_seed=0,
+      num_candidates=16,
+      tokenizer="all-MiniLM-L6-v2",  # or a local Hugging Face model folder
+      claim_wp_len=32, doc_wp_len=128,
+      claim_word_len=32, doc_word_len=128,
+      vocab_size=20000,
+      max_claims=0,  # >0 keeps only the first N claims of each split (smoke runs)
+  ))
+
+
+def teacher_model() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind="teacher",
+      pretrained="all-MiniLM-L6-v2",  # '' = from scratch (ablation), or a local HF BERT folder
+      num_layers=6, hidden_size=384, num_heads=12,  # used only from scratch
+      pair_len=96,  # [CLS] claim [SEP] doc [SEP] tokens; CPU cost grows with it
+      dtype="float32",  # or bfloat16 (compute only; params stay float32)
+      dropout_rate=0.1,
+  ))
+
+
+def student_model(kind: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind=kind,  # cnn | lstm
+      embed_dim=50, glove=True, freeze_embeddings=False, shared_towers=True,
+      out_dim=256, scoring="dot", dropout_rate=0.1,
+      widths=(1, 2, 3, 5), num_filters=128,  # cnn
+      hidden=128, pooling="max",  # lstm
+  ))
+
+
+def train_config(**overrides) -> ml_collections.ConfigDict:
+  base = dict(
+      batch_size=32,  # claims per step (each with data.num_candidates documents)
+      steps=1000, learning_rate=1e-3, warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
+      log_every=10, eval_every=200, checkpoint_every=200, keep_checkpoints=2,
+      best_metric="ndcg@10", eval_batch_size=64, eval_split="dev",
+  )
+  base.update(overrides)
+  return ml_collections.ConfigDict(base)
+
+
+def base_config(mode: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      mode=mode,  # train_teacher | score_candidates | distill | evaluate
+      name="",  # stage folder under --workdir
+      seed=0,
+      resume=True,  # continue from the latest checkpoint in the stage folder
+      distributed=False,  # jax.distributed.initialize() for multi-host jobs
+      mesh=dict(data=-1, model=1),  # -1: all devices
+      data=data_config(),
+  ))
+
+
+def shrink(c: ml_collections.ConfigDict) -> None:
+  """`smoke` variant: a few real claims and steps, so the whole chain runs in minutes on a laptop CPU."""
+  c.data.max_claims = 48
+  c.data.num_candidates = 8
+  c.data.doc_wp_len = 32
+  c.data.doc_word_len = 48
+  if c.model.kind == "teacher":
+    c.model.pair_len = 48
+  c.train.steps = 12 if c.model.kind != "teacher" else 8
+  c.train.batch_size = 8  # divisible by the 8 fake devices the tests use
+  c.train.eval_every = 6 if c.model.kind != "teacher" else 4
+  c.train.checkpoint_every = c.train.eval_every
+  c.train.log_every = 3
+  c.train.eval_batch_size = 16
+  c.train.warmup_steps = 2

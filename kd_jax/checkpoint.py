@@ -1,0 +1,176 @@
+"""Checkpoints of a run directory: the latest N training states, the best one, and their JSON meta.
+
+Layout of `<dir>`: `checkpoints/<step>/{state,meta}` keeps the latest `max_to_keep` saves;
+`best/<step>/{state,meta}` keeps the single save with the best `best_metric`. The state is any
+pytree of jax Arrays (e.g. `{"step", "params", "opt_state"}`); restoring takes an abstract target
+whose shardings say where every leaf lands, so a run saved on 8 devices resumes on 1 and vice versa.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+_log = logging.getLogger(__name__)
+_STATE, _META = "state", "meta"
+
+
+def abstract_like(tree: PyTree, shardings: PyTree | jax.sharding.Sharding | None = None) -> PyTree:
+  """ShapeDtypeStruct pytree of `tree` (arrays or `jax.eval_shape` output) placed on `shardings`.
+
+  `shardings` is a pytree matching `tree`, one Sharding for every leaf, or None to keep each
+  leaf's own sharding (a concrete array's, or a ShapeDtypeStruct's if it has one).
+  """
+
+  def leaf(x: Any, sharding: jax.sharding.Sharding | None) -> jax.ShapeDtypeStruct:
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+      x = jnp.asarray(x)  # Python scalars: take the dtype JAX would give them.
+    if sharding is None:
+      sharding = getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+  if shardings is None or isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: leaf(x, shardings), tree)
+  return jax.tree.map(leaf, tree, shardings)
+
+
+def _json_number(value: Any) -> Any:
+  """Metrics often arrive as 0-d jax/numpy arrays, which orbax cannot write as JSON."""
+  return value.item() if isinstance(value, (jax.Array, np.ndarray, np.generic)) else value
+
+
+def _manager(path: Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(path, options=options, item_names=(_STATE, _META))
+
+
+class Checkpointer:
+  """Periodic (latest `max_to_keep`) and best-by-metric checkpoints of one run directory.
+
+  Saves are asynchronous: `save` returns once arrays are copied off the devices and writes them
+  in the background; `wait()` blocks until written, `close()` waits and releases the managers.
+  Usable as a context manager.
+  """
+
+  def __init__(
+    self,
+    directory: str | Path,
+    max_to_keep: int = 3,
+    best_metric: str | None = None,
+    best_mode: str = "max",
+  ):
+    if best_mode not in ("max", "min"):
+      raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+    # Orbax wants absolute paths; create=False so that opening a missing run (e.g. a mistyped
+    # teacher path) leaves no empty folders behind; the first save creates them.
+    self.directory = Path(directory).expanduser().resolve()
+    self.best_metric = best_metric
+    # `max_to_keep`/`best_fn` alone are the documented-deprecated way to prune; preservation
+    # policies are the current one. `best_fn` is still needed for `best_step()` to rank saves.
+    self._latest = _manager(
+      self.directory / "checkpoints",
+      ocp.CheckpointManagerOptions(
+        create=False, preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep)
+      ),
+    )
+    if best_metric is None:
+      # Read-only use (e.g. loading a finished teacher): `best/` holds one save, its latest.
+      best_options = ocp.CheckpointManagerOptions(create=False)
+    else:
+      best_fn = lambda metrics: float(metrics[best_metric])  # noqa: E731
+      best_options = ocp.CheckpointManagerOptions(
+        create=False,
+        best_fn=best_fn,
+        best_mode=best_mode,
+        preservation_policy=ocp.checkpoint_managers.BestN(
+          get_metric_fn=best_fn,
+          reverse=best_mode == "min",
+          n=1,
+          keep_checkpoints_without_metrics=False,
+        ),
+      )
+    self._best = _manager(self.directory / "best", best_options)
+
+  def save(self, step: int, state: PyTree, meta: dict, metrics: dict | None = None) -> None:
+    """Saves `state` and `meta` at `step`; also offers it to `best/` when `metrics` has `best_metric`."""
+    metrics = None if metrics is None else {k: _json_number(v) for k, v in metrics.items()}
+    args = ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state), _META: ocp.args.JsonSave(meta)})
+    if not self._latest.save(step, args=args, metrics=metrics):
+      # Orbax skips steps at or before its latest save (e.g. a resumed run saving its start step).
+      _log.warning("Checkpoint step %d not saved in %s: not after latest step %s",
+                   step, self._latest.directory, self._latest.latest_step())
+    if self.best_metric is not None and metrics is not None and self.best_metric in metrics:
+      # Every candidate is written, and the BestN policy then deletes all but the best one.
+      self._best.save(step, args=args, metrics=metrics)
+
+  def latest_step(self) -> int | None:
+    return self._latest.latest_step()
+
+  def best_step(self) -> int | None:
+    if self.best_metric is None:
+      return self._best.latest_step()
+    return self._best.best_step()
+
+  def _resolve(self, step: int | None, best: bool) -> tuple[ocp.CheckpointManager, int]:
+    manager = self._best if best else self._latest
+    # Restore does not wait for this process's own pending async saves, which may not be on disk yet.
+    manager.wait_until_finished()
+    if step is None:
+      step = self.best_step() if best else self.latest_step()
+    if step is None:
+      raise FileNotFoundError(
+        f"No checkpoint in {manager.directory}: train it first "
+        f"(python run.py --config=... --workdir={self.directory}) or point the config at a finished run"
+      )
+    if step not in manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint for step {step} in {manager.directory}; saved steps: "
+                              f"{sorted(manager.all_steps())}")
+    return manager, step
+
+  def restore(self, target: PyTree, step: int | None = None, best: bool = False) -> tuple[PyTree, dict]:
+    """Restores (state, meta); `target` leaves (ShapeDtypeStruct or arrays) give shape, dtype, sharding.
+
+    `step=None` takes the latest save, or the best with `best=True`. A target whose tree structure
+    differs from the saved one raises ValueError.
+    """
+    manager, step = self._resolve(step, best)
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        **{_STATE: ocp.args.StandardRestore(abstract_like(target)), _META: ocp.args.JsonRestore()}
+      ),
+    )
+    return restored[_STATE], restored[_META]
+
+  def read_meta(self, step: int | None = None, best: bool = False) -> dict:
+    """The JSON meta of a save, without reading (or knowing the shape of) its state."""
+    manager, step = self._resolve(step, best)
+    return manager.restore(step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
+
+  def wait(self) -> None:
+    """Blocks until every pending asynchronous save is on disk."""
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self.wait()
+    self._latest.close()
+    self._best.close()
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, *exc: object) -> None:
+    self.close()
+
+
+def read_meta(directory: str | Path, step: int | None = None, best: bool = False) -> dict:
+  """The JSON meta saved in run `directory` (latest step by default), e.g. to check a teacher run."""
+  with Checkpointer(directory) as checkpointer:
+    return checkpointer.read_meta(step, best=best)

@@ -1,0 +1,90 @@
+"""Config -> (Linen module, initial params, batch -> candidate logits [B, K]) for the teacher and students.
+
+The training loop, the scorer and the evaluator only see this interface, so one loop serves all three models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kd_jax import pretrained
+from kd_jax.data.prepare import Prepared
+from kd_jax.models import hf_weights, students
+from kd_jax.models.teacher import CrossEncoder, TeacherConfig
+
+KINDS = ("teacher", "cnn", "lstm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+  kind: str
+  module: Any
+  tokens: str  # batch tokens the model reads: "pairs" (teacher) or "words" (students)
+  init: Callable[[jax.Array], Any]
+  logits: Callable[..., jax.Array]  # (params, batch, rng=None, train=False) -> [B, K]
+
+
+def teacher_config(mcfg) -> TeacherConfig:
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[mcfg.dtype]
+  if mcfg.pretrained:
+    hf = json.loads((pretrained.hf_model_dir(mcfg.pretrained) / "config.json").read_text())
+    return TeacherConfig.from_hf(hf, dtype=dtype, dropout_rate=mcfg.dropout_rate)
+  # From scratch (the ablation): MiniLM's shape unless overridden.
+  return TeacherConfig(num_layers=mcfg.num_layers, hidden_size=mcfg.hidden_size, num_heads=mcfg.num_heads,
+                       intermediate_size=4 * mcfg.hidden_size, dtype=dtype, dropout_rate=mcfg.dropout_rate)
+
+
+def student_config(mcfg, vocab_size: int):
+  common = dict(vocab_size=vocab_size, embed_dim=mcfg.embed_dim, freeze_embeddings=mcfg.freeze_embeddings,
+                shared_towers=mcfg.shared_towers, out_dim=mcfg.out_dim, scoring=mcfg.scoring,
+                dropout_rate=mcfg.dropout_rate)
+  if mcfg.kind == "cnn":
+    return students.CNNConfig(widths=tuple(mcfg.widths), num_filters=mcfg.num_filters, **common)
+  return students.BiLSTMConfig(hidden=mcfg.hidden, pooling=mcfg.pooling, **common)
+
+
+def build(mcfg, prepared: Prepared) -> Built:
+  if mcfg.kind not in KINDS:
+    raise ValueError(f"Unknown model.kind {mcfg.kind!r}: use one of {KINDS}.")
+  if mcfg.kind == "teacher":
+    config = teacher_config(mcfg)
+    module = CrossEncoder(config)
+
+    def init(rng):
+      path = pretrained.hf_model_dir(mcfg.pretrained) if mcfg.pretrained else None
+      return hf_weights.init_teacher_params(config, rng, path, max_len=mcfg.pair_len)
+
+    def logits(params, batch, rng=None, train=False):
+      b, k, length = batch["pair_ids"].shape
+      flat = [batch[n].reshape(b * k, length) for n in ("pair_ids", "pair_types", "pair_mask")]
+      out = module.apply({"params": params}, *flat, deterministic=not train,
+                         rngs={"dropout": rng} if train else None)
+      return out.reshape(b, k)
+
+    return Built("teacher", module, "pairs", init, logits)
+
+  config = student_config(mcfg, len(prepared.vocab))
+  module = (students.CNNStudent if mcfg.kind == "cnn" else students.BiLSTMStudent)(config)
+
+  def init(rng):
+    claims = jnp.ones((1, 4), jnp.int32)
+    params = module.init(rng, claims, jnp.ones((1, 2, 4), jnp.int32))["params"]
+    if mcfg.glove:
+      index, vectors = pretrained.glove_6b_50d()
+      if vectors.shape[1] != config.embed_dim:
+        raise ValueError(f"GloVe vectors are {vectors.shape[1]}-d but model.embed_dim={config.embed_dim}.")
+      params = students.with_embeddings(params, students.glove_embedding_matrix(prepared.vocab, index,
+                                                                                np.asarray(vectors)))
+    return params
+
+  def logits(params, batch, rng=None, train=False):
+    return module.apply({"params": params}, batch["claim_words"], batch["doc_words"], deterministic=not train,
+                        rngs={"dropout": rng} if train else None)
+
+  return Built(mcfg.kind, module, "words", init, logits)

@@ -1,0 +1,215 @@
+"""Claim-independent students: a claim tower and a document tower whose vectors meet only in `score`.
+
+Because a document's vector never sees the claim, the whole collection can be encoded once and searched
+with a matrix product, which is the point of distilling the cross-attention teacher into these models.
+
+Token ids are int32 `[..., L]` with 0 = padding (trailing) and 1 = out-of-vocabulary; mask = ids != 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+Array = jax.Array
+PAD_ID = 0
+OOV_ID = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StudentConfig:
+  """Fields shared by both students."""
+  vocab_size: int
+  embed_dim: int = 50  # GloVe 6B 50-d
+  freeze_embeddings: bool = False
+  shared_towers: bool = True  # False: separate claim and document encoders
+  out_dim: int = 256
+  scoring: Literal["dot", "cosine"] = "dot"
+  # Raw cosines lie in [-1, 1], far too flat for a softmax over candidates; the scale is learned.
+  cosine_scale_init: float = 10.0
+  dropout_rate: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CNNConfig(StudentConfig):
+  widths: tuple[int, ...] = (1, 2, 3, 5)
+  num_filters: int = 128  # per width
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BiLSTMConfig(StudentConfig):
+  hidden: int = 128  # per direction
+  pooling: Literal["max", "mean"] = "max"
+
+
+def masked_max(x: Array, mask: Array) -> Array:
+  """Max over axis -2 of `x` [..., L, F] at valid positions; zeros for an all-padding sequence."""
+  filled = jnp.where(mask[..., None], x, jnp.finfo(x.dtype).min)
+  return jnp.where(jnp.any(mask, axis=-1)[..., None], jnp.max(filled, axis=-2), 0.0)
+
+
+def masked_mean(x: Array, mask: Array) -> Array:
+  """Mean over axis -2 of `x` [..., L, F] at valid positions; zeros for an all-padding sequence."""
+  total = jnp.sum(jnp.where(mask[..., None], x, 0.0), axis=-2)
+  return total / jnp.maximum(jnp.sum(mask, axis=-1), 1)[..., None].astype(x.dtype)
+
+
+class _Embed(nn.Module):
+  """Word embeddings with padded positions zeroed, so the pad row's values never matter."""
+  config: StudentConfig
+
+  @nn.compact
+  def __call__(self, ids: Array) -> tuple[Array, Array]:
+    mask = ids != PAD_ID
+    x = nn.Embed(self.config.vocab_size, self.config.embed_dim, name="embed")(ids)
+    if self.config.freeze_embeddings:
+      x = jax.lax.stop_gradient(x)
+    return jnp.where(mask[..., None], x, 0.0), mask
+
+
+class CNNEncoder(nn.Module):
+  """One tower: embeddings -> parallel 1-D convolutions + ReLU -> masked max over time -> projection."""
+  config: CNNConfig
+
+  @nn.compact
+  def __call__(self, ids: Array, deterministic: bool = True) -> Array:
+    cfg = self.config
+    x, mask = _Embed(cfg, name="tokens")(ids)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    # 'SAME' pads by a width-only amount, and padded positions are zero on input, so a valid position's
+    # window reads the same zeros whether the sequence ends or trailing padding follows: padding-invariant.
+    pooled = [masked_max(nn.relu(nn.Conv(cfg.num_filters, (w,), padding="SAME", name=f"conv{w}")(x)), mask)
+              for w in cfg.widths]
+    z = nn.Dropout(cfg.dropout_rate)(jnp.concatenate(pooled, axis=-1), deterministic=deterministic)
+    return nn.Dense(cfg.out_dim, name="proj")(z)
+
+
+class BiLSTMEncoder(nn.Module):
+  """One tower: embeddings -> BiLSTM (stops at each sequence's length) -> masked pooling -> projection."""
+  config: BiLSTMConfig
+
+  @nn.compact
+  def __call__(self, ids: Array, deterministic: bool = True) -> Array:
+    cfg = self.config
+    x, mask = _Embed(cfg, name="tokens")(ids)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
+    h = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)), nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)),
+                         name="bilstm")(x, seq_lengths=lengths)
+    if cfg.pooling == "max":
+      z = masked_max(h, mask)
+    elif cfg.pooling == "mean":
+      z = masked_mean(h, mask)
+    else:
+      raise ValueError(f"pooling must be 'max' or 'mean', got {cfg.pooling!r}")
+    z = nn.Dropout(cfg.dropout_rate)(z, deterministic=deterministic)
+    return nn.Dense(cfg.out_dim, name="proj")(z)
+
+
+def _encode_flat(tower: Callable[..., Array], ids: Array, deterministic: bool) -> Array:
+  """Runs a tower on ids [..., L] by flattening the leading dims; returns [..., D]."""
+  lead = ids.shape[:-1]
+  vecs = tower(ids.reshape(-1, ids.shape[-1]), deterministic=deterministic)
+  return vecs.reshape(*lead, vecs.shape[-1])
+
+
+def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
+
+
+class _DualEncoder(nn.Module):
+  """Two towers (or one, shared) plus the dot/cosine scorer; subclasses name the tower type."""
+  config: StudentConfig
+  encoder_cls: ClassVar[type[nn.Module]]  # the tower, set by subclasses
+
+  def setup(self):
+    if self.config.scoring not in ("dot", "cosine"):
+      raise ValueError(f"scoring must be 'dot' or 'cosine', got {self.config.scoring!r}")
+    if self.config.shared_towers:
+      self.encoder = self.encoder_cls(self.config)
+    else:
+      self.claim_encoder = self.encoder_cls(self.config)
+      self.doc_encoder = self.encoder_cls(self.config)
+    if self.config.scoring == "cosine":
+      self.cosine_scale = self.param("cosine_scale", nn.initializers.constant(self.config.cosine_scale_init), ())
+
+  def encode_claims(self, claim_ids: Array, deterministic: bool = True) -> Array:
+    """Claim ids [..., Lc] -> vectors [..., out_dim]."""
+    tower = self.encoder if self.config.shared_towers else self.claim_encoder
+    return _encode_flat(tower, claim_ids, deterministic)
+
+  def encode_docs(self, doc_ids: Array, deterministic: bool = True) -> Array:
+    """Document ids [..., Ld] -> vectors [..., out_dim]."""
+    tower = self.encoder if self.config.shared_towers else self.doc_encoder
+    return _encode_flat(tower, doc_ids, deterministic)
+
+  def score(self, claim_vecs: Array, doc_vecs: Array) -> Array:
+    """Claims [B, D] against per-claim candidates [B, K, D] -> [B, K], or a shared matrix [N, D] -> [B, N]."""
+    if self.config.scoring == "cosine":
+      claim_vecs, doc_vecs = _l2_normalize(claim_vecs), _l2_normalize(doc_vecs)
+    if doc_vecs.ndim == 3:
+      scores = jnp.einsum("bd,bkd->bk", claim_vecs, doc_vecs)
+    elif doc_vecs.ndim == 2:
+      scores = jnp.einsum("bd,nd->bn", claim_vecs, doc_vecs)
+    else:
+      raise ValueError(f"doc_vecs must be [B, K, D] or [N, D], got shape {doc_vecs.shape}")
+    if self.config.scoring == "cosine":
+      scores = self.cosine_scale * scores
+    return scores
+
+  def __call__(self, claim_ids: Array, doc_ids: Array, deterministic: bool = True) -> Array:
+    """Claims [B, Lc] and their candidates [B, K, Ld] -> scores [B, K]. Creates every parameter on init."""
+    return self.score(self.encode_claims(claim_ids, deterministic), self.encode_docs(doc_ids, deterministic))
+
+
+class CNNStudent(_DualEncoder):
+  """Claim-independent CNN dual encoder (`config: CNNConfig`)."""
+  encoder_cls: ClassVar[type[nn.Module]] = CNNEncoder
+
+
+class BiLSTMStudent(_DualEncoder):
+  """Claim-independent BiLSTM dual encoder (`config: BiLSTMConfig`)."""
+  encoder_cls: ClassVar[type[nn.Module]] = BiLSTMEncoder
+
+
+def glove_embedding_matrix(vocab: list[str], glove_index: dict[str, int], glove_vectors: np.ndarray,
+                           rng_seed: int = 0) -> np.ndarray:
+  """Embedding table [len(vocab), dim] float32 for `vocab` (index -> word; 0 = '<pad>', 1 = '<unk>').
+
+  Words found in GloVe (as given, else lowercased: GloVe 6B is uncased) get their GloVe row; the pad row
+  is zero; every other row (including '<unk>') is drawn from N(0, std of GloVe) so it starts on GloVe's scale.
+  """
+  vectors = np.asarray(glove_vectors)
+  rng = np.random.default_rng(rng_seed)
+  std = float(np.std(vectors, dtype=np.float64))
+  matrix = rng.normal(0.0, std, size=(len(vocab), vectors.shape[1])).astype(np.float32)
+  for i, word in enumerate(vocab):
+    row = glove_index.get(word)
+    if row is None:
+      row = glove_index.get(word.lower())
+    if row is not None and i not in (PAD_ID, OOV_ID):
+      matrix[i] = vectors[row]
+  matrix[PAD_ID] = 0.0
+  return matrix
+
+
+def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
+  """Copy of `params` (the variables dict or its 'params' entry) with every embedding table set to `matrix`.
+
+  With separate towers both the claim and the document tables are replaced.
+  """
+  flat = traverse_util.flatten_dict(params)
+  paths = [p for p in flat if p[-2:] == ("embed", "embedding")]
+  if not paths:
+    raise ValueError("no embedding table ('embed'/'embedding') found in params")
+  for path in paths:
+    if tuple(flat[path].shape) != tuple(np.shape(matrix)):
+      raise ValueError(f"embedding {'/'.join(path)} has shape {flat[path].shape}, matrix has {np.shape(matrix)}")
+    flat[path] = jnp.asarray(matrix, dtype=flat[path].dtype)
+  return traverse_util.unflatten_dict(flat)

@@ -1,0 +1,73 @@
+"""The device mesh and where arrays live on it.
+
+Axes: `data` (batch rows) and `model` (parameters split along one dimension, FSDP-style, for a teacher too
+big to replicate). Built with `Mesh` directly: `jax.make_mesh` now defaults to Explicit axis types, which
+ordinary Linen models reject.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def maybe_initialize_distributed(enabled: bool) -> None:
+  """Multi-host jobs (TPU pods, multi-node GPU) must connect processes before touching devices."""
+  if enabled and jax.process_count() == 1:
+    jax.distributed.initialize()
+    logging.info("Process %d of %d", jax.process_index(), jax.process_count())
+
+
+def make_mesh(data: int = -1, model: int = 1) -> Mesh:
+  """A (data, model) mesh; data=-1 takes every device not used by `model`."""
+  devices = jax.devices()
+  if model < 1 or len(devices) % model:
+    raise ValueError(f"mesh.model={model} must divide the {len(devices)} visible devices.")
+  data = len(devices) // model if data == -1 else data
+  if data < 1 or data * model > len(devices):
+    raise ValueError(f"A mesh of data={data} x model={model} needs {data * model} devices but {len(devices)} are "
+                     "visible: lower --config.mesh.data/--config.mesh.model (-1 = all devices).")
+  return Mesh(np.asarray(devices[: data * model]).reshape(data, model), ("data", "model"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P("data"))
+
+
+def param_shardings(tree, mesh: Mesh, min_size: int = 2**18):
+  """Splits each large leaf over `model` along its largest divisible dimension; small leaves replicate.
+
+  With model=1 everything is replicated (plain data parallelism). Optimizer moments mirror the params'
+  shapes, so calling this on the whole train state shards them the same way.
+  """
+  n = mesh.shape["model"]
+
+  def spec(leaf) -> NamedSharding:
+    shape = getattr(leaf, "shape", ())
+    if n == 1 or np.prod(shape, dtype=np.int64) < min_size:
+      return replicated(mesh)
+    dims = sorted(range(len(shape)), key=lambda d: -shape[d])
+    for d in dims:
+      if shape[d] % n == 0:
+        return NamedSharding(mesh, P(*[("model" if i == d else None) for i in range(len(shape))]))
+    return replicated(mesh)
+
+  return jax.tree.map(spec, tree)
+
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Host batch -> global arrays split over `data`. Each process passes its own rows (multi-host)."""
+  sharding = batch_sharding(mesh)
+  out = {}
+  for k, v in batch.items():
+    if v.dtype.kind in "SUO":  # ids and other strings stay on the host
+      continue
+    out[k] = jax.make_array_from_process_local_data(sharding, v)
+  return out

@@ -1,0 +1,138 @@
+"""The modes `run.py` dispatches to, and the chain that reuses finished stages.
+
+Stage folders live under `--workdir`: `<workdir>/<config.name>` (e.g. `teacher`, `cnn_student`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from kd_jax import evaluate, sharding, teacher_scores, train
+from kd_jax.data import prepare
+from kd_jax.models import build as build_lib
+from kd_jax.models.size import count_params
+
+
+def stage_dir(config, workdir: str) -> Path:
+  return Path(workdir) / config.name
+
+
+def _teacher_config(config, workdir: str):
+  """The teacher run the student learns from: `distill.teacher_dir` if set, else `<workdir>/teacher`."""
+  tdir = Path(config.distill.teacher_dir) if config.distill.teacher_dir else Path(workdir) / config.teacher.name
+  tcfg = ml_collections.ConfigDict(config.teacher.to_dict())
+  saved = tdir / "config.json"
+  if saved.is_file():
+    tcfg = ml_collections.ConfigDict(json.loads(saved.read_text()))
+  # Soft labels must score the very candidate lists the student trains on.
+  tcfg.data = ml_collections.ConfigDict(config.data.to_dict())
+  tcfg.mesh = ml_collections.ConfigDict(config.mesh.to_dict())
+  return tdir, tcfg
+
+
+def train_teacher(config, workdir: str) -> dict:
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  out = stage_dir(config, workdir)
+  result = train.fit(config, out, prepared, built, train.hard_loss_fn)
+  logging.info("Teacher (%s params) in %s, dev %s", f"{count_params(result.params):,}", out, result.metrics)
+  return result.metrics
+
+
+def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
+  """Runs the finished teacher in `tdir` over every `split` candidate list once and stores the logits."""
+  prepared = prepare.prepare(tcfg.data)
+  path = teacher_scores.path_for(tdir, prepared, split)
+  if path.is_file():
+    logging.info("Teacher scores already stored in %s; reusing them.", path)
+    return path
+  if not (tdir / "complete.json").is_file():
+    raise FileNotFoundError(f"No finished teacher in {tdir}: train it (python run.py --config=configs/teacher.py "
+                            f"--workdir={tdir.parent}) or set --config.distill.teacher_dir.")
+  built = build_lib.build(tcfg.model, prepared)
+  mesh = sharding.make_mesh(tcfg.mesh.data, tcfg.mesh.model)
+  params, params_sh = train.restore_params(tdir, built, tcfg, mesh)
+  predict = evaluate.make_predict(built, mesh, params_sh)
+  pred = evaluate.predict_split(predict, params, prepared, split, tcfg.train.eval_batch_size, mesh, built.tokens,
+                                tcfg.model.pair_len)
+  if jax.process_index() == 0:
+    teacher_scores.save(path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"])
+  logging.info("Stored teacher scores for %d %s claims in %s", len(pred["scores"]), split, path)
+  return path
+
+
+def distill(config, workdir: str) -> dict:
+  """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
+  prepared = prepare.prepare(config.data)
+  tdir, tcfg = _teacher_config(config, workdir)
+  if not (tdir / "complete.json").is_file() and not teacher_scores.path_for(tdir, prepared, "train").is_file():
+    if not config.distill.train_teacher_if_missing:
+      raise FileNotFoundError(f"No finished teacher in {tdir}: train it (python run.py --config=configs/teacher.py "
+                              f"--workdir={tdir.parent}) or set --config.distill.teacher_dir.")
+    logging.info("No finished teacher in %s: training it first.", tdir)
+    train_teacher(tcfg, str(tdir.parent))
+  else:
+    logging.info("Using the finished teacher in %s.", tdir)
+  built = build_lib.build(config.model, prepared)
+  out = stage_dir(config, workdir)
+  if config.distill.online:
+    teacher_built = build_lib.build(tcfg.model, prepared)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    tparams, _ = train.restore_params(tdir, teacher_built, tcfg, mesh)
+    result = train.fit(config, out, prepared, built, _loss(config), teacher=(teacher_built, tparams))
+  else:
+    path = score_candidates(tcfg, tdir)
+    lookup = teacher_scores.lookup(path, prepared.source("train"))
+    result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup)
+  logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
+  return evaluate_stage(config, workdir)
+
+
+def _loss(config):
+  d = config.distill
+  return train.distill_loss_fn(d.temperature, d.alpha, d.hard)
+
+
+def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
+  """Reranks `split`'s candidates with the stage's best checkpoint; writes `eval_<split>.json`."""
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  out = stage_dir(config, workdir)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  params, params_sh = train.restore_params(out, built, config, mesh)
+  predict = evaluate.make_predict(built, mesh, params_sh)
+  pred = evaluate.predict_split(predict, params, prepared, split, config.train.eval_batch_size, mesh, built.tokens,
+                                config.model.get("pair_len", 0))
+  bm25 = evaluate.rerank_metrics({**pred, "scores": _bm25_scores(prepared, split)})
+  result = {"split": split, "model": config.name, "params": count_params(params),
+            "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
+            "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"]}
+  if jax.process_index() == 0:
+    (out / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+  logging.info("%s on %s: %s -> %s", config.name, split, result["rerank"], out / f"eval_{split}.json")
+  return result
+
+
+def _bm25_scores(prepared, split: str) -> np.ndarray:
+  src = prepared.source(split)
+  return np.stack([src[i]["bm25_scores"] for i in range(len(src))])
+
+
+def run(config, workdir: str):
+  sharding.maybe_initialize_distributed(config.distributed)
+  if config.mode == "train_teacher":
+    return train_teacher(config, workdir)
+  if config.mode == "score_candidates":
+    tdir, tcfg = _teacher_config(config, workdir) if "distill" in config else (stage_dir(config, workdir), config)
+    return score_candidates(tcfg, tdir)
+  if config.mode == "distill":
+    return distill(config, workdir)
+  if config.mode == "evaluate":
+    return evaluate_stage(config, workdir)
+  raise ValueError(f"Unknown mode {config.mode!r}: use train_teacher, score_candidates, distill or evaluate.")

@@ -1,0 +1,194 @@
+"""One sharded train step and one resumable loop, shared by the teacher and both students.
+
+The step is a pure function `(state, batch, rng[, teacher_params]) -> (state, metrics)`, jitted with
+`in_shardings`/`out_shardings` over the (data, model) mesh and donating the state. The state is a plain
+pytree `{step, params, opt_state}` so Orbax saves and restores it onto any mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from kd_jax import checkpoint, evaluate, losses, sharding
+from kd_jax.data import pipeline
+from kd_jax.data.prepare import Prepared
+from kd_jax.logbook import Logbook
+from kd_jax.models.build import Built
+
+SYNC_EVERY = 10  # CPU fake-device collectives abort if too many steps are in flight (TOOLCHAIN.md)
+
+
+def make_optimizer(tc) -> optax.GradientTransformation:
+  """AdamW with linear warmup, cosine decay to 1% and global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, tc.warmup_steps,
+                                                max(tc.steps, tc.warmup_steps + 1), end_value=tc.learning_rate * 0.01)
+  return optax.chain(optax.clip_by_global_norm(tc.grad_clip), optax.adamw(schedule, weight_decay=tc.weight_decay))
+
+
+def hard_loss_fn(logits, batch):
+  """Teacher objective: listwise softmax cross-entropy against the gold documents."""
+  loss = losses.listwise_hard_loss(logits, batch["cand_labels"], batch["cand_mask"])
+  return loss, {"hard": loss}
+
+
+def distill_loss_fn(temperature: float, alpha: float, hard: str) -> Callable:
+  """Student objective: `alpha * T^2 KL(teacher || student) + (1 - alpha) * hard`; pseudo rows distil only."""
+  def fn(logits, batch):
+    return losses.combined_loss(logits, batch["teacher_scores"], batch["cand_labels"], batch["cand_mask"],
+                                temperature=temperature, alpha=alpha, hard=hard,
+                                hard_row_mask=~batch["is_pseudo"])
+  return fn
+
+
+def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None) -> Callable:
+  """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores."""
+  def step(state, batch, rng, teacher_params=None):
+    rng = jax.random.fold_in(rng, state["step"])
+    if teacher is not None:
+      batch = dict(batch, teacher_scores=jax.lax.stop_gradient(teacher.logits(teacher_params, batch)))
+
+    def objective(params):
+      return loss_fn(built.logits(params, batch, rng, train=True), batch)
+
+    (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+                 "opt_state": opt_state}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **parts}
+  return step
+
+
+def init_state(built: Built, tx, rng, mesh):
+  """Initial state placed on the mesh, and its shardings."""
+  params = built.init(rng)
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+  shardings = sharding.param_shardings(state, mesh)
+  return jax.device_put(state, shardings), shardings
+
+
+def jit_step(step_fn: Callable, mesh, state_shardings, teacher_shardings=None) -> Callable:
+  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  in_sh = (state_shardings, data, rep) + ((teacher_shardings,) if teacher_shardings is not None else ())
+  return jax.jit(step_fn, in_shardings=in_sh, out_shardings=(state_shardings, rep), donate_argnums=0)
+
+
+def check_batch_sizes(config, mesh) -> None:
+  n = mesh.shape["data"]
+  for name in ("batch_size", "eval_batch_size"):
+    if config.train[name] % n:
+      raise ValueError(f"train.{name}={config.train[name]} must be divisible by the mesh's data axis ({n} "
+                       "devices): change it or --config.mesh.data.")
+
+
+@dataclasses.dataclass
+class FitResult:
+  params: Any
+  metrics: dict[str, float]  # the final dev evaluation
+  initial_metrics: dict[str, float] | None  # dev evaluation before the first step (fresh runs only)
+
+
+def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callable,
+        teacher_scores: Callable | None = None, teacher: tuple[Built, Any] | None = None,
+        stop_after: int | None = None) -> FitResult:
+  """Trains `built` to `config.train.steps`, resuming from `workdir`'s latest checkpoint when present.
+
+  `stop_after` ends the loop early after that many steps (as if the run were killed), for tests.
+  """
+  tc = config.train
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  check_batch_sizes(config, mesh)
+  tx = make_optimizer(tc)
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state, state_sh = init_state(built, tx, init_rng, mesh)
+  ckpt = checkpoint.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints, best_metric=tc.best_metric)
+  start = 0
+  if ckpt.latest_step() is not None:
+    if not config.resume:
+      raise ValueError(f"{workdir} already holds checkpoints: pass --config.resume=True to continue, or a new "
+                       "--workdir.")
+    state, _ = ckpt.restore(checkpoint.abstract_like(state, state_sh))
+    start = int(state["step"])
+    logging.info("Resumed %s at step %d", workdir, start)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+  teacher_built, teacher_params, teacher_sh = None, None, None
+  tokens = built.tokens
+  if teacher is not None:
+    teacher_built, teacher_params = teacher
+    teacher_sh = sharding.param_shardings(teacher_params, mesh)
+    teacher_params = jax.device_put(teacher_params, teacher_sh)
+    tokens = "both"
+  pair_len = config.model.get("pair_len", 0) or (config.teacher.model.pair_len if teacher is not None else 0)
+  transform = pipeline.gather_transform(prepared, tokens, pair_len, teacher_scores)
+  batches = pipeline.TrainBatches(prepared.source("train"), tc.batch_size, config.seed, transform,
+                                  jax.process_index(), jax.process_count())
+  step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built), mesh, state_sh, teacher_sh)
+  predict = evaluate.make_predict(built, mesh, state_sh["params"])
+  log = Logbook(workdir)
+
+  def dev_metrics():
+    pred = evaluate.predict_split(predict, state["params"], prepared, tc.eval_split, tc.eval_batch_size, mesh,
+                                  built.tokens, config.model.get("pair_len", 0))
+    return evaluate.rerank_metrics(pred)
+
+  initial = None
+  if start == 0:
+    initial = dev_metrics()
+    log.write(0, tc.eval_split, initial)
+  metrics, end = {}, tc.steps if stop_after is None else min(tc.steps, start + stop_after)
+  extra = (teacher_params,) if teacher is not None else ()
+  stream, tick, ticked_step = batches.iterate(start), time.time(), start
+  pending = None
+  for step in range(start, end):
+    state, pending = step_fn(state, sharding.put_batch(next(stream), mesh), step_rng, *extra)
+    done = step + 1
+    if done % min(tc.log_every, SYNC_EVERY) == 0 or done == end:
+      values = jax.device_get(pending)  # also the device sync the CPU collectives need
+      if done % tc.log_every == 0 or done == end:
+        rate = (done - ticked_step) / max(time.time() - tick, 1e-9)
+        eta = (end - done) / rate
+        log.write(done, "train", {**values, "steps_per_s": rate, "claims_per_s": rate * tc.batch_size,
+                                  "eta_s": eta})
+        tick, ticked_step = time.time(), done
+    is_eval = done % tc.eval_every == 0 or done == tc.steps
+    if is_eval:
+      metrics = dev_metrics()
+      log.write(done, tc.eval_split, metrics)
+    if done % tc.checkpoint_every == 0 or done == end:
+      ckpt.save(done, state, {"step": done, "name": config.name}, metrics if is_eval else None)
+  if pending is not None:
+    jax.block_until_ready(pending)
+  if not metrics:
+    metrics = dev_metrics()
+  ckpt.close()
+  log.close()
+  if end == tc.steps and jax.process_index() == 0:
+    (workdir / "complete.json").write_text(json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2))
+  return FitResult(params=state["params"], metrics=metrics, initial_metrics=initial)
+
+
+def restore_params(workdir: Path, built: Built, config, mesh, best: bool = True):
+  """Params of a finished (or interrupted) run, placed on `mesh`; the best-by-dev checkpoint if kept."""
+  tx = make_optimizer(config.train)
+  abstract = jax.eval_shape(lambda: {"step": jnp.zeros((), jnp.int32), "params": built.init(jax.random.key(0)),
+                                     "opt_state": None})
+  abstract["opt_state"] = jax.eval_shape(tx.init, abstract["params"])
+  shardings = sharding.param_shardings(abstract, mesh)
+  ckpt = checkpoint.Checkpointer(workdir, best_metric=config.train.best_metric)
+  use_best = best and ckpt.best_step() is not None
+  state, _ = ckpt.restore(checkpoint.abstract_like(abstract, shardings), best=use_best)
+  ckpt.close()
+  return state["params"], shardings["params"]

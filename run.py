@@ -1,0 +1,32 @@
+"""kd_jax entry point: `python run.py --config=configs/cnn_student.py --workdir=workdir [--config.x=y ...]`.
+
+`config.mode` picks the stage: train_teacher | score_candidates | distill | evaluate.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from kd_jax import stages
+from kd_jax.data.jsonl import DataFormatError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Experiment folder; each stage writes a subfolder.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  try:
+    stages.run(_CONFIG.value, _WORKDIR.value)
+  except (FileNotFoundError, ValueError, DataFormatError) as e:
+    # Bad input, not a bug: one line that says what to do (the traceback stays available at -v 1).
+    logging.debug("Traceback:", exc_info=True)
+    sys.exit(f"kd_jax error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,124 @@
+"""Sharded train steps (8 devices == 1 device), resumption, and the run.py chain on real SciFact."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from configs import cnn_student, lstm_student, teacher as teacher_config
+from kd_jax import sharding, teacher_scores, train
+from kd_jax.data import pipeline, prepare
+from kd_jax.models import build as build_lib
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(module, data_dir, cache_dir, **train_overrides):
+  c = module.get_config("smoke")
+  c.data.dir = str(data_dir)
+  c.data.cache_dir = str(cache_dir)
+  for k, v in train_overrides.items():
+    c.train[k] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("cache")
+
+
+def _one_step(config, prepared, mesh):
+  built = build_lib.build(config.model, prepared)
+  tx = train.make_optimizer(config.train)
+  state, state_sh = train.init_state(built, tx, jax.random.key(0), mesh)
+  loss_fn = train.hard_loss_fn if built.kind == "teacher" else train.distill_loss_fn(2.0, 0.5, "listwise")
+  step = train.jit_step(train.make_train_step(built, tx, loss_fn), mesh, state_sh)
+  batches = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(
+      prepared, built.tokens, config.model.get("pair_len", 0)))
+  batch = batches[0]
+  batch["teacher_scores"] = batch["bm25_scores"]  # any fixed soft labels will do for equivalence
+  state, metrics = step(state, sharding.put_batch(batch, mesh), jax.random.key(1))
+  return jax.device_get(state["params"]), float(metrics["loss"])
+
+
+@pytest.mark.parametrize("module,meshes", [
+    (cnn_student, [(8, 1)]), (lstm_student, [(8, 1)]), (teacher_config, [(8, 1), (4, 2)])])
+def test_sharded_step_equals_single_device(module, meshes, data_dir, cache_dir):
+  config = _config(module, data_dir, cache_dir)
+  prepared = prepare.prepare(config.data)
+  ref_params, ref_loss = _one_step(config, prepared, sharding.make_mesh(1, 1))
+  for data, model in meshes:
+    params, loss = _one_step(config, prepared, sharding.make_mesh(data, model))
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)
+
+
+def test_killed_run_resumes_to_identical_params(data_dir, cache_dir, tmp_path):
+  config = _config(cnn_student, data_dir, cache_dir, steps=8, checkpoint_every=4, eval_every=100)
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  straight = train.fit(config, tmp_path / "straight", prepared, built, train.hard_loss_fn)
+  train.fit(config, tmp_path / "killed", prepared, built, train.hard_loss_fn, stop_after=4)
+  assert not (tmp_path / "killed" / "complete.json").exists()
+  resumed = train.fit(config, tmp_path / "killed", prepared, built, train.hard_loss_fn)
+  assert resumed.initial_metrics is None  # it continued, not restarted
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6),
+               resumed.params, straight.params)
+
+
+def _run(args, env_extra=None, check=True):
+  env = dict(os.environ, **(env_extra or {}))
+  proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=900)
+  if check and proc.returncode:
+    raise AssertionError(f"run.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
+  common = [f"--workdir={tmp_path}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache_dir}"]
+  _run(["--config=configs/cnn_student.py:smoke", *common])
+  student = tmp_path / "cnn_student"
+  for stage in (tmp_path / "teacher", student):
+    assert (stage / "complete.json").is_file() and (stage / "checkpoints").is_dir()
+    assert any((stage / "tensorboard").iterdir())
+  log = [json.loads(l) for l in (student / "metrics.jsonl").read_text().splitlines()]
+  dev = [r for r in log if r["split"] == "dev"]
+  assert dev[0]["step"] == 0 and dev[-1]["ndcg@10"] > dev[0]["ndcg@10"], dev
+  result = json.loads((student / "eval_test.json").read_text())
+  assert result["rerank"]["num_queries"] > 0 and 0 < result["params"] < 3_000_000
+  scores = list((tmp_path / "teacher" / "scores").rglob("train.npz"))
+  assert len(scores) == 1
+  # Second run: every stage is reused, nothing retrained.
+  again = _run(["--config=configs/cnn_student.py:smoke", *common])
+  assert "Using the finished teacher" in again.stderr and "reusing them" in again.stderr
+  assert "Resumed" in again.stderr
+
+
+def _one_line_error(proc, *needles):
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  for needle in needles:
+    assert needle in last, proc.stderr[-2000:]
+
+
+def test_bad_input_gives_one_line_errors(data_dir, cache_dir, tmp_path):
+  common = [f"--workdir={tmp_path}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache_dir}"]
+  _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.train.no_such_key=1", *common],
+                       check=False), "no_such_key")
+  _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.distill.train_teacher_if_missing=False",
+                        *common], check=False), "No finished teacher", "configs/teacher.py")
+  _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.mesh.data=16", *common],
+                       env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, check=False),
+                  "needs 16 devices", "--config.mesh.data")
+  config = _config(cnn_student, data_dir, cache_dir)
+  prepared = prepare.prepare(config.data)
+  with pytest.raises(FileNotFoundError, match="score_candidates"):
+    teacher_scores.lookup(tmp_path / "none.npz", prepared.source("train"))
+  _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.data.dir=/no/such/dir",
+                        f"--workdir={tmp_path}"], check=False), "--config.data.dir")
