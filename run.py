@@ -16,10 +16,21 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Experiment folder; each st
 flags.mark_flags_as_required(["config"])
 
 
+class _QuietLibraries:
+  """Drops INFO chatter from Orbax and TFDS (hundreds of lines per checkpoint); warnings still pass."""
+
+  def filter(self, record):
+    return record.levelno >= 30 or not any(f"/{lib}/" in record.pathname for lib in _CHATTY)
+
+
+_CHATTY = ("orbax", "tensorflow_datasets", "bm25s")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
     stages.run(_CONFIG.value, _WORKDIR.value)
   except (FileNotFoundError, ValueError, DataFormatError) as e:

@@ -10,6 +10,11 @@ from pathlib import Path
 import jax
 
 
+# The console line; metrics.jsonl and TensorBoard get everything.
+_SHOWN = ("loss", "distill", "hard", "grad_norm", "claims_per_s", "eta_s", "map", "mrr@10", "ndcg@10", "recall@1",
+          "recall@5", "recall@10")
+
+
 class Logbook:
   def __init__(self, workdir: Path):
     self._primary = jax.process_index() == 0
@@ -26,8 +31,8 @@ class Logbook:
     self._jsonl.write(json.dumps({"step": step, "split": split, "time": round(time.time(), 3), **values}) + "\n")
     self._jsonl.flush()
     for k, v in values.items():
-      self._tb.add_scalar(f"{split}/{k}", v, step)
-    shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+      self._tb.add_scalar(f"{split}/{k.replace('@', '_at_')}", v, step)  # TensorBoard rejects '@'
+    shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if k in _SHOWN)
     logging.info("[%s] step %d %s", split, step, shown)
 
   def close(self) -> None:
