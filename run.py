@@ -39,5 +39,16 @@ def main(argv):
     sys.exit(f"kd_jax error: {e}")
 
 
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    # ml_collections reports an unknown --config.x as a chained traceback; one line is enough.
+    sys.exit(f"kd_jax error: unknown config field {str(e).strip(chr(34))}: check the override against the fields "
+             "of the --config file.")
+  except (TypeError, ValueError, flags.Error) as e:
+    sys.exit(f"kd_jax error: bad command line: {e}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

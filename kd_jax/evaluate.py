@@ -26,7 +26,7 @@ def predict_split(predict: Callable, params: Any, prepared: Prepared, split: str
   transform = pipeline.gather_transform(prepared, tokens, pair_len)
   out: dict[str, list] = {k: [] for k in ("claim_id", "scores", "labels", "mask", "num_relevant", "cand_index")}
   for batch in pipeline.eval_batches(prepared.source(split), batch_size, transform):
-    logits = np.asarray(predict(params, sharding.put_batch(batch, mesh)))
+    logits = np.asarray(predict(params, sharding.put_batch(sharding.local_rows(batch), mesh)))
     keep = batch["row_mask"]
     out["claim_id"].append(batch["claim_id"][keep])
     out["scores"].append(logits[keep])

@@ -62,6 +62,16 @@ def param_shardings(tree, mesh: Mesh, min_size: int = 2**18):
   return jax.tree.map(spec, tree)
 
 
+def local_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """This process's contiguous block of a batch every process holds whole (evaluation), so the global
+  array assembled by `put_batch` keeps the batch's row order."""
+  p, n = jax.process_index(), jax.process_count()
+  if n == 1:
+    return batch
+  rows = len(next(iter(batch.values())))
+  return {k: v[p * rows // n:(p + 1) * rows // n] for k, v in batch.items()}
+
+
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Host batch -> global arrays split over `data`. Each process passes its own rows (multi-host)."""
   sharding = batch_sharding(mesh)

@@ -122,3 +122,36 @@ def test_bad_input_gives_one_line_errors(data_dir, cache_dir, tmp_path):
     teacher_scores.lookup(tmp_path / "none.npz", prepared.source("train"))
   _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.data.dir=/no/such/dir",
                         f"--workdir={tmp_path}"], check=False), "--config.data.dir")
+
+
+def test_online_teacher_equals_stored_scores(data_dir, cache_dir, tmp_path):
+  """distill.online computes, inside the step, the same soft labels score_candidates stores."""
+  from kd_jax import evaluate
+  student_cfg = _config(cnn_student, data_dir, cache_dir)
+  prepared = prepare.prepare(student_cfg.data)
+  mesh = sharding.make_mesh(-1, 1)
+  teacher = build_lib.build(student_cfg.teacher.model, prepared)
+  tparams = teacher.init(jax.random.key(5))
+  tsh = sharding.param_shardings(tparams, mesh)
+  pair_len = student_cfg.teacher.model.pair_len
+  pred = evaluate.predict_split(evaluate.make_predict(teacher, mesh, tsh), tparams, prepared, "train", 16, mesh,
+                                "pairs", pair_len)
+  path = tmp_path / "train.npz"
+  teacher_scores.save(path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"])
+  lookup = teacher_scores.lookup(path, prepared.source("train"))
+
+  student = build_lib.build(student_cfg.model, prepared)
+  tx = train.make_optimizer(student_cfg.train)
+  loss_fn = train.distill_loss_fn(2.0, 0.5, "listwise")
+  losses = []
+  for online in (False, True):
+    state, state_sh = train.init_state(student, tx, jax.random.key(0), mesh)
+    tokens = "both" if online else "words"
+    batch = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(
+        prepared, tokens, pair_len, None if online else lookup))[0]
+    step = train.jit_step(train.make_train_step(student, tx, loss_fn, teacher if online else None), mesh, state_sh,
+                          tsh if online else None)
+    extra = (jax.device_put(tparams, tsh),) if online else ()
+    _, metrics = step(state, sharding.put_batch(batch, mesh), jax.random.key(1), *extra)
+    losses.append(float(metrics["distill"]))
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
