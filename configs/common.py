@@ -57,13 +57,14 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def base_config(mode: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      mode=mode,  # train_teacher | score_candidates | distill | evaluate
+      mode=mode,  # train_teacher | score_candidates | distill | evaluate | index | search
       name="",  # stage folder under --workdir
       seed=0,
       resume=True,  # continue from the latest checkpoint in the stage folder
       distributed=False,  # jax.distributed.initialize() for multi-host jobs
       mesh=dict(data=-1, model=1),  # -1: all devices
       data=data_config(),
+      search=dict(query="", query_file="", top_k=10),  # mode=search: a claim, or a file of one claim per line
   ))
 
 

@@ -13,8 +13,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import evaluate, sharding, teacher_scores, train
-from kd_jax.data import prepare
+from kd_jax import evaluate, pretrained, search, sharding, teacher_scores, train
+from kd_jax.data import prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 
@@ -113,6 +113,15 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   result = {"split": split, "model": config.name, "params": count_params(params),
             "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
             "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"]}
+  if built.kind != "teacher":
+    # What a claim-independent model is for: every document encoded once, the whole collection searched.
+    doc_vecs = search.encode_collection(built, params, prepared, mesh)
+    claim_ids = [c.decode() for c in pred["claim_id"]]
+    claims = np.stack([prepared.source(split)[i]["claim_words"] for i in range(len(claim_ids))])
+    claim_vecs = search.encode_claims(built, params, claims, mesh)
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh)
+    result["full_collection"] = search.full_collection_metrics(scores, rows, claim_ids, prepared.doc_ids,
+                                                               prepared.qrels[split])
   if jax.process_index() == 0:
     (out / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
   logging.info("%s on %s: %s -> %s", config.name, split, result["rerank"], out / f"eval_{split}.json")
@@ -122,6 +131,52 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
 def _bm25_scores(prepared, split: str) -> np.ndarray:
   src = prepared.source(split)
   return np.stack([src[i]["bm25_scores"] for i in range(len(src))])
+
+
+def index_stage(config, workdir: str) -> Path:
+  """Encodes the whole collection once with the stage's best student and stores the vectors."""
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  if built.kind == "teacher":
+    raise ValueError("mode=index needs a claim-independent student config (cnn_student.py, lstm_student.py).")
+  out = stage_dir(config, workdir)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  params, _ = train.restore_params(out, built, config, mesh)
+  vecs = search.encode_collection(built, params, prepared, mesh)
+  index = search.Index(out / "index")
+  index.write(vecs, prepared.doc_ids, {"model": config.name, "prepared": prepared.root.name,
+                                       "num_docs": len(vecs), "dim": int(vecs.shape[1])})
+  logging.info("Indexed %d documents (%d-d) into %s", len(vecs), vecs.shape[1], index.root)
+  return index.root
+
+
+def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
+  """Top-k documents for `search.query` (or each line of `search.query_file`) from the stored vectors."""
+  s = config.search
+  if s.query_file:
+    texts = [l.strip() for l in Path(s.query_file).read_text(encoding="utf-8").splitlines() if l.strip()]
+  else:
+    texts = [s.query]
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  out = stage_dir(config, workdir)
+  doc_vecs, doc_ids, meta = search.Index(out / "index").read()
+  if meta["prepared"] != prepared.root.name:
+    raise ValueError(f"The index in {out / 'index'} was built from other data ({meta['prepared']}): rebuild it with "
+                     "--config.mode=index.")
+  ids = search.claim_word_ids(texts, prepared.vocab, config.data.claim_word_len)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  params, _ = train.restore_params(out, built, config, mesh)
+  scores, rows = search.top_k(built, params, search.encode_claims(built, params, ids, mesh), doc_vecs, s.top_k, mesh)
+  tok = tokenize.load_wordpiece(pretrained.hf_model_dir(config.data.tokenizer))
+  results = []
+  for text, sc, rw in zip(texts, scores, rows):
+    hits = [(doc_ids[r], float(v), tok.decode(prepared.docs_wp[r].tolist())[:100]) for r, v in zip(rw, sc)]
+    print(f"\n{text}")
+    for rank, (doc_id, v, snippet) in enumerate(hits, 1):
+      print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
+    results.append(hits)
+  return results
 
 
 def run(config, workdir: str):
@@ -135,4 +190,9 @@ def run(config, workdir: str):
     return distill(config, workdir)
   if config.mode == "evaluate":
     return evaluate_stage(config, workdir)
-  raise ValueError(f"Unknown mode {config.mode!r}: use train_teacher, score_candidates, distill or evaluate.")
+  if config.mode == "index":
+    return index_stage(config, workdir)
+  if config.mode == "search":
+    return search_stage(config, workdir)
+  raise ValueError(f"Unknown mode {config.mode!r}: use train_teacher, score_candidates, distill, evaluate, index "
+                   "or search.")

@@ -13,7 +13,7 @@ from kd_jax.models.students import (BiLSTMConfig, BiLSTMStudent, CNNConfig, CNNS
                                     with_embeddings)
 
 VOCAB = 40
-KINDS = ["cnn", "lstm-max", "lstm-mean"]
+CLAIMS_SHAPE, DOCS_SHAPE = (2, 5), (2, 3, 7)  # one shape per test input keeps compiles (LSTM scans) few
 
 
 def _make(kind: str, shared: bool = True, **overrides):
@@ -32,14 +32,25 @@ def _ids(seed: int, shape: tuple[int, ...], min_len: int = 1) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _model_and_params(kind: str, shared: bool, scoring: str = "dot", freeze: bool = False):
+def _params(kind: str, shared: bool):
+  """Parameters depend only on the tower type and sharing, so pooling/scoring/freeze variants reuse them."""
+  model = _make("cnn" if kind == "cnn" else "lstm-max", shared)
+  return jax.jit(model.init)(jax.random.key(0), _ids(0, CLAIMS_SHAPE), _ids(1, DOCS_SHAPE))
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(kind: str, shared: bool, scoring: str = "dot", freeze: bool = False):
+  """(model, params, jitted fn(params, claims, docs) -> claim vecs, doc vecs, scores, flattened doc vecs)."""
   model = _make(kind, shared, scoring=scoring, freeze_embeddings=freeze)
-  params = model.init(jax.random.key(0), jnp.asarray(_ids(0, (2, 5))), jnp.asarray(_ids(1, (2, 3, 7))))
-  return model, params
+  params = _params(kind, shared)
+  if scoring == "cosine":
+    params = {"params": {**params["params"], "cosine_scale": jnp.asarray(10.0)}}
 
+  def outputs(m, claims, docs):
+    return (m.encode_claims(claims), m.encode_docs(docs), m(claims, docs),
+            m.encode_docs(docs.reshape(-1, docs.shape[-1])))
 
-def _apply(model, params, *args, method=None):
-  return jax.jit(functools.partial(model.apply, method=method))(params, *args)
+  return model, params, jax.jit(functools.partial(model.apply, method=outputs))
 
 
 def _embedding_paths(params):
@@ -47,69 +58,68 @@ def _embedding_paths(params):
 
 
 @pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.parametrize("kind", KINDS)
-def test_shapes_and_params_created_by_init(kind, shared):
-  model, params = _model_and_params(kind, shared)
-  claims, docs = _ids(2, (3, 5)), _ids(3, (3, 4, 7))
-  assert _apply(model, params, claims, docs).shape == (3, 4)
-  assert _apply(model, params, claims, method=model.encode_claims).shape == (3, 6)
-  assert _apply(model, params, docs, method=model.encode_docs).shape == (3, 4, 6)
-  assert _apply(model, params, docs[0], method=model.encode_docs).shape == (4, 6)
-  assert len(_embedding_paths(params)) == (1 if shared else 2)
-  # Leading dims are only flattened: encoding [B, K, L] equals encoding each [L] on its own.
-  flat = _apply(model, params, docs.reshape(12, 7), method=model.encode_docs)
-  np.testing.assert_allclose(_apply(model, params, docs, method=model.encode_docs).reshape(12, 6), flat,
-                             rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.parametrize("kind", KINDS)
-def test_padding_invariance(kind, shared):
-  model, params = _model_and_params(kind, shared)
-  ids = _ids(4, (5, 6))
-  ids[0] = 0  # an all-padding sequence must still give a finite vector
-  for method in (model.encode_claims, model.encode_docs):
-    base = _apply(model, params, ids, method=method)
-    assert np.isfinite(np.asarray(base)).all()
-    # (a) extra trailing zero padding, i.e. a different max length.
-    longer = np.pad(ids, ((0, 0), (0, 9)))
-    np.testing.assert_allclose(_apply(model, params, longer, method=method), base, rtol=1e-5, atol=1e-6)
-    # (b) whatever the padding row of the embedding table holds.
-    flat = traverse_util.flatten_dict(params)
-    for path in _embedding_paths(params):
-      flat[path] = flat[path].at[0].set(100.0 * jax.random.normal(jax.random.key(7), flat[path].shape[1:]))
-    garbage = traverse_util.unflatten_dict(flat)
-    np.testing.assert_allclose(_apply(model, garbage, longer, method=method), base, rtol=1e-5, atol=1e-6)
-  # Real tokens do matter (the test above is not vacuous).
-  changed = ids.copy()
-  changed[1, 0] = (changed[1, 0] % (VOCAB - 2)) + 2
-  assert not np.allclose(_apply(model, params, changed, method=model.encode_docs)[1],
-                         _apply(model, params, ids, method=model.encode_docs)[1])
-
-
-@pytest.mark.parametrize("scoring", ["dot", "cosine"])
-@pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("kind", ["cnn", "lstm-max"])
+def test_shapes_and_params_created_by_init(kind, shared):
+  # `params` come from init via __call__; apply raises if an encode_* method needed any other parameter.
+  model, params, fn = _setup(kind, shared)
+  claim_vecs, doc_vecs, scores, flat_doc_vecs = fn(params, _ids(2, CLAIMS_SHAPE), _ids(3, DOCS_SHAPE))
+  assert (claim_vecs.shape, doc_vecs.shape, scores.shape, flat_doc_vecs.shape) == ((2, 6), (2, 3, 6), (2, 3), (6, 6))
+  assert len(_embedding_paths(params)) == (1 if shared else 2)
+  # Leading dims are only flattened: encoding [B, K, L] equals encoding the [B * K, L] rows.
+  np.testing.assert_allclose(doc_vecs.reshape(6, 6), flat_doc_vecs, rtol=1e-5, atol=1e-6)
+
+
+# Pooling does not interact with tower sharing, so one lstm-mean case suffices.
+@pytest.mark.parametrize("kind,shared", [("cnn", True), ("cnn", False), ("lstm-max", True), ("lstm-max", False),
+                                         ("lstm-mean", True)])
+def test_padding_invariance(kind, shared):
+  model, params, fn = _setup(kind, shared)
+  claims, docs = _ids(4, CLAIMS_SHAPE), _ids(5, DOCS_SHAPE)
+  docs[0, 1] = 0  # an all-padding sequence must still give a finite vector
+  base = fn(params, claims, docs)
+  assert all(np.isfinite(np.asarray(x)).all() for x in base)
+  # (a) extra trailing zero padding, i.e. a different max length.
+  longer = (np.pad(claims, ((0, 0), (0, 5))), np.pad(docs, ((0, 0), (0, 0), (0, 5))))
+  # (b) whatever the padding row of the embedding table holds.
+  flat = traverse_util.flatten_dict(params)
+  for path in _embedding_paths(params):
+    flat[path] = flat[path].at[0].set(100.0 * jax.random.normal(jax.random.key(7), flat[path].shape[1:]))
+  garbage = traverse_util.unflatten_dict(flat)
+  for p in (params, garbage):
+    for got, want in zip(fn(p, *longer), base):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Real tokens do matter (the checks above are not vacuous).
+  changed = docs.copy()
+  changed[1, 0, 0] = (changed[1, 0, 0] % (VOCAB - 2)) + 2
+  assert not np.allclose(fn(params, claims, changed)[1][1, 0], base[1][1, 0])
+
+
+@pytest.mark.parametrize("kind,shared,scoring", [("cnn", True, "dot"), ("cnn", False, "dot"),
+                                                 ("cnn", True, "cosine"), ("cnn", False, "cosine"),
+                                                 ("lstm-max", True, "dot"), ("lstm-max", False, "dot")])
 def test_claim_independence(kind, shared, scoring):
   """Scores factor into a claim vector and doc vectors computed without the claim."""
-  model, params = _model_and_params(kind, shared, scoring)
-  claims_a, claims_b, docs = _ids(5, (2, 5)), _ids(6, (2, 5)), _ids(7, (2, 3, 7))
-  doc_vecs = np.asarray(_apply(model, params, docs, method=model.encode_docs), np.float64)  # no claim in sight
-  for claims in (claims_a, claims_b):
-    claim_vecs = np.asarray(_apply(model, params, claims, method=model.encode_claims), np.float64)
+  model, params, fn = _setup(kind, shared, scoring)
+  docs = _ids(7, DOCS_SHAPE)
+
+  def docs_alone(p):  # the doc tower run with no claim in sight
+    vecs = model.apply(p, docs, method=model.encode_docs)
+    return jnp.sum(vecs), vecs
+
+  grads, doc_vecs = jax.jit(jax.grad(docs_alone, has_aux=True))(params)
+  grads, doc_vecs = traverse_util.flatten_dict(grads), np.asarray(doc_vecs, np.float64)
+  for seed in (5, 6):  # two different claims for the same candidates
+    claim_vecs, in_call_doc_vecs, scores, _ = fn(params, _ids(seed, CLAIMS_SHAPE), docs)
+    np.testing.assert_allclose(in_call_doc_vecs, doc_vecs, rtol=1e-5, atol=1e-6)
+    claim_vecs = np.asarray(claim_vecs, np.float64)
     if scoring == "cosine":
-      claim_vecs /= np.linalg.norm(claim_vecs, axis=-1, keepdims=True)
-      doc_vecs_n = doc_vecs / np.linalg.norm(doc_vecs, axis=-1, keepdims=True)
-      expected = float(params["params"]["cosine_scale"]) * np.einsum("bd,bkd->bk", claim_vecs, doc_vecs_n)
+      claim_vecs = claim_vecs / np.linalg.norm(claim_vecs, axis=-1, keepdims=True)
+      expected = 10.0 * np.einsum("bd,bkd->bk", claim_vecs, doc_vecs / np.linalg.norm(doc_vecs, axis=-1, keepdims=True))
     else:
       expected = np.einsum("bd,bkd->bk", claim_vecs, doc_vecs)
-    np.testing.assert_allclose(_apply(model, params, claims, docs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
   # The doc tower's output does not depend on anything claim-side: its gradient w.r.t. claim-only
-  # parameters (separate towers) or claim-only tokens' embedding rows (shared) is exactly zero.
-  def doc_sum(p):
-    return jnp.sum(model.apply(p, docs, method=model.encode_docs))
-
-  grads = traverse_util.flatten_dict(jax.grad(doc_sum)(params))
+  # parameters (separate towers) or the embedding rows of tokens absent from the docs (shared) is zero.
   if shared:
     (path,) = _embedding_paths(params)
     unused = np.setdiff1d(np.arange(VOCAB), docs)
@@ -121,47 +131,47 @@ def test_claim_independence(kind, shared, scoring):
 
 @pytest.mark.parametrize("scoring", ["dot", "cosine"])
 def test_score_per_claim_candidates_and_shared_matrix(scoring):
-  model, params = _model_and_params("cnn", True, scoring)
+  model, params, _ = _setup("cnn", True, scoring)
   rng = np.random.default_rng(0)
   claim_vecs = rng.normal(size=(3, 6)).astype(np.float32)
   collection = 5.0 * rng.normal(size=(10, 6)).astype(np.float32)
-  full = _apply(model, params, claim_vecs, collection, method=model.score)
+  full = model.apply(params, claim_vecs, collection, method=model.score)
   assert full.shape == (3, 10)
-  per_claim = _apply(model, params, claim_vecs, np.broadcast_to(collection, (3, 10, 6)), method=model.score)
+  per_claim = model.apply(params, claim_vecs, np.broadcast_to(collection, (3, 10, 6)), method=model.score)
   np.testing.assert_allclose(full, per_claim, rtol=1e-5, atol=1e-5)
   if scoring == "cosine":
     scale = float(params["params"]["cosine_scale"])
     assert scale == 10.0 and np.all(np.abs(np.asarray(full)) <= scale * (1 + 1e-6))
-    same = _apply(model, params, collection[:2], collection[:2, None, :], method=model.score)
+    same = model.apply(params, collection[:2], collection[:2, None, :], method=model.score)
     np.testing.assert_allclose(same, scale, rtol=1e-5)
   else:
     np.testing.assert_allclose(full, claim_vecs @ collection.T, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.parametrize("kind", ["cnn", "lstm-max"])
+@pytest.mark.parametrize("kind,shared", [("cnn", True), ("cnn", False), ("lstm-max", False)])
 def test_freeze_embeddings_gives_zero_embedding_gradient(kind, shared):
-  model, params = _model_and_params(kind, shared, freeze=True)
-  claims, docs = _ids(8, (2, 5)), _ids(9, (2, 3, 7))
+  claims, docs = _ids(8, CLAIMS_SHAPE), _ids(9, DOCS_SHAPE)
 
-  def loss(p):
-    return jnp.sum(model.apply(p, claims, docs) ** 2)
+  def grads(freeze):
+    model, params, _ = _setup(kind, shared, freeze=freeze)
+    g = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, claims, docs) ** 2)))(params)
+    return traverse_util.flatten_dict(g)
 
-  grads = traverse_util.flatten_dict(jax.grad(loss)(params))
-  for path, g in grads.items():
+  for path, g in grads(freeze=True).items():
     is_embedding = path[-2:] == ("embed", "embedding")
     assert np.all(np.asarray(g) == 0.0) == is_embedding, path
-  unfrozen, unfrozen_params = _model_and_params(kind, shared)
-  g = traverse_util.flatten_dict(jax.grad(lambda p: jnp.sum(unfrozen.apply(p, claims, docs) ** 2))(unfrozen_params))
-  assert all(np.any(np.asarray(g[p]) != 0.0) for p in _embedding_paths(unfrozen_params))
+  if kind == "cnn":  # the same parameters unfrozen do get embedding gradients
+    g = grads(freeze=False)
+    assert all(np.any(np.asarray(g[p]) != 0.0) for p in _embedding_paths(_params(kind, shared)))
 
 
 def test_dropout_is_active_only_when_not_deterministic():
-  model, params = _model_and_params("cnn", True)
-  claims, docs = _ids(10, (2, 5)), _ids(11, (2, 3, 7))
-  eval_scores = model.apply(params, claims, docs)
-  train = [model.apply(params, claims, docs, deterministic=False, rngs={"dropout": jax.random.key(i)})
-           for i in (1, 2)]
+  model, params, _ = _setup("cnn", True)
+  claims, docs = _ids(10, CLAIMS_SHAPE), _ids(11, DOCS_SHAPE)
+  apply = jax.jit(lambda key, det: model.apply(params, claims, docs, deterministic=det, rngs={"dropout": key}),
+                  static_argnums=1)
+  eval_scores = apply(jax.random.key(0), True)
+  train = [apply(jax.random.key(i), False) for i in (1, 2)]
   assert not np.allclose(train[0], train[1]) and not np.allclose(train[0], eval_scores)
 
 
@@ -182,11 +192,16 @@ def test_glove_embedding_matrix_and_with_embeddings():
 
   for shared in (True, False):
     model = CNNStudent(CNNConfig(vocab_size=len(vocab), widths=(1, 2), num_filters=3, out_dim=4, shared_towers=shared))
-    params = model.init(jax.random.key(0), jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2, 3), jnp.int32))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2, 3), jnp.int32))
+    params = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
     loaded = with_embeddings(params, matrix)
-    tables = [traverse_util.flatten_dict(loaded)[p] for p in _embedding_paths(loaded)]
+    flat, flat_loaded = traverse_util.flatten_dict(params), traverse_util.flatten_dict(loaded)
+    tables = [flat_loaded[p] for p in _embedding_paths(loaded)]
     assert len(tables) == (1 if shared else 2) and all(np.array_equal(t, matrix) for t in tables)
-    assert np.all(np.isfinite(np.asarray(model.apply(loaded, jnp.array([[2, 3, 0]]), jnp.array([[[4, 0, 0]]])))))
+    assert flat_loaded.keys() == flat.keys() and all(np.all(flat[p] == 0.0) for p in _embedding_paths(params))
+    inner = with_embeddings(params["params"], matrix)  # the bare 'params' collection works as well
+    flat_inner = traverse_util.flatten_dict(inner)
+    assert all(np.array_equal(flat_inner[p], matrix) for p in _embedding_paths(inner))
     with pytest.raises(ValueError):
       with_embeddings(params, matrix[:, :10])
 

@@ -92,8 +92,19 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   assert dev[0]["step"] == 0 and dev[-1]["ndcg@10"] > dev[0]["ndcg@10"], dev
   result = json.loads((student / "eval_test.json").read_text())
   assert result["rerank"]["num_queries"] > 0 and 0 < result["params"] < 3_000_000
+  assert result["full_collection"]["num_queries"] == result["rerank"]["num_queries"]
   scores = list((tmp_path / "teacher" / "scores").rglob("train.npz"))
   assert len(scores) == 1
+  # The trained student indexes the collection once, then searches it from the stored vectors.
+  _run(["--config=configs/cnn_student.py:smoke", "--config.mode=index", *common])
+  assert (student / "index" / "doc_vecs.npy").is_file()
+  found = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search",
+                "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
+  hits = [l for l in found.stdout.splitlines() if l.strip()[:3].strip().rstrip(".").isdigit()]
+  assert len(hits) == 10, found.stdout
+  empty = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.query=qwxzv",
+                *common], check=False)
+  _one_line_error(empty, "No word of the claim")
   # Second run: every stage is reused, nothing retrained.
   again = _run(["--config=configs/cnn_student.py:smoke", *common])
   assert "Using the finished teacher" in again.stderr and "reusing them" in again.stderr

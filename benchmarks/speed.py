@@ -1,0 +1,324 @@
+"""Speed and size: teacher vs students, kd_jax vs PyTorch peers, student full-collection search vs BM25.
+
+  python -m benchmarks.speed --out results/BENCHMARKS.md          # ~10 min on 2 CPU cores
+  python -m benchmarks.speed --out /tmp/bench.md --quick          # ~2 min, for checking the script
+
+1. Reranking K=100 BM25 candidates per SciFact test claim: the MiniLM cross-encoder teacher (100 pair forward
+   passes) vs each student (claim encoding + dot products against document vectors stored beforehand, and
+   also with the 100 documents encoded per claim).
+2. Parameters, teacher / student (default configs, 20k-word student vocabulary).
+3. Training steps per second, kd_jax vs PyTorch peers doing the same work (benchmarks/torch_peers.py).
+4. Full-collection search (5,183 docs, the 300 test claims, top-100): student vs BM25 (bm25s).
+
+Each comparison warms up first (so jit compilation is excluded), then alternates the contenders within each
+of several timed rounds and reports the median, so background load hits them alike: the ratios are the
+result, absolute numbers depend on the machine and its load. Students are freshly initialised (speed does
+not depend on the weights); the teacher loads all-MiniLM-L6-v2.
+
+Data: $KD_JAX_DATA_DIR (default ../shared/data beside the checkout); prepared data is cached in
+$KD_JAX_CACHE, else a temporary folder. PyTorch is a benchmark peer, not a kd_jax dependency: install it
+with `pip install torch==2.13.0`; without it the PyTorch rows are skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from configs import cnn_student, common, lstm_student, teacher as teacher_configs
+from kd_jax import pretrained, train
+from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
+from kd_jax.models import build, size
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = len(os.sched_getaffinity(0))  # XLA's CPU client uses every core it may run on; torch is told the same
+K_RERANK, RERANK_PAIR_LEN, TOP_K, CHUNK = 100, 128, 100, 512
+SIZES = {  # claims / steps per timed round, and rounds
+    "full": dict(teacher_claims=3, student_claims=50, rounds=3, train_steps=2, search_rounds=5),
+    "quick": dict(teacher_claims=1, student_claims=5, rounds=2, train_steps=1, search_rounds=2),
+}
+TORCH_HINT = "PyTorch is not installed: PyTorch peer rows skipped (install with `pip install torch==2.13.0`)."
+
+try:
+  import torch
+  from benchmarks import torch_peers
+  torch.set_num_threads(THREADS)
+except ImportError:
+  torch = torch_peers = None
+
+
+def compare(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, float]:
+  """Median seconds per call of each fn (each must block until its work is done)."""
+  for fn in fns.values():
+    for _ in range(warmup):
+      fn()
+  times: dict[str, list[float]] = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():  # alternating: a load spike slows every contender, not just one
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+  def fmt(v: Any) -> str:  # 3 significant digits, thousands separators, strings as given
+    if isinstance(v, float):
+      return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+  return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows])
+
+
+def claims_batch(prepared: prepare.Prepared, split: str, start: int, n: int, k: int) -> dict[str, np.ndarray]:
+  """n prepared claims of `split` as one batch, keeping each claim's first k candidates."""
+  source = prepared.source(split)
+  rows = [source[i] for i in range(start, start + n)]
+  batch = {key: np.stack([r[key] for r in rows]) for key in rows[0] if key != "claim_id"}
+  for key in ("cand_index", "cand_labels", "cand_mask", "bm25_scores", "teacher_scores"):
+    batch[key] = batch[key][:, :k]
+  return batch
+
+
+def on_device(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, jax.Array]:
+  return {key: jnp.asarray(batch[key]) for key in keys}
+
+
+def student_fns(built: build.Built):
+  """Jitted (params, doc ids [N, L]) -> vectors, and (params, doc matrix, claim ids, rows) -> scores of rows."""
+  m = built.module
+  encode_docs = jax.jit(lambda p, d: m.apply({"params": p}, d, method=m.encode_docs))
+
+  def score(p, matrix, claims, rows):
+    return m.apply({"params": p}, m.apply({"params": p}, claims, method=m.encode_claims), matrix[rows],
+                   method=m.score)
+  return encode_docs, jax.jit(score)
+
+
+def encode_collection(encode_docs, params, docs: np.ndarray) -> jax.Array:
+  """Every document's vector [N, D], in fixed-size chunks so one compiled shape serves all."""
+  padded = np.pad(docs, ((0, -len(docs) % CHUNK), (0, 0)))
+  return jnp.concatenate([encode_docs(params, padded[i:i + CHUNK]) for i in range(0, len(padded), CHUNK)])[
+      :len(docs)]
+
+
+def bench_rerank(prepared, models, matrices, s) -> tuple[str, dict]:
+  pairs = pipeline.gather_transform(prepared, "pairs", RERANK_PAIR_LEN)
+  words = pipeline.gather_transform(prepared, "words")
+  t_built, t_params = models["teacher"]
+  t_logits = jax.jit(lambda p, b: t_built.logits(p, b))
+  t_in = [on_device(pairs(claims_batch(prepared, "test", i, 1, K_RERANK)), ("pair_ids", "pair_types", "pair_mask"))
+          for i in range(s["teacher_claims"])]
+  s_in = [on_device(words(claims_batch(prepared, "test", i, 1, K_RERANK)), ("claim_words", "doc_words", "cand_index"))
+          for i in range(s["student_claims"])]
+  fns = {"teacher": lambda: [jax.block_until_ready(t_logits(t_params, b)) for b in t_in]}
+  for kind in ("cnn", "lstm"):
+    built, params = models[kind]
+    _, score = student_fns(built)
+    logits = jax.jit(lambda p, b, built=built: built.logits(p, b))
+    fns[f"{kind} stored"] = lambda score=score, params=params, mat=matrices[kind]: [
+        jax.block_until_ready(score(params, mat, b["claim_words"], b["cand_index"])) for b in s_in]
+    fns[f"{kind} online"] = lambda logits=logits, params=params: [
+        jax.block_until_ready(logits(params, b)) for b in s_in]
+  secs = compare(fns, s["rounds"])
+  per_claim = {name: secs[name] / (s["teacher_claims"] if name == "teacher" else s["student_claims"]) for name in fns}
+  label = {"teacher": "teacher: MiniLM-L6 cross-encoder, 100 pairs x 128 tokens",
+           "cnn stored": "CNN student: claim encoding + dot products with stored doc vectors",
+           "lstm stored": "BiLSTM student: claim encoding + dot products with stored doc vectors",
+           "cnn online": "CNN student, the 100 docs encoded per claim",
+           "lstm online": "BiLSTM student, the 100 docs encoded per claim"}
+  rows = [[label[n], per_claim[n] * 1e3, 1 / per_claim[n], per_claim["teacher"] / per_claim[n]] for n in fns]
+  text = table(["model (one claim per call)", "ms / claim", "claims / s", "speed-up vs teacher"], rows)
+  text += (f"\n\nTeacher timed on {s['teacher_claims']} claims, students on {s['student_claims']}, median of "
+           f"{s['rounds']} rounds. Inputs pre-tokenized for every model. Paper: students 12x faster than the teacher.")
+  return text, per_claim
+
+
+def param_counts(models) -> tuple[str, dict]:
+  def no_words(params):  # the word-embedding table dominates the students and is a lookup, not compute
+    flat = traverse_util.flatten_dict(params)
+    return sum(int(np.prod(v.shape)) for k, v in flat.items() if not {"word_embeddings", "embed"} & set(k))
+  counts = {n: (size.count_params(p), no_words(p)) for n, (_, p) in models.items()}
+  t = counts["teacher"]
+  rows = [[n, c[0], c[1], t[0] / c[0], t[1] / c[1]] for n, c in counts.items()]
+  text = table(["model", "parameters", "without word embeddings", "teacher / model", "same, without embeddings"],
+               rows)
+  return text + "\n\nPaper: teacher 20x the students' parameters.", counts
+
+
+def jax_trainer(built, params, tc, loss_fn, batch) -> Callable[[int], float]:
+  tx = train.make_optimizer(tc)
+  step = jax.jit(train.make_train_step(built, tx, loss_fn), donate_argnums=0)
+  params = jax.tree.map(jnp.copy, params)  # the state is donated; the benchmarks' params must survive
+  box = {"state": {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}}
+  rng = jax.random.key(0)
+
+  def run(steps: int) -> float:
+    for _ in range(steps):
+      box["state"], metrics = step(box["state"], batch, rng)
+    return float(metrics["loss"])  # blocks
+  return run
+
+
+def bench_train(prepared, models, s) -> tuple[str, dict]:
+  """Ours vs PyTorch, one fixed real batch per model (data loading is not part of the step)."""
+  t_cfg, rows, out = teacher_configs.get_config(), [], {}
+  tb = pipeline.gather_transform(prepared, "pairs", t_cfg.model.pair_len)(claims_batch(prepared, "train", 0, 2, 16))
+  sb = pipeline.gather_transform(prepared, "words")(claims_batch(prepared, "train", 0, 32, 16))
+  sb["teacher_scores"] = np.random.default_rng(0).normal(size=sb["cand_labels"].shape).astype(np.float32)
+  cases = {"teacher": (t_cfg, tb, ("pair_ids", "pair_types", "pair_mask"), train.hard_loss_fn),
+           "cnn": (cnn_student.get_config(), sb, ("claim_words", "doc_words"), None),
+           "lstm": (lstm_student.get_config(), sb, ("claim_words", "doc_words"), None)}
+  for name, (cfg, batch, inputs, loss_fn) in cases.items():
+    built, params = models[name]
+    d = cfg.get("distill")
+    loss_fn = loss_fn or train.distill_loss_fn(d.temperature, d.alpha, d.hard)
+    keys = inputs + ("cand_labels", "cand_mask") + (("teacher_scores", "is_pseudo") if d is not None else ())
+    fns = {"ours": jax_trainer(built, params, cfg.train, loss_fn, on_device(batch, keys))}
+    if torch is not None:
+      labels = torch.from_numpy(batch["cand_labels"])
+      if name == "teacher":
+        model, loss = torch_peers.BertPeer(str(pretrained.hf_model_dir())), lambda x: torch_peers.listwise_loss(x, labels)
+      else:
+        tower = (torch_peers.CNNTower if name == "cnn" else torch_peers.BiLSTMTower)(len(prepared.vocab))
+        model, scores = torch_peers.DualEncoder(tower), torch.from_numpy(batch["teacher_scores"])
+        loss = lambda x, scores=scores: torch_peers.distill_loss(x, labels, scores, d.temperature, d.alpha)
+      fns["peer"] = torch_peers.make_trainer(model, [batch[k].astype(np.int64) for k in inputs], loss,
+                                             cfg.train.learning_rate, cfg.train.weight_decay, cfg.train.grad_clip)
+    for fn in fns.values():
+      fn(1)  # compile / first-touch allocations
+    n = s["train_steps"]
+    secs = compare({k: (lambda fn=fn: fn(n)) for k, fn in fns.items()}, s["rounds"], warmup=0)
+    b, k = batch["cand_labels"].shape
+    ours = n / secs["ours"]
+    peer = n / secs["peer"] if "peer" in secs else None
+    shape = (f"{b} claims x {k} pairs x {t_cfg.model.pair_len} tokens" if name == "teacher"
+             else f"{b} claims (32 words) x {k} docs (128 words)")
+    rows.append([name, shape, ours, ours * b * k, peer if peer else "skipped", peer * b * k if peer else "skipped",
+                 ours / peer if peer else "-"])
+    out[name] = (ours, peer)
+  text = table(["model", "batch", "ours steps/s", "ours pairs/s", "PyTorch steps/s", "PyTorch pairs/s",
+                "ours / PyTorch"], rows)
+  peer_note = (f"PyTorch {torch.__version__}, torch.set_num_threads({THREADS}); teacher peer: HF "
+               "BertForSequenceClassification(num_labels=1) from the same safetensors folder; BiLSTM peer uses packed "
+               "sequences." if torch is not None else TORCH_HINT)
+  return (text + f"\n\nSteps of AdamW + global-norm clipping, dropout on; median of {s['rounds']} rounds of "
+          f"{s['train_steps']} steps. {peer_note}"), out
+
+
+def bench_search(cfg, prepared, models, s) -> tuple[str, dict]:
+  data = datasets.load(cfg)
+  texts, coll = data.splits["test"].texts, data.collection
+  vocab = {w: i for i, w in enumerate(prepared.vocab)}
+  index = candidates.BM25Index(coll)
+  fns, index_fns = {"BM25 (bm25s)": lambda: index.search(texts, TOP_K)}, {"BM25 index build": lambda: candidates.BM25Index(coll)}
+  for kind, name in (("cnn", "CNN"), ("lstm", "BiLSTM")):
+    built, params = models[kind]
+    m = built.module
+    encode_docs, _ = student_fns(built)
+    matrix = encode_collection(encode_docs, params, prepared.docs_words)
+    search = jax.jit(lambda p, mat, ids, m=m: jax.lax.top_k(
+        m.apply({"params": p}, m.apply({"params": p}, ids, method=m.encode_claims), mat, method=m.score), TOP_K)[1])
+    # From raw text, like BM25: word tokenization is part of the student's search time.
+    fns[f"{name} student"] = lambda search=search, p=params, mat=matrix: np.asarray(
+        search(p, mat, tokenize.word_ids(vocab, texts, cfg.claim_word_len)))
+    index_fns[f"{name} student doc encoding"] = lambda e=encode_docs, p=params: jax.block_until_ready(
+        encode_collection(e, p, prepared.docs_words))
+  secs = compare(fns, s["search_rounds"])
+  index_secs = compare(index_fns, s["rounds"])
+  n, bm25 = len(texts), secs["BM25 (bm25s)"]
+  rows = [[name, t / n * 1e3, n / t, bm25 / t] for name, t in secs.items()]
+  text = table([f"method ({n} claims per call, top-{TOP_K} of {len(coll):,} docs)", "ms / claim", "claims / s",
+                "speed-up vs BM25"], rows)
+  text += "\n\n" + table(["one-off indexing", "seconds", "docs / s"], [[k, v, len(coll) / v] for k, v in index_secs.items()])
+  text += (f"\n\nMedian of {s['search_rounds']} (search) / {s['rounds']} (indexing) rounds. Student search = word "
+           "tokenization + claim encoding + one matrix product + jax.lax.top_k; BM25 = BM25Index.search "
+           "(tokenize, stem, retrieve).")
+  return text, {**secs, **index_secs}
+
+
+def machine() -> str:
+  cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+  mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")) / 2**20
+  versions = []
+  for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "bm25s"):
+    try:
+      versions.append(f"{pkg} {metadata.version(pkg)}")
+    except metadata.PackageNotFoundError:
+      versions.append(f"{pkg} (not installed)")
+  return (f"- CPU: {cpu}, {os.cpu_count()} cores ({THREADS} usable), {mem:.1f} GiB RAM; JAX backend "
+          f"{jax.default_backend()} ({jax.device_count()} device)\n- Python {sys.version.split()[0]}; "
+          + ", ".join(versions))
+
+
+def load() -> str:
+  """Load averages, and other processes busy on the CPU (the ratios survive them; absolute numbers do not)."""
+  ps = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True).stdout
+  busy = [l.split(None, 2) for l in ps.splitlines()[1:]]
+  busy = [f"`{a[:70]}` ({c}% CPU)" for pid, c, a in busy if float(c) >= 20 and int(pid) != os.getpid()]
+  return f"load average {' / '.join(open('/proc/loadavg').read().split()[:3])}; other busy processes: " + (
+      ", ".join(busy) or "none")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--out", default="results/BENCHMARKS.md")
+  parser.add_argument("--quick", action="store_true", help="fewer claims, steps and rounds (checks the script)")
+  args = parser.parse_args()
+  s = SIZES["quick" if args.quick else "full"]
+  if torch is None:
+    print(TORCH_HINT)
+  start, load_start = time.time(), load()
+  with tempfile.TemporaryDirectory(prefix="kd_jax_bench_") as tmp:
+    cfg = common.data_config()
+    cfg.dir = os.environ.get(datasets.DATA_DIR_ENV) or str(REPO.parent / "shared" / "data")
+    cfg.cache_dir = os.environ.get("KD_JAX_CACHE") or tmp
+    cfg.num_candidates = K_RERANK
+    prepared = prepare.prepare(cfg)
+    mcfgs = {"teacher": common.teacher_model(), "cnn": common.student_model("cnn"), "lstm": common.student_model("lstm")}
+    models = {}
+    for name, mcfg in mcfgs.items():
+      mcfg.glove = False  # fresh students: speed and size do not depend on the weights' values
+      built = build.build(mcfg, prepared)
+      models[name] = (built, built.init(jax.random.key(0)))
+    matrices = {k: encode_collection(student_fns(models[k][0])[0], models[k][1], prepared.docs_words)
+                for k in ("cnn", "lstm")}
+    sections = []
+    for title, fn in (("1. Reranking 100 BM25 candidates per claim (SciFact test)",
+                       lambda: bench_rerank(prepared, models, matrices, s)),
+                      ("2. Parameters", lambda: param_counts(models)),
+                      ("3. Training throughput: kd_jax (Flax) vs PyTorch, same batch, loss and optimizer",
+                       lambda: bench_train(prepared, models, s)),
+                      ("4. Full-collection search: student vs BM25", lambda: bench_search(cfg, prepared, models, s))):
+      t0 = time.time()
+      text, _ = fn()
+      sections.append(f"## {title}\n\n{text}\n")
+      print(f"\n## {title} ({time.time() - t0:.0f} s)\n\n{text}\n", flush=True)
+  cmd = "python -m benchmarks.speed " + " ".join(sys.argv[1:])
+  header = (f"# Benchmarks\n\nGenerated by `{cmd}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
+            f"{time.time() - start:.0f} s{' (quick sizes: checks the script, numbers are rough)' if args.quick else ''}.\n\n"
+            f"{machine()}\n- At start: {load_start}\n- At end: {load()}\n\n"
+            "Contenders run in the same process, alternating within each timed round after a warm-up that excludes "
+            "jit compilation; medians reported. Ratios are the result; absolute numbers move with the machine "
+            "and its load. Students are freshly initialised (speed does not depend on their weights).\n")
+  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(args.out).write_text(header + "\n" + "\n".join(sections))
+  print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

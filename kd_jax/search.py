@@ -1,0 +1,106 @@
+"""Dense retrieval with a claim-independent student: encode the collection once, then search by dot product.
+
+The document matrix is split by rows over the mesh's `data` axis; each search is one matrix product and an
+exact top-k, so it scales with devices the same way training does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from kd_jax import metrics, sharding
+from kd_jax.data import tokenize
+from kd_jax.data.prepare import Prepared
+from kd_jax.models.build import Built
+
+
+def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, method: str) -> np.ndarray:
+  """Vectors [n, D] for token rows [n, L], in fixed-size batches (one compile), padding the last one."""
+  step = batch_size - batch_size % mesh.shape["data"] or mesh.shape["data"]
+  fn = jax.jit(lambda p, x: built.module.apply({"params": p}, x, method=getattr(built.module, method)),
+               in_shardings=(None, sharding.batch_sharding(mesh)), out_shardings=sharding.replicated(mesh))
+  out = []
+  for start in range(0, len(ids), step):
+    chunk = ids[start:start + step]
+    padded = np.concatenate([chunk, np.zeros((step - len(chunk), ids.shape[1]), ids.dtype)])
+    out.append(np.asarray(fn(params, jax.device_put(padded, sharding.batch_sharding(mesh))))[: len(chunk)])
+  return np.concatenate(out)
+
+
+def encode_collection(built: Built, params, prepared: Prepared, mesh, batch_size: int = 256) -> np.ndarray:
+  return _encode_rows(built, params, prepared.docs_words, mesh, batch_size, "encode_docs")
+
+
+def encode_claims(built: Built, params, word_ids: np.ndarray, mesh, batch_size: int = 256) -> np.ndarray:
+  return _encode_rows(built, params, word_ids, mesh, batch_size, "encode_claims")
+
+
+def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, mesh):
+  """Exact top-k (scores [Q, k], rows [Q, k]) of every claim over the whole collection, best first.
+
+  Documents are split by rows over `data` (padded to a multiple of it; padding can never be returned).
+  Scores use the model's own `score` (dot or scaled cosine), so search and training agree.
+  """
+  n, d = doc_vecs.shape
+  shards = mesh.shape["data"]
+  padded_n = -(-n // shards) * shards
+  docs = np.concatenate([doc_vecs, np.zeros((padded_n - n, d), doc_vecs.dtype)])
+  k = min(k, n)
+
+  @jax.jit
+  def search(p, claims, docs):
+    scores = built.module.apply({"params": p}, claims, docs, method=built.module.score)  # [Q, N]
+    scores = jnp.where(jnp.arange(padded_n)[None] < n, scores, -jnp.inf)
+    return jax.lax.top_k(scores, k)
+
+  docs = jax.device_put(docs, NamedSharding(mesh, P("data", None)))
+  scores, rows = search(params, jnp.asarray(claim_vecs), docs)
+  return np.asarray(scores), np.asarray(rows)
+
+
+def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: list[str], doc_ids: list[str],
+                            qrels: dict[str, dict[str, int]], ks=(1, 5, 10, 100)) -> dict[str, float]:
+  run = {q: {doc_ids[r]: float(s) for r, s in zip(rows[i], scores[i])} for i, q in enumerate(claim_ids)}
+  return metrics.evaluate_run(run, {q: qrels[q] for q in claim_ids}, ks=ks)
+
+
+class Index:
+  """Stored document vectors of one student (`<stage>/index/`): written by mode=index, read by mode=search."""
+
+  def __init__(self, root: Path):
+    self.root = Path(root)
+
+  def exists(self) -> bool:
+    return (self.root / "meta.json").is_file()
+
+  def write(self, doc_vecs: np.ndarray, doc_ids: list[str], meta: dict[str, Any]) -> None:
+    self.root.mkdir(parents=True, exist_ok=True)
+    np.save(self.root / "doc_vecs.npy", doc_vecs.astype(np.float32))
+    (self.root / "doc_ids.json").write_text(json.dumps(doc_ids))
+    (self.root / "meta.json").write_text(json.dumps(meta, indent=2))  # last: marks the index complete
+
+  def read(self) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    if not self.exists():
+      raise FileNotFoundError(f"No index in {self.root}: build it first with --config.mode=index.")
+    return (np.load(self.root / "doc_vecs.npy"), json.loads((self.root / "doc_ids.json").read_text()),
+            json.loads((self.root / "meta.json").read_text()))
+
+
+def claim_word_ids(texts: list[str], vocab: list[str], max_len: int) -> np.ndarray:
+  """Student ids for free-text claims; refuses claims the student cannot read at all."""
+  index = {w: i for i, w in enumerate(vocab)}
+  ids = tokenize.word_ids(index, texts, max_len)
+  for text, row in zip(texts, ids):
+    if not text.strip():
+      raise ValueError("Empty claim: pass some text to search for (--config.search.query='...').")
+    if not (row > 1).any():
+      raise ValueError(f"No word of the claim {text!r} is in the student's vocabulary "
+                       f"({len(vocab):,} words): nothing to search with.")
+  return ids

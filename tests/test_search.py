@@ -1,0 +1,74 @@
+"""Full-collection dense search: sharded exact top-k == NumPy brute force; index -> search round trip."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import cnn_student, lstm_student
+from kd_jax import search, sharding
+from kd_jax.data import prepare
+from kd_jax.models import build as build_lib
+
+
+@pytest.fixture(scope="module")
+def setup(data_dir, tmp_path_factory):
+  c = cnn_student.get_config("smoke")
+  c.data.dir = str(data_dir)
+  c.data.cache_dir = str(tmp_path_factory.mktemp("cache"))
+  prepared = prepare.prepare(c.data)
+  return c, prepared
+
+
+@pytest.mark.parametrize("module,scoring", [(cnn_student, "dot"), (lstm_student, "cosine")])
+def test_sharded_top_k_equals_numpy_brute_force(module, scoring, setup):
+  c, prepared = setup
+  mcfg = module.get_config("smoke").model
+  mcfg.scoring = scoring
+  built = build_lib.build(mcfg, prepared)
+  params = built.init(jax.random.key(0))
+  mesh = sharding.make_mesh(-1, 1)  # 8 devices: 5,183 documents do not split evenly, padding is exercised
+  docs = prepared.docs_words[:1203]  # a real subset keeps the BiLSTM quick
+  doc_vecs = search._encode_rows(built, params, docs, mesh, 256, "encode_docs")
+  claims = np.stack([prepared.source("test")[i]["claim_words"] for i in range(20)])
+  claim_vecs = search.encode_claims(built, params, claims, mesh)
+  # Encoding in batches on 8 devices gives the same vectors as one plain apply.
+  direct = built.module.apply({"params": params}, docs[:7], method=built.module.encode_docs)
+  np.testing.assert_allclose(doc_vecs[:7], np.asarray(direct), atol=1e-5, rtol=1e-5)
+  scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 10, mesh)
+  brute = claim_vecs @ doc_vecs.T
+  if scoring == "cosine":
+    norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    brute = float(params["cosine_scale"]) * norm(claim_vecs) @ norm(doc_vecs).T
+  want_rows = np.argsort(-brute, axis=1, kind="stable")[:, :10]
+  np.testing.assert_allclose(scores, np.take_along_axis(brute, want_rows, 1), rtol=1e-4, atol=1e-4)
+  assert (rows < 1203).all()
+  assert (rows == want_rows).mean() > 0.99  # near-ties may swap in float32
+
+
+def test_index_then_search_matches_direct_scoring(setup, tmp_path):
+  c, prepared = setup
+  built = build_lib.build(c.model, prepared)
+  params = built.init(jax.random.key(1))
+  mesh = sharding.make_mesh(-1, 1)
+  doc_vecs = search.encode_collection(built, params, prepared, mesh)
+  index = search.Index(tmp_path / "index")
+  index.write(doc_vecs, prepared.doc_ids, {"prepared": prepared.root.name})
+  stored, ids, _ = index.read()
+  assert ids == prepared.doc_ids
+  text = "Vitamin D deficiency is associated with an increased risk of cancer."
+  q = search.claim_word_ids([text], prepared.vocab, c.data.claim_word_len)
+  scores, rows = search.top_k(built, params, search.encode_claims(built, params, q, mesh), stored, 5, mesh)
+  # Direct: the model's own __call__ scoring the claim against every document, no stored vectors.
+  direct = np.asarray(built.module.apply({"params": params}, q, prepared.docs_words[None]))[0]
+  np.testing.assert_array_equal(rows[0], np.argsort(-direct, kind="stable")[:5])
+  np.testing.assert_allclose(scores[0], np.sort(direct)[::-1][:5], rtol=1e-4, atol=1e-4)
+
+
+def test_unsearchable_claims_get_clear_errors(setup, tmp_path):
+  _, prepared = setup
+  with pytest.raises(ValueError, match="Empty claim"):
+    search.claim_word_ids(["   "], prepared.vocab, 32)
+  with pytest.raises(ValueError, match="No word of the claim"):
+    search.claim_word_ids(["qwxzv zzkjq"], prepared.vocab, 32)
+  with pytest.raises(FileNotFoundError, match="mode=index"):
+    search.Index(tmp_path / "none").read()
