@@ -70,10 +70,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
 
 def shrink(c: ml_collections.ConfigDict) -> None:
   """`smoke` variant: a few real claims and steps, so the whole chain runs in minutes on a laptop CPU."""
-  c.data.max_claims = 48
-  c.data.num_candidates = 8
-  c.data.doc_wp_len = 32
-  c.data.doc_word_len = 48
+  shrink_data(c.data)
   if c.model.kind == "teacher":
     c.model.pair_len = 48
   c.train.steps = 12 if c.model.kind != "teacher" else 8
@@ -83,3 +80,10 @@ def shrink(c: ml_collections.ConfigDict) -> None:
   c.train.log_every = 3
   c.train.eval_batch_size = 16
   c.train.warmup_steps = 2
+
+
+def shrink_data(d: ml_collections.ConfigDict) -> None:
+  d.max_claims = 48
+  d.num_candidates = 8
+  d.doc_wp_len = 32
+  d.doc_word_len = 48

@@ -112,7 +112,8 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   bm25 = evaluate.rerank_metrics({**pred, "scores": _bm25_scores(prepared, split)})
   result = {"split": split, "model": config.name, "params": count_params(params),
             "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
-            "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"]}
+            "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"],
+            "rerank_claims_per_s": float(pred.get("claims_per_s", float("nan")))}
   if built.kind != "teacher":
     # What a claim-independent model is for: every document encoded once, the whole collection searched.
     doc_vecs = search.encode_collection(built, params, prepared, mesh)
@@ -190,6 +191,9 @@ def run(config, workdir: str):
     return distill(config, workdir)
   if config.mode == "evaluate":
     return evaluate_stage(config, workdir)
+  if config.mode == "reproduce":
+    from kd_jax import reproduce  # pylint: disable=import-outside-toplevel
+    return reproduce.run(config, workdir)
   if config.mode == "index":
     return index_stage(config, workdir)
   if config.mode == "search":

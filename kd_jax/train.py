@@ -28,11 +28,20 @@ from kd_jax.models.build import Built
 SYNC_EVERY = 10  # CPU fake-device collectives abort if too many steps are in flight (TOOLCHAIN.md)
 
 
+def decay_mask(params):
+  """Weight decay on weight matrices only: not on biases, LayerNorm scales or embedding tables (a frozen
+  embedding would otherwise still shrink, since decay does not depend on the gradient)."""
+  def keep(path, leaf):
+    return leaf.ndim >= 2 and not any("embed" in str(getattr(k, "key", k)).lower() for k in path)
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
 def make_optimizer(tc) -> optax.GradientTransformation:
   """AdamW with linear warmup, cosine decay to 1% and global-norm clipping."""
   schedule = optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, tc.warmup_steps,
                                                 max(tc.steps, tc.warmup_steps + 1), end_value=tc.learning_rate * 0.01)
-  return optax.chain(optax.clip_by_global_norm(tc.grad_clip), optax.adamw(schedule, weight_decay=tc.weight_decay))
+  return optax.chain(optax.clip_by_global_norm(tc.grad_clip),
+                     optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask))
 
 
 def hard_loss_fn(logits, batch):

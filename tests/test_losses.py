@@ -176,7 +176,8 @@ def test_gradients_match_finite_differences_in_float64(hard):
       return losses.combined_loss(s, t, labels, mask, 2.5, 0.6, hard=hard, hard_row_mask=hard_rows)[0]
 
     assert f(s, t).dtype == jnp.float64
-    check_grads(f, (s, t), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+    # Second order once (listwise); first order suffices to cover the pointwise branch.
+    check_grads(f, (s, t), order=2 if hard == "listwise" else 1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
 def test_no_nan_for_a_logit_spread_of_1e4():

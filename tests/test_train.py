@@ -166,3 +166,25 @@ def test_online_teacher_equals_stored_scores(data_dir, cache_dir, tmp_path):
     _, metrics = step(state, sharding.put_batch(batch, mesh), jax.random.key(1), *extra)
     losses.append(float(metrics["distill"]))
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+def test_frozen_embeddings_stay_put(data_dir, cache_dir):
+  """freeze_embeddings: no gradient reaches the table and weight decay does not shrink it either."""
+  config = _config(cnn_student, data_dir, cache_dir)
+  config.model.freeze_embeddings = True
+  config.train.weight_decay = 0.5
+  prepared = prepare.prepare(config.data)
+  built = build_lib.build(config.model, prepared)
+  mesh = sharding.make_mesh(1, 1)
+  tx = train.make_optimizer(config.train)
+  state, state_sh = train.init_state(built, tx, jax.random.key(0), mesh)
+  before = np.asarray(state["params"]["encoder"]["tokens"]["embed"]["embedding"])
+  kernel = np.asarray(state["params"]["encoder"]["proj"]["kernel"]) if "proj" in state["params"]["encoder"] \
+      else None
+  step = train.jit_step(train.make_train_step(built, tx, train.hard_loss_fn), mesh, state_sh)
+  batch = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(prepared, "words"))[0]
+  for _ in range(3):
+    state, _ = step(state, sharding.put_batch(batch, mesh), jax.random.key(1))
+  np.testing.assert_array_equal(np.asarray(state["params"]["encoder"]["tokens"]["embed"]["embedding"]), before)
+  if kernel is not None:
+    assert not np.array_equal(np.asarray(state["params"]["encoder"]["proj"]["kernel"]), kernel)

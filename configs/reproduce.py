@@ -1,0 +1,42 @@
+"""The reproduction table: on each dataset, the teacher, then CNN and BiLSTM students trained on hard labels
+only (alpha=0) and distilled, over 3 seeds, plus a temperature/alpha sweep; writes results/RESULTS.md.
+
+  python run.py --config=configs/reproduce.py --workdir=workdir/reproduce
+
+Sized for a 2-core CPU (students: short sequences and few steps); on an accelerator raise the sizes, e.g.
+`--config.students.cnn.train.steps=3000`. Finished stages are reused, so an interrupted run continues.
+"""
+
+import ml_collections
+
+from configs import cnn_student, common, lstm_student, teacher
+
+
+def get_config(arg: str = ""):
+  c = common.base_config("reproduce")
+  c.name = "reproduce"
+  c.data.num_candidates = 16
+  c.data.doc_word_len = 96
+  c.teacher = teacher.get_config()
+  c.students = ml_collections.ConfigDict()
+  c.students.cnn = cnn_student.get_config()
+  c.students.lstm = lstm_student.get_config()
+  c.students.lstm.train.steps = 200  # the BiLSTM step costs ~10x the CNN's on a CPU
+  for s in (c.students.cnn, c.students.lstm):
+    del s["teacher"]
+  c.reproduce = dict(
+      datasets=("scifact", "fever_titles"), students=("cnn", "lstm"), seeds=(0, 1, 2),
+      alpha=0.5, temperature=2.0,
+      sweep_dataset="scifact", sweep_student="cnn", sweep_temperatures=(1.0, 2.0, 4.0, 8.0),
+      sweep_alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
+      results_dir="results",
+  )
+  if arg == "smoke":
+    common.shrink(c.teacher)
+    for s in (c.students.cnn, c.students.lstm):
+      common.shrink(s)
+    common.shrink_data(c.data)
+    c.reproduce.seeds = (0, 1)
+    c.reproduce.sweep_temperatures = (1.0, 4.0)
+    c.reproduce.sweep_alphas = (0.0, 1.0)
+  return c

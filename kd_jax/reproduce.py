@@ -1,0 +1,169 @@
+"""The paper's table, measured: teacher, and each student with and without distillation, over seeds.
+
+`python run.py --config=configs/reproduce.py --workdir=workdir/reproduce` runs every missing stage (finished
+ones are reused, so an interrupted reproduction continues) and writes `results/RESULTS.md`, `results.json`
+and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from kd_jax import stages
+from kd_jax.data import candidates, datasets, prepare
+from kd_jax.search import full_collection_metrics
+
+RERANK = ("mrr@10", "map", "ndcg@10", "recall@1", "recall@5", "recall@10")
+FULL = ("ndcg@10", "recall@10", "recall@100")
+
+
+def _copy(c) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(c.to_dict())
+
+
+def student_config(config, dataset: str, kind: str, alpha: float, temperature: float, seed: int):
+  c = _copy(config.students[kind])
+  c.data = _copy(config.data)
+  c.data.name = dataset
+  c.mesh = _copy(config.mesh)
+  c.seed = seed
+  c.distill.alpha = alpha
+  c.distill.temperature = temperature
+  c.name = f"{kind}_T{temperature:g}_a{alpha:g}_s{seed}"
+  c.teacher = _copy(config.teacher)
+  return c
+
+
+def _eval(cfg, workdir: Path) -> dict:
+  """The stage's test evaluation, running whatever is missing (training included) first."""
+  path = workdir / cfg.name / "eval_test.json"
+  if path.is_file():
+    return json.loads(path.read_text())
+  if cfg.mode == "distill":
+    return stages.distill(cfg, str(workdir))
+  return stages.evaluate_stage(cfg, str(workdir))
+
+
+def bm25_full_collection(data_cfg) -> dict:
+  data = datasets.load(data_cfg)
+  test = data.splits["test"]
+  index = candidates.BM25Index(data.collection)
+  start = time.perf_counter()
+  rows, scores = index.search(test.texts, 100)
+  per_s = len(test.texts) / (time.perf_counter() - start)
+  out = full_collection_metrics(scores, rows, test.ids, data.collection.ids, test.qrels)
+  return {"full_collection": out, "claims_per_s": per_s}
+
+
+def run(config, workdir: str) -> dict:
+  r = config.reproduce
+  root = Path(workdir)
+  results: dict = {"config": config.to_dict(), "datasets": {}}
+  started = time.time()
+  for dataset in r.datasets:
+    wd = root / dataset
+    rows: dict[str, list[dict]] = {}
+    for kind in r.students:
+      for label, alpha in (("hard labels only", 0.0), ("distilled", r.alpha)):
+        for seed in r.seeds:
+          cfg = student_config(config, dataset, kind, alpha, r.temperature, seed)
+          rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(_eval(cfg, wd))
+    tcfg = _copy(config.teacher)
+    tcfg.data = _copy(config.data)
+    tcfg.data.name = dataset
+    tcfg.mesh = _copy(config.mesh)
+    tcfg.mode = "evaluate"
+    rows = {"Teacher (MiniLM-L6 cross-encoder)": [_eval(tcfg, wd)], **rows}
+    bm25 = bm25_full_collection(tcfg.data)
+    results["datasets"][dataset] = {"rows": rows, "bm25": bm25}
+    # The sweep: one student, one seed, temperature and alpha varied around the main setting.
+    if dataset == r.sweep_dataset:
+      sweep = {"temperature": {}, "alpha": {}}
+      for t in r.sweep_temperatures:
+        sweep["temperature"][t] = _eval(student_config(config, dataset, r.sweep_student, r.alpha, t, 0), wd)
+      for a in r.sweep_alphas:
+        sweep["alpha"][a] = _eval(student_config(config, dataset, r.sweep_student, a, r.temperature, 0), wd)
+      results["sweep"] = sweep
+  results["wall_minutes"] = round((time.time() - started) / 60, 1)
+  out = Path(r.results_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+  (out / "RESULTS.md").write_text(render(results, config))
+  plot(results, out)
+  logging.info("Wrote %s", out / "RESULTS.md")
+  return results
+
+
+def _ms(values: list[float]) -> str:
+  values = [v for v in values if v == v]
+  if not values:
+    return "—"
+  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def render(results: dict, config) -> str:
+  r = config.reproduce
+  lines = ["# Reproduction: distillation into claim-independent students", "",
+           "Produced by `python run.py --config=configs/reproduce.py --workdir=workdir/reproduce` "
+           f"({results['wall_minutes']} min). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
+           f"Distilled: alpha={r.alpha}, T={r.temperature}; hard labels only: alpha=0. Test split; reranking "
+           f"is over each claim's {config.data.num_candidates} BM25 candidates.", ""]
+  for dataset, d in results["datasets"].items():
+    lines += [f"## {dataset}", "", "| model | params | " + " | ".join(RERANK) + " | full " + " | full ".join(FULL)
+              + " | rerank claims/s |", "|---|---:|" + "---:|" * (len(RERANK) + len(FULL) + 1)]
+    any_row = next(iter(d["rows"].values()))[0]
+    bm25_rr = [any_row["bm25_rerank"][m] for m in RERANK]
+    bm25_full = [d["bm25"]["full_collection"][m] for m in FULL]
+    lines.append("| BM25 (bm25s, stemmed) | — | " + " | ".join(f"{v:.3f}" for v in bm25_rr) + " | "
+                 + " | ".join(f"{v:.3f}" for v in bm25_full) + f" | {d['bm25']['claims_per_s']:.0f} (full search) |")
+    for name, runs in d["rows"].items():
+      rr = [_ms([x["rerank"][m] for x in runs]) for m in RERANK]
+      full = [_ms([x["full_collection"][m] for x in runs]) if "full_collection" in runs[0] else "—" for m in FULL]
+      lines.append(f"| {name} | {runs[0]['params']:,} | " + " | ".join(rr + full)
+                   + f" | {np.mean([x['rerank_claims_per_s'] for x in runs]):.0f} |")
+    lines.append("")
+  if "sweep" in results:
+    lines += [f"## Sweep ({r.sweep_student}, {r.sweep_dataset}, seed 0): test nDCG@10 (reranking / full collection)",
+              "", "| setting | rerank nDCG@10 | full nDCG@10 |", "|---|---:|---:|"]
+    for axis, runs in results["sweep"].items():
+      for value, x in runs.items():
+        lines.append(f"| {axis} = {value} | {x['rerank']['ndcg@10']:.3f} | {x['full_collection']['ndcg@10']:.3f} |")
+    lines += ["", "![metrics](metrics.png)", "", "![sweep](sweep.png)", ""]
+  return "\n".join(lines)
+
+
+def plot(results: dict, out: Path) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  datasets_ = list(results["datasets"])
+  fig, axes = plt.subplots(1, len(datasets_), figsize=(6 * len(datasets_), 4), squeeze=False)
+  for ax, dataset in zip(axes[0], datasets_):
+    d = results["datasets"][dataset]
+    names = list(d["rows"])
+    means = [np.mean([x["rerank"]["ndcg@10"] for x in d["rows"][n]]) for n in names]
+    stds = [np.std([x["rerank"]["ndcg@10"] for x in d["rows"][n]]) for n in names]
+    ax.barh(names, means, xerr=stds, color="tab:blue")
+    ax.axvline(next(iter(d["rows"].values()))[0]["bm25_rerank"]["ndcg@10"], color="k", ls="--", label="BM25")
+    ax.set_title(f"{dataset}: test nDCG@10 (reranking)")
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(out / "metrics.png", dpi=110)
+  if "sweep" in results:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, axis in zip(axes, ("temperature", "alpha")):
+      xs = [float(v) for v in results["sweep"][axis]]
+      for kind, label in (("rerank", "reranking"), ("full_collection", "full collection")):
+        ax.plot(xs, [x[kind]["ndcg@10"] for x in results["sweep"][axis].values()], "o-", label=label)
+      ax.set_xlabel(axis)
+      ax.set_ylabel("test nDCG@10")
+      ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=110)
