@@ -47,7 +47,9 @@ def _json_number(value: Any) -> Any:
 
 
 def _manager(path: Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(path, options=options, item_names=(_STATE, _META))
+  # Explicit handlers (not just names) so `item_metadata` can describe a save without a target.
+  handlers = {_STATE: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(path, options=options, item_handlers=handlers)
 
 
 class Checkpointer:
@@ -147,6 +149,22 @@ class Checkpointer:
       ),
     )
     return restored[_STATE], restored[_META]
+
+  def restore_part(self, key: str, target: PyTree, rest_sharding: jax.sharding.Sharding,
+                   best: bool = False) -> PyTree:
+    """Restores `state[key]` (e.g. the params) onto `target` without knowing the rest of the saved state.
+
+    The other entries (e.g. an optimizer state whose structure depends on the run's optimizer settings) are
+    read from the save's own metadata onto `rest_sharding` and dropped: a finished teacher loads into a
+    student run whatever optimizer it was trained with.
+    """
+    manager, step = self._resolve(None, best)
+    saved = manager.item_metadata(step)[_STATE]
+    full = {k: (target if k == key else jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rest_sharding), v)) for k, v in saved.items()}
+    restored = manager.restore(step, args=ocp.args.Composite(
+        **{_STATE: ocp.args.StandardRestore(abstract_like(full))}))
+    return restored[_STATE][key]
 
   def read_meta(self, step: int | None = None, best: bool = False) -> dict:
     """The JSON meta of a save, without reading (or knowing the shape of) its state."""

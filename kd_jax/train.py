@@ -190,14 +190,19 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
 
 
 def restore_params(workdir: Path, built: Built, config, mesh, best: bool = True):
-  """Params of a finished (or interrupted) run, placed on `mesh`; the best-by-dev checkpoint if kept."""
-  tx = make_optimizer(config.train)
-  abstract = jax.eval_shape(lambda: {"step": jnp.zeros((), jnp.int32), "params": built.init(jax.random.key(0)),
-                                     "opt_state": None})
-  abstract["opt_state"] = jax.eval_shape(tx.init, abstract["params"])
+  """Params of a finished (or interrupted) run, placed on `mesh`; the best-by-dev checkpoint if kept.
+
+  Only the params are matched against the model: the run's optimizer state is whatever it was trained with.
+  """
+  abstract = jax.eval_shape(built.init, jax.random.key(0))
   shardings = sharding.param_shardings(abstract, mesh)
-  ckpt = checkpoint.Checkpointer(workdir, best_metric=config.train.best_metric)
-  use_best = best and ckpt.best_step() is not None
-  state, _ = ckpt.restore(checkpoint.abstract_like(abstract, shardings), best=use_best)
-  ckpt.close()
-  return state["params"], shardings["params"]
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    use_best = best and ckpt.best_step() is not None
+    if not use_best and ckpt.latest_step() is None:
+      raise FileNotFoundError(f"No checkpoint in {workdir}: train it first, or point the config at a finished run.")
+    params = ckpt.restore_part("params", checkpoint.abstract_like(abstract, shardings), sharding.replicated(mesh),
+                               best=use_best)
+  finally:
+    ckpt.close()
+  return params, shardings
