@@ -1,7 +1,7 @@
 """Speed and size: teacher vs students, kd_jax vs PyTorch peers, student full-collection search vs BM25.
 
   python -m benchmarks.speed --out results/BENCHMARKS.md          # ~10 min on 2 CPU cores
-  python -m benchmarks.speed --out /tmp/bench.md --quick          # ~2 min, for checking the script
+  python -m benchmarks.speed --out /tmp/bench.md --quick          # ~3 min, for checking the script
 
 1. Reranking K=100 BM25 candidates per SciFact test claim: the MiniLM cross-encoder teacher (100 pair forward
    passes) vs each student (claim encoding + dot products against document vectors stored beforehand, and
@@ -77,11 +77,14 @@ def compare(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> 
   return {name: statistics.median(t) for name, t in times.items()}
 
 
+def fmt(v: Any) -> str:
+  """3 significant digits below 100, else whole numbers with thousands separators; strings as given."""
+  if isinstance(v, float):
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+  return f"{v:,}" if isinstance(v, int) else str(v)
+
+
 def table(header: list[str], rows: list[list[Any]]) -> str:
-  def fmt(v: Any) -> str:  # 3 significant digits, thousands separators, strings as given
-    if isinstance(v, float):
-      return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
   lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
   return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows])
 
@@ -123,10 +126,9 @@ def bench_rerank(prepared, models, matrices, s) -> tuple[str, dict]:
   words = pipeline.gather_transform(prepared, "words")
   t_built, t_params = models["teacher"]
   t_logits = jax.jit(lambda p, b: t_built.logits(p, b))
-  t_in = [on_device(pairs(claims_batch(prepared, "test", i, 1, K_RERANK)), ("pair_ids", "pair_types", "pair_mask"))
-          for i in range(s["teacher_claims"])]
-  s_in = [on_device(words(claims_batch(prepared, "test", i, 1, K_RERANK)), ("claim_words", "doc_words", "cand_index"))
-          for i in range(s["student_claims"])]
+  claim = lambda i: claims_batch(prepared, "test", i, 1, K_RERANK)
+  t_in = [on_device(pairs(claim(i)), ("pair_ids", "pair_types", "pair_mask")) for i in range(s["teacher_claims"])]
+  s_in = [on_device(words(claim(i)), ("claim_words", "doc_words", "cand_index")) for i in range(s["student_claims"])]
   fns = {"teacher": lambda: [jax.block_until_ready(t_logits(t_params, b)) for b in t_in]}
   for kind in ("cnn", "lstm"):
     built, params = models[kind]
@@ -208,27 +210,30 @@ def bench_train(prepared, models, s) -> tuple[str, dict]:
         return torch_peers.make_trainer(model, [batch[k].astype(np.int64) for k in inputs], loss,
                                         tc.learning_rate, tc.weight_decay, tc.grad_clip)
       fns["peer"] = peer()
+      if name == "teacher":
+        attn = fns["peer"].model.bert.config._attn_implementation  # pylint: disable=protected-access
     for fn in fns.values():
       fn(1)  # compile / first-touch allocations
     n = s["train_steps"]
     secs = compare({k: (lambda fn=fn: fn(n)) for k, fn in fns.items()}, s["rounds"], warmup=0)
-    if name == "lstm" and torch is not None and s["packed_lstm"]:
-      # The packed peer runs ~60 s a step here: one step, no warm-up (eager PyTorch compiles nothing).
-      extra = compare({"ours": lambda: fns["ours"](1), "packed": lambda: peer(packed=True)(1)}, 1, warmup=0)
-      secs["packed"] = extra["packed"] * n
+    pairs = [(name, secs["ours"] / n, secs["peer"] / n if "peer" in secs else None)]
+    if name == "lstm" and "peer" in fns and s["packed_lstm"]:
+      # ~60 s a step on 2 busy cores: one step each, no warm-up (eager PyTorch has nothing to compile).
+      packed = peer(packed=True)
+      extra = compare({"ours": lambda: fns["ours"](1), "packed": lambda: packed(1)}, 1, warmup=0)
+      pairs.append(("lstm, PyTorch packed sequences, 1 step", extra["ours"], extra["packed"]))
     b, k = batch["cand_labels"].shape
     shape = (f"{b} claims x {k} pairs x {t_cfg.model.pair_len} tokens" if name == "teacher"
              else f"{b} claims (32 words) x {k} docs (128 words)")
-    for peer_name, label in (("peer", name), ("packed", "lstm, PyTorch with packed sequences (1 step)")):
-      if peer_name in secs or (peer_name == "peer" and torch is None):
-        ours, other = n / secs["ours"], n / secs[peer_name] if peer_name in secs else None
-        rows.append([label, shape, ours, ours * b * k, other or "skipped", other * b * k if other else "skipped",
-                     ours / other if other else "-"])
-        out[label] = (ours, other)
+    for label, ours, other in pairs:  # seconds per step
+      rows.append([label, shape, 1 / ours, b * k / ours, 1 / other if other else "skipped",
+                   b * k / other if other else "skipped", other / ours if other else "-"])
+      out[label] = (ours, other)
   text = table(["model", "batch", "ours steps/s", "ours pairs/s", "PyTorch steps/s", "PyTorch pairs/s",
                 "ours / PyTorch"], rows)
   peer_note = (f"PyTorch {torch.__version__}, torch.set_num_threads({THREADS}). Teacher peer: HF "
-               "BertForSequenceClassification(num_labels=1) from the same safetensors folder. BiLSTM peer: two "
+               "BertForSequenceClassification(num_labels=1) from the same safetensors folder, attention "
+               f"implementation '{attn}'. BiLSTM peer: two "
                "nn.LSTMs over the padded batch, the backward one reading each sequence reversed within its length "
                "(equal outputs to packed sequences, which are also shown when measured)."
                if torch is not None else TORCH_HINT)
@@ -241,7 +246,8 @@ def bench_search(cfg, prepared, models, s) -> tuple[str, dict]:
   texts, coll = data.splits["test"].texts, data.collection
   vocab = {w: i for i, w in enumerate(prepared.vocab)}
   index = candidates.BM25Index(coll)
-  fns, index_fns = {"BM25 (bm25s)": lambda: index.search(texts, TOP_K)}, {"BM25 index build": lambda: candidates.BM25Index(coll)}
+  fns = {"BM25 (bm25s)": lambda: index.search(texts, TOP_K)}
+  index_fns = {"BM25 index build": lambda: candidates.BM25Index(coll)}
   for kind, name in (("cnn", "CNN"), ("lstm", "BiLSTM")):
     built, params = models[kind]
     m = built.module
@@ -260,7 +266,8 @@ def bench_search(cfg, prepared, models, s) -> tuple[str, dict]:
   rows = [[name, t / n * 1e3, n / t, bm25 / t] for name, t in secs.items()]
   text = table([f"method ({n} claims per call, top-{TOP_K} of {len(coll):,} docs)", "ms / claim", "claims / s",
                 "speed-up vs BM25"], rows)
-  text += "\n\n" + table(["one-off indexing", "seconds", "docs / s"], [[k, v, len(coll) / v] for k, v in index_secs.items()])
+  text += "\n\n" + table(["one-off indexing", "seconds", "docs / s"],
+                         [[k, v, len(coll) / v] for k, v in index_secs.items()])
   text += (f"\n\nMedian of {s['search_rounds']} (search) / {s['rounds']} (indexing) rounds. Student search = word "
            "tokenization + claim encoding + one matrix product + jax.lax.top_k; BM25 = BM25Index.search "
            "(tokenize, stem, retrieve).")
@@ -290,32 +297,33 @@ def load() -> str:
       ", ".join(busy) or "none")
 
 
-def reading(r: dict[str, dict], quick: bool) -> str:
+def reading(r: dict[str, dict], quick: bool, shared: bool) -> str:
   """The paragraph under the tables, its numbers filled from this run."""
   rr, pc, tr, se = r["rerank"], r["params"], r["train"], r["search"]
-  up = lambda a, b: f"{a / b:,.3g}x"
+  up = lambda a, b: fmt(a / b) + "x"
   text = (f"Reranking: with document vectors stored beforehand, a student reranks a claim's 100 candidates "
           f"{up(rr['teacher'], rr['cnn stored'])} (CNN) / {up(rr['teacher'], rr['lstm stored'])} (BiLSTM) faster "
           "than the teacher, far beyond the paper's 12x, because a claim then costs one short encoding and a "
-          "100-row dot product while the teacher runs 100 full transformer passes; encoding the 100 documents per "
-          f"claim instead (no index) the students are {up(rr['teacher'], rr['cnn online'])} / "
-          f"{up(rr['teacher'], rr['lstm online'])} faster, closer to the paper's setting. Size: the teacher has "
+          "100-row dot product (under a millisecond, mostly per-call overhead) while the teacher runs 100 full "
+          "transformer passes; even encoding the 100 documents "
+          f"per claim (no stored vectors) the students are {up(rr['teacher'], rr['cnn online'])} / "
+          f"{up(rr['teacher'], rr['lstm online'])} faster. Size: the teacher has "
           f"{up(pc['teacher'][0], pc['cnn'][0])} / {up(pc['teacher'][0], pc['lstm'][0])} the students' parameters "
           f"(paper: 20x), but the students are mostly word embeddings (a lookup): without them the teacher is "
           f"{up(pc['teacher'][1], pc['cnn'][1])} / {up(pc['teacher'][1], pc['lstm'][1])} larger. ")
   peers = {k: v for k, v in tr.items() if v[1]}
   if peers:
-    text += ("Training: our Flax steps run at " + ", ".join(f"{v[0] / v[1]:.2g}x ({k})" for k, v in peers.items())
-             + " the PyTorch peers' speed on the same batch (above 1 = ours faster); XLA fuses the students' "
-             "elementwise work and compiles the LSTM scan, where eager PyTorch dispatches per op and per time step. ")
+    text += ("Training: our Flax steps run at " + ", ".join(f"{up(v[1], v[0])} ({k})" for k, v in peers.items())
+             + " the PyTorch peers' speed on the same batch (above 1 = ours faster). ")
   text += (f"Search: over the whole 5,183-document collection, the CNN / BiLSTM student answers "
            f"{up(se['BM25 (bm25s)'], se['CNN student'])} / {up(se['BM25 (bm25s)'], se['BiLSTM student'])} the speed "
            "of bm25s, which is already sub-millisecond per claim at this size: a dense student's speed argument "
            "is against the teacher, not against BM25; its document encoding (one-off) takes "
            f"{se['CNN student doc encoding']:.3g} s / {se['BiLSTM student doc encoding']:.3g} s vs "
            f"{se['BM25 index build']:.3g} s for the BM25 index. ")
-  return text + ("Numbers are from a 2-core CPU shared with other jobs (see the load above) and from few rounds; "
-                 "read the ratios, not the absolute times" + (", and not from a --quick run." if quick else "."))
+  where = "shared with other jobs (see the load above)" if shared else "otherwise idle"
+  return text + (f"Numbers are from a {THREADS}-core CPU, {where}, and from few rounds: read the ratios, not the "
+                 "absolute times" + (", and nothing from a --quick run." if quick else "."))
 
 
 def main() -> None:
@@ -333,7 +341,7 @@ def main() -> None:
     cfg.cache_dir = os.environ.get("KD_JAX_CACHE") or tmp
     cfg.num_candidates = K_RERANK
     prepared = prepare.prepare(cfg)
-    mcfgs = {"teacher": common.teacher_model(), "cnn": common.student_model("cnn"), "lstm": common.student_model("lstm")}
+    mcfgs = {"teacher": common.teacher_model(), **{k: common.student_model(k) for k in ("cnn", "lstm")}}
     models = {}
     for name, mcfg in mcfgs.items():
       mcfg.glove = False  # fresh students: speed and size do not depend on the weights' values
@@ -341,26 +349,32 @@ def main() -> None:
       models[name] = (built, built.init(jax.random.key(0)))
     matrices = {k: encode_collection(student_fns(models[k][0])[0], models[k][1], prepared.docs_words)
                 for k in ("cnn", "lstm")}
+    benches = {
+        "rerank": ("1. Reranking 100 BM25 candidates per claim (SciFact test)",
+                   lambda: bench_rerank(prepared, models, matrices, s)),
+        "params": ("2. Parameters", lambda: param_counts(models)),
+        "train": ("3. Training throughput: kd_jax (Flax) vs PyTorch, same batch, loss and optimizer",
+                  lambda: bench_train(prepared, models, s)),
+        "search": ("4. Full-collection search: student vs BM25",
+                   lambda: bench_search(cfg, prepared, models, s)),
+    }
     sections, results = [], {}
-    for key, title, fn in (("rerank", "1. Reranking 100 BM25 candidates per claim (SciFact test)",
-                       lambda: bench_rerank(prepared, models, matrices, s)),
-                      ("params", "2. Parameters", lambda: param_counts(models)),
-                      ("train", "3. Training throughput: kd_jax (Flax) vs PyTorch, same batch, loss and optimizer",
-                       lambda: bench_train(prepared, models, s)),
-                      ("search", "4. Full-collection search: student vs BM25", lambda: bench_search(cfg, prepared, models, s))):
+    for key, (title, fn) in benches.items():
       t0 = time.time()
       text, results[key] = fn()
       sections.append(f"## {title}\n\n{text}\n")
       print(f"\n## {title} ({time.time() - t0:.0f} s)\n\n{text}\n", flush=True)
-  cmd = "python -m benchmarks.speed " + " ".join(sys.argv[1:])
+  cmd, load_end = "python -m benchmarks.speed " + " ".join(sys.argv[1:]), load()
+  shared = not (load_start.endswith("none") and load_end.endswith("none"))
+  quick = " (quick sizes: checks the script, numbers are rough)" if args.quick else ""
   header = (f"# Benchmarks\n\nGenerated by `{cmd}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
-            f"{time.time() - start:.0f} s{' (quick sizes: checks the script, numbers are rough)' if args.quick else ''}.\n\n"
-            f"{machine()}\n- At start: {load_start}\n- At end: {load()}\n\n"
+            f"{time.time() - start:.0f} s{quick}.\n\n"
+            f"{machine()}\n- At start: {load_start}\n- At end: {load_end}\n\n"
             "Contenders run in the same process, alternating within each timed round after a warm-up that excludes "
             "jit compilation; medians reported. Ratios are the result; absolute numbers move with the machine "
             "and its load. Students are freshly initialised (speed does not depend on their weights).\n")
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  body = header + "\n" + "\n".join(sections) + "\n## Reading\n\n" + reading(results, args.quick) + "\n"
+  body = header + "\n" + "\n".join(sections) + "\n## Reading\n\n" + reading(results, args.quick, shared) + "\n"
   Path(args.out).write_text(body)
   print(f"Wrote {args.out}")
 

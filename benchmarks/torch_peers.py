@@ -139,4 +139,5 @@ def make_trainer(model: nn.Module, inputs: list[np.ndarray], loss: Callable[[tor
       nn.utils.clip_grad_norm_(model.parameters(), clip)
       opt.step()
     return value.item()
+  run.model = model  # for the report (e.g. which attention implementation HF picked)
   return run

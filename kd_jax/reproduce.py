@@ -27,16 +27,32 @@ def _copy(c) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(c.to_dict())
 
 
+def _data(config, dataset: str):
+  d = _copy(config.data)
+  d.name = dataset
+  if dataset in config.reproduce.short_docs:
+    d.doc_wp_len = d.doc_word_len = config.reproduce.short_doc_len
+  return d
+
+
+def _teacher(config, dataset: str):
+  t = _copy(config.teacher)
+  t.data = _data(config, dataset)
+  t.mesh = _copy(config.mesh)
+  if dataset in config.reproduce.short_docs:
+    t.model.pair_len = config.reproduce.short_pair_len
+  return t
+
+
 def student_config(config, dataset: str, kind: str, alpha: float, temperature: float, seed: int):
   c = _copy(config.students[kind])
-  c.data = _copy(config.data)
-  c.data.name = dataset
+  c.data = _data(config, dataset)
   c.mesh = _copy(config.mesh)
   c.seed = seed
   c.distill.alpha = alpha
   c.distill.temperature = temperature
   c.name = f"{kind}_T{temperature:g}_a{alpha:g}_s{seed}"
-  c.teacher = _copy(config.teacher)
+  c.teacher = _teacher(config, dataset)
   return c
 
 
@@ -74,10 +90,7 @@ def run(config, workdir: str) -> dict:
         for seed in r.seeds:
           cfg = student_config(config, dataset, kind, alpha, r.temperature, seed)
           rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(_eval(cfg, wd))
-    tcfg = _copy(config.teacher)
-    tcfg.data = _copy(config.data)
-    tcfg.data.name = dataset
-    tcfg.mesh = _copy(config.mesh)
+    tcfg = _teacher(config, dataset)
     tcfg.mode = "evaluate"
     rows = {"Teacher (MiniLM-L6 cross-encoder)": [_eval(tcfg, wd)], **rows}
     bm25 = bm25_full_collection(tcfg.data)

@@ -72,3 +72,24 @@ def test_unsearchable_claims_get_clear_errors(setup, tmp_path):
     search.claim_word_ids(["qwxzv zzkjq"], prepared.vocab, 32)
   with pytest.raises(FileNotFoundError, match="mode=index"):
     search.Index(tmp_path / "none").read()
+
+
+def test_known_ranking_gives_known_figures():
+  """evaluate.rerank_metrics and full_collection_metrics on rankings worked out by hand."""
+  from kd_jax import evaluate
+  # Claim 0: gold at rank 2 of 4 -> MRR 1/2, AP 1/2, nDCG@10 = (1/log2 3) / 1.
+  # Claim 1: gold at ranks 1 and 3, a third gold doc outside the candidates (num_relevant 3)
+  #   -> MRR 1, AP (1 + 2/3) / 3, recall@1 1/3, nDCG@10 = (1 + 1/2) / (1 + 1/log2 3 + 1/2).
+  pred = {"scores": np.array([[0.9, 0.8, 0.1, 0.0], [5.0, 4.0, 3.0, -1.0]]),
+          "labels": np.array([[0, 1, 0, 0], [1, 0, 1, 0]]), "mask": np.ones((2, 4), bool),
+          "num_relevant": np.array([1, 3])}
+  m = evaluate.rerank_metrics(pred)
+  ndcg0 = 1 / np.log2(3)
+  ndcg1 = 1.5 / (1 + 1 / np.log2(3) + 0.5)
+  assert m["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)
+  assert m["map"] == pytest.approx((0.5 + (1 + 2 / 3) / 3) / 2)
+  assert m["ndcg@10"] == pytest.approx((ndcg0 + ndcg1) / 2)
+  assert m["recall@1"] == pytest.approx((0 + 1 / 3) / 2)
+  full = search.full_collection_metrics(np.array([[3.0, 2.0, 1.0]]), np.array([[2, 0, 1]]), ["q"],
+                                        ["d0", "d1", "d2"], {"q": {"d0": 1}})
+  assert full["mrr@10"] == pytest.approx(0.5) and full["recall@1"] == 0.0 and full["recall@5"] == 1.0
