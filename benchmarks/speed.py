@@ -1,6 +1,6 @@
 """Speed and size: teacher vs students, kd_jax vs PyTorch peers, student full-collection search vs BM25.
 
-  python -m benchmarks.speed --out results/BENCHMARKS.md          # ~10 min on 2 CPU cores
+  python -m benchmarks.speed --out results/BENCHMARKS.md          # ~7 min on 2 busy CPU cores
   python -m benchmarks.speed --out /tmp/bench.md --quick          # ~3 min, for checking the script
 
 1. Reranking K=100 BM25 candidates per SciFact test claim: the MiniLM cross-encoder teacher (100 pair forward
@@ -323,7 +323,8 @@ def reading(r: dict[str, dict], quick: bool, shared: bool) -> str:
            f"{se['BM25 index build']:.3g} s for the BM25 index. ")
   where = "shared with other jobs (see the load above)" if shared else "otherwise idle"
   return text + (f"Numbers are from a {THREADS}-core CPU, {where}, and from few rounds: read the ratios, not the "
-                 "absolute times" + (", and nothing from a --quick run." if quick else "."))
+                 "absolute times, and expect them to move by tens of percent between runs on a loaded machine"
+                 + (", and nothing from a --quick run." if quick else "."))
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ from configs import cnn_student, common, lstm_student, teacher
 def get_config(arg: str = ""):
   c = common.base_config("reproduce")
   c.name = "reproduce"
-  c.data.num_candidates = 16
-  c.data.doc_word_len = 96
   c.teacher = teacher.get_config()
   c.students = ml_collections.ConfigDict()
   c.students.cnn = cnn_student.get_config()
@@ -32,6 +30,9 @@ def get_config(arg: str = ""):
       results_dir="results",
       # FEVER-titles documents are page titles: short sequences cost a quarter of SciFact's on a CPU.
       short_docs=("fever_titles",), short_doc_len=16, short_pair_len=48,
+      # A finished teacher to reuse per dataset (same data settings), e.g. the main command's workdir/teacher;
+      # '' trains one in <workdir>/<dataset>/teacher.
+      teacher_dirs=dict(scifact="", fever_titles=""),
   )
   if arg == "smoke":
     common.shrink(c.teacher)

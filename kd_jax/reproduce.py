@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -53,6 +55,7 @@ def student_config(config, dataset: str, kind: str, alpha: float, temperature: f
   c.distill.temperature = temperature
   c.name = f"{kind}_T{temperature:g}_a{alpha:g}_s{seed}"
   c.teacher = _teacher(config, dataset)
+  c.distill.teacher_dir = config.reproduce.teacher_dirs.get(dataset, "")
   return c
 
 
@@ -92,7 +95,9 @@ def run(config, workdir: str) -> dict:
           rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(_eval(cfg, wd))
     tcfg = _teacher(config, dataset)
     tcfg.mode = "evaluate"
-    rows = {"Teacher (MiniLM-L6 cross-encoder)": [_eval(tcfg, wd)], **rows}
+    tdir = Path(config.reproduce.teacher_dirs.get(dataset, "") or wd / tcfg.name)
+    tcfg.name = tdir.name
+    rows = {"Teacher (MiniLM-L6 cross-encoder)": [_eval(tcfg, tdir.parent)], **rows}
     bm25 = bm25_full_collection(tcfg.data)
     results["datasets"][dataset] = {"rows": rows, "bm25": bm25}
     # The sweep: one student, one seed, temperature and alpha varied around the main setting.
@@ -104,6 +109,7 @@ def run(config, workdir: str) -> dict:
         sweep["alpha"][a] = _eval(student_config(config, dataset, r.sweep_student, a, r.temperature, 0), wd)
       results["sweep"] = sweep
   results["wall_minutes"] = round((time.time() - started) / 60, 1)
+  results["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
   out = Path(r.results_dir)
   out.mkdir(parents=True, exist_ok=True)
   (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
@@ -123,8 +129,7 @@ def _ms(values: list[float]) -> str:
 def render(results: dict, config) -> str:
   r = config.reproduce
   lines = ["# Reproduction: distillation into claim-independent students", "",
-           "Produced by `python run.py --config=configs/reproduce.py --workdir=workdir/reproduce` "
-           f"({results['wall_minutes']} min). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
+           f"Produced by `{results['command']}` ({results['wall_minutes']} min of stages not already finished). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
            f"Distilled: alpha={r.alpha}, T={r.temperature}; hard labels only: alpha=0. Test split; reranking "
            f"is over each claim's {config.data.num_candidates} BM25 candidates.", ""]
   for dataset, d in results["datasets"].items():
