@@ -91,7 +91,10 @@ def distill(config, workdir: str) -> dict:
     lookup = teacher_scores.lookup(path, prepared.source("train"))
     result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup)
   logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
-  return evaluate_stage(config, workdir)
+  result = evaluate_stage(config, workdir)
+  logging.info("Done. Checkpoints: %s/{checkpoints,best}; metrics: %s/metrics.jsonl and tensorboard/; test "
+               "figures: %s/eval_test.json; teacher: %s", out, out, out, tdir)
+  return result
 
 
 def _loss(config):
