@@ -34,6 +34,7 @@ def _data(config, dataset: str):
   d.name = dataset
   if dataset in config.reproduce.short_docs:
     d.doc_wp_len = d.doc_word_len = config.reproduce.short_doc_len
+  d.max_claims = config.reproduce.max_claims.get(dataset, 0) or d.max_claims
   return d
 
 
@@ -72,11 +73,12 @@ def _eval(cfg, workdir: Path) -> dict:
 def bm25_full_collection(data_cfg) -> dict:
   data = datasets.load(data_cfg)
   test = data.splits["test"]
+  n = data_cfg.max_claims or len(test)  # the same claims the models are evaluated on
   index = candidates.BM25Index(data.collection)
   start = time.perf_counter()
-  rows, scores = index.search(test.texts, 100)
-  per_s = len(test.texts) / (time.perf_counter() - start)
-  out = full_collection_metrics(scores, rows, test.ids, data.collection.ids, test.qrels)
+  rows, scores = index.search(test.texts[:n], 100)
+  per_s = n / (time.perf_counter() - start)
+  out = full_collection_metrics(scores, rows, test.ids[:n], data.collection.ids, test.qrels)
   return {"full_collection": out, "claims_per_s": per_s}
 
 
@@ -131,7 +133,8 @@ def render(results: dict, config) -> str:
   lines = ["# Reproduction: distillation into claim-independent students", "",
            f"Produced by `{results['command']}` ({results['wall_minutes']} min of stages not already finished). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
            f"Distilled: alpha={r.alpha}, T={r.temperature}; hard labels only: alpha=0. Test split; reranking "
-           f"is over each claim's {config.data.num_candidates} BM25 candidates.", ""]
+           f"is over each claim's {config.data.num_candidates} BM25 candidates. Claims per split capped at "
+           f"{dict(r.max_claims)} (0 = all).", ""]
   for dataset, d in results["datasets"].items():
     lines += [f"## {dataset}", "", "| model | params | " + " | ".join(RERANK) + " | full " + " | full ".join(FULL)
               + " | rerank claims/s |", "|---|---:|" + "---:|" * (len(RERANK) + len(FULL) + 1)]
