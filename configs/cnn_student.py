@@ -22,6 +22,9 @@ def get_config(arg: str = ""):
       online=False,  # True: teacher logits computed in the step (frozen params) instead of stored scores
       teacher_dir="",  # finished teacher run; '' -> <workdir>/teacher (trained there if missing)
       train_teacher_if_missing=True,
+      # Teacher-labelled pseudo-claims (collection sentences; mode=pseudo_claims builds them, distill reuses
+      # them): `count` > 0 mixes them into training at `fraction` of the examples; they get the KL term only.
+      pseudo=dict(count=0, fraction=0.5, seed=0, min_words=5, max_words=40, max_overlap=0.8),
   )
   # The teacher stage the chain runs when no teacher is found; it always uses this config's data.
   c.teacher = teacher.get_config(arg)

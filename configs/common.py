@@ -57,7 +57,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def base_config(mode: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      mode=mode,  # train_teacher | score_candidates | distill | evaluate | index | search
+      mode=mode,  # train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search
       name="",  # stage folder under --workdir
       seed=0,
       resume=True,  # continue from the latest checkpoint in the stage folder

@@ -28,10 +28,16 @@ def predict_split(predict: Callable, params: Any, prepared: Prepared, split: str
   Also `claims_per_s`: reranking throughput after the first batch (which pays for compilation),
   data pipeline included.
   """
+  return predict_source(predict, params, prepared.source(split), prepared, batch_size, mesh, tokens, pair_len)
+
+
+def predict_source(predict: Callable, params: Any, source, prepared: Prepared, batch_size: int, mesh, tokens: str,
+                   pair_len: int = 0) -> dict[str, np.ndarray]:
+  """`predict_split` over any sequence of examples (e.g. pseudo-claims held in memory)."""
   transform = pipeline.gather_transform(prepared, tokens, pair_len)
   out: dict[str, list] = {k: [] for k in ("claim_id", "scores", "labels", "mask", "num_relevant", "cand_index")}
   timed_claims, start = 0, None
-  for batch in pipeline.eval_batches(prepared.source(split), batch_size, transform):
+  for batch in pipeline.eval_batches(source, batch_size, transform):
     if start is None and out["scores"]:
       start = time.perf_counter()
     if start is not None:

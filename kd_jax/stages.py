@@ -13,8 +13,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import evaluate, pretrained, search, sharding, teacher_scores, train
-from kd_jax.data import prepare, tokenize
+from kd_jax import evaluate, pretrained, pseudo_claims, search, sharding, teacher_scores, train
+from kd_jax.data import pipeline, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 
@@ -81,20 +81,34 @@ def distill(config, workdir: str) -> dict:
     logging.info("Using the finished teacher in %s.", tdir)
   built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)
+  source = _train_source(config, tdir, tcfg, prepared)
   if config.distill.online:
     teacher_built = build_lib.build(tcfg.model, prepared)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
     tparams, _ = train.restore_params(tdir, teacher_built, tcfg, mesh)
-    result = train.fit(config, out, prepared, built, _loss(config), teacher=(teacher_built, tparams))
+    result = train.fit(config, out, prepared, built, _loss(config), teacher=(teacher_built, tparams),
+                       train_source=source)
   else:
     path = score_candidates(tcfg, tdir)
     lookup = teacher_scores.lookup(path, prepared.source("train"))
-    result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup)
+    result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup, train_source=source)
   logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
   result = evaluate_stage(config, workdir)
   logging.info("Done. Checkpoints: %s/{checkpoints,best}; metrics: %s/metrics.jsonl and tensorboard/; test "
                "figures: %s/eval_test.json; teacher: %s", out, out, out, tdir)
   return result
+
+
+def _train_source(config, tdir: Path, tcfg, prepared):
+  """The labelled train split, or (distill.pseudo.count > 0) it mixed with teacher-labelled pseudo-claims."""
+  p = config.distill.pseudo
+  if not p.count:
+    return None
+  fake = pseudo_claims.ensure(tcfg, tdir, p, p.count)
+  mixed = pipeline.MixedSource(prepared.source("train"), fake, p.fraction)
+  logging.info("Training on %d labelled claims and %d pseudo-claims (%d + %d slots an epoch).",
+               len(prepared.source("train")), len(fake), mixed.num_real, mixed.num_pseudo)
+  return mixed
 
 
 def _loss(config):
@@ -192,6 +206,12 @@ def run(config, workdir: str):
     return score_candidates(tcfg, tdir)
   if config.mode == "distill":
     return distill(config, workdir)
+  if config.mode == "pseudo_claims":
+    if "distill" not in config:
+      raise ValueError("mode=pseudo_claims needs a student config (cnn_student.py, lstm_student.py): it labels "
+                       "pseudo-claims with that config's teacher, sized by --config.distill.pseudo.count.")
+    tdir, tcfg = _teacher_config(config, workdir)
+    return len(pseudo_claims.ensure(tcfg, tdir, config.distill.pseudo, config.distill.pseudo.count))
   if config.mode == "evaluate":
     return evaluate_stage(config, workdir)
   if config.mode == "reproduce":
@@ -201,5 +221,5 @@ def run(config, workdir: str):
     return index_stage(config, workdir)
   if config.mode == "search":
     return search_stage(config, workdir)
-  raise ValueError(f"Unknown mode {config.mode!r}: use train_teacher, score_candidates, distill, evaluate, index "
-                   "or search.")
+  raise ValueError(f"Unknown mode {config.mode!r}: use train_teacher, score_candidates, pseudo_claims, distill, "
+                   "evaluate, index or search.")

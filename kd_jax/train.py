@@ -108,9 +108,10 @@ class FitResult:
 
 def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callable,
         teacher_scores: Callable | None = None, teacher: tuple[Built, Any] | None = None,
-        stop_after: int | None = None) -> FitResult:
+        stop_after: int | None = None, train_source=None) -> FitResult:
   """Trains `built` to `config.train.steps`, resuming from `workdir`'s latest checkpoint when present.
 
+  `train_source` replaces the prepared train split (e.g. a `pipeline.MixedSource` with pseudo-claims).
   `stop_after` ends the loop early after that many steps (as if the run were killed), for tests.
   """
   tc = config.train
@@ -142,8 +143,9 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     tokens = "both"
   pair_len = config.model.get("pair_len", 0) or (config.teacher.model.pair_len if teacher is not None else 0)
   transform = pipeline.gather_transform(prepared, tokens, pair_len, teacher_scores)
-  batches = pipeline.TrainBatches(prepared.source("train"), tc.batch_size, config.seed, transform,
-                                  jax.process_index(), jax.process_count())
+  source = prepared.source("train") if train_source is None else train_source
+  batches = pipeline.TrainBatches(source, tc.batch_size, config.seed, transform, jax.process_index(),
+                                  jax.process_count())
   step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built), mesh, state_sh, teacher_sh)
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
   log = Logbook(workdir)

@@ -54,6 +54,51 @@ class TrainBatches:
       epoch, i = epoch + 1, 0
 
 
+class Prefix:
+  """The first `n` examples of a source (a stored pseudo-claim set serves every smaller count)."""
+
+  def __init__(self, source, n: int):
+    if n > len(source):
+      raise ValueError(f"Asked for {n} examples of a source holding {len(source)}.")
+    self._source, self._n = source, n
+
+  def __len__(self) -> int:
+    return self._n
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < self._n:
+      raise IndexError(i)
+    return self._source[i]
+
+
+class MixedSource:
+  """Real and pseudo examples in one source, `pseudo_fraction` of its slots pseudo.
+
+  The smaller side is repeated so that one pass covers every example of the larger side once; shuffling per
+  epoch (TrainBatches) then mixes them, so a batch holds `pseudo_fraction` pseudo rows in expectation.
+  """
+
+  def __init__(self, real, pseudo, pseudo_fraction: float):
+    if not 0.0 < pseudo_fraction < 1.0:
+      raise ValueError(f"pseudo_fraction must be in (0, 1), got {pseudo_fraction}.")
+    if not len(real) or not len(pseudo):
+      raise ValueError("MixedSource needs at least one real and one pseudo example.")
+    total = max(len(real) / (1.0 - pseudo_fraction), len(pseudo) / pseudo_fraction)
+    self._real, self._pseudo = real, pseudo
+    self.num_real = max(len(real), round(total * (1.0 - pseudo_fraction)))
+    self.num_pseudo = max(len(pseudo), round(total * pseudo_fraction))
+
+  def __len__(self) -> int:
+    return self.num_real + self.num_pseudo
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    if i < self.num_real:
+      return self._real[i % len(self._real)]
+    return self._pseudo[(i - self.num_real) % len(self._pseudo)]
+
+
 def eval_batches(source, batch_size: int, transform: Callable[[Batch], Batch]) -> Iterator[Batch]:
   """Every example once, in source order; the last batch is padded and `row_mask` marks real rows."""
   n = len(source)
@@ -73,7 +118,8 @@ def gather_transform(prepared: Prepared, tokens: str, pair_len: int = 0,
   tokens="words": `doc_words` [B, K, Ld] for the students. tokens="pairs": `pair_ids`, `pair_types`,
   `pair_mask` [B, K, pair_len] (`[CLS] claim [SEP] doc [SEP]`) for the teacher. tokens="both": both (online
   distillation, where the teacher runs inside the student's step). `teacher_scores`, when
-  given, maps claim ids to stored teacher logits [B, K] (the distillation stage's soft labels).
+  given, maps claim ids to stored teacher logits [B, K] (the distillation stage's soft labels) for the real
+  rows; pseudo-claim rows already carry theirs.
   """
   if tokens not in ("words", "pairs", "both"):
     raise ValueError(f"tokens must be 'words', 'pairs' or 'both', got {tokens!r}")
@@ -87,7 +133,10 @@ def gather_transform(prepared: Prepared, tokens: str, pair_len: int = 0,
       batch["pair_ids"], batch["pair_types"], batch["pair_mask"] = tokenize.pack_pairs(
           batch["claim_wp"], prepared.docs_wp[batch["cand_index"]], pair_len)
     if teacher_scores is not None:
-      batch["teacher_scores"] = teacher_scores(batch["claim_id"])
+      real = ~batch["is_pseudo"]
+      batch["teacher_scores"] = batch["teacher_scores"].copy()
+      if real.any():
+        batch["teacher_scores"][real] = teacher_scores(batch["claim_id"][real])
     return batch
 
   return transform

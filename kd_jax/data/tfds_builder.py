@@ -38,14 +38,15 @@ class RetrievalExamples(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
 
   def __init__(self, *, shapes: tuple[int, int, int], generators: dict[str, Callable[[], Iterator]] | None = None,
-               **kwargs):
+               ordered: bool = False, **kwargs):
     self._shapes = shapes
     self._generators = generators or {}
+    self._ordered = ordered
     super().__init__(file_format="array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     # Built by hand: `dataset_info_from_configs` fails for builders defined outside the TFDS package.
-    return tfds.core.DatasetInfo(builder=self, features=features(*self._shapes),
+    return tfds.core.DatasetInfo(builder=self, features=features(*self._shapes), disable_shuffling=self._ordered,
                                  description="kd_jax claims with BM25 candidate lists")
 
   def _split_generators(self, dl_manager):
@@ -57,8 +58,10 @@ class RetrievalExamples(tfds.core.GeneratorBasedBuilder):
       yield example["claim_id"], example
 
 
-def write(data_dir: Path, shapes: tuple[int, int, int], generators: dict[str, Callable[[], Iterator]]) -> None:
-  builder = RetrievalExamples(shapes=shapes, generators=generators, data_dir=str(data_dir))
+def write(data_dir: Path, shapes: tuple[int, int, int], generators: dict[str, Callable[[], Iterator]],
+          ordered: bool = False) -> None:
+  """`ordered`: keep the generators' order on disk (TFDS otherwise shuffles examples by key hash)."""
+  builder = RetrievalExamples(shapes=shapes, generators=generators, ordered=ordered, data_dir=str(data_dir))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(data_dir)))
 
 

@@ -1,0 +1,137 @@
+"""mode=pseudo_claims: collection sentences as claims, BM25 candidate lists, scored by the finished teacher.
+
+Stored beside the teacher, in the training examples' TFDS format (`is_pseudo=True`, the teacher's logits in
+`teacher_scores`, no labels: the source document is not assumed relevant):
+
+  <teacher_dir>/pseudo/<prepared-data folder>/<sampling key>/
+    progress.npz  teacher logits scored so far; scoring saves after every chunk, so a killed run resumes
+    tfds/         the examples, in sampling order, once the requested count is scored
+    meta.json     count, pool size, timing
+
+Because the sampling order is a seeded permutation, a stored set of N serves every count <= N (a prefix),
+and asking for more scores only the new pseudo-claims.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from kd_jax import evaluate, pretrained, sharding, train
+from kd_jax.data import candidates, datasets, pipeline, prepare, pseudo, tfds_builder, tokenize
+from kd_jax.models import build as build_lib
+
+CHUNK = 256  # pseudo-claims scored between progress saves
+
+
+def store_dir(teacher_dir: Path, prepared: prepare.Prepared, p) -> Path:
+  key = f"seed{p.seed}-words{p.min_words}-{p.max_words}-overlap{p.max_overlap:g}"
+  return Path(teacher_dir) / "pseudo" / prepared.root.name / key
+
+
+def _read_meta(root: Path) -> dict | None:
+  path = root / "meta.json"
+  return json.loads(path.read_text()) if path.is_file() else None
+
+
+def examples(ids: list[str], claim_wp: np.ndarray, claim_words: np.ndarray, rows: np.ndarray, bm25: np.ndarray,
+             teacher: np.ndarray | None = None) -> list[dict]:
+  """Pseudo-claims as training examples: no labels, `is_pseudo`, teacher logits when scored."""
+  k = rows.shape[1]
+  teacher = np.zeros(rows.shape, np.float32) if teacher is None else teacher
+  return [{"claim_id": cid, "claim_wp": claim_wp[i], "claim_words": claim_words[i], "cand_index": rows[i],
+           "cand_labels": np.zeros(k, np.int32), "cand_mask": np.ones(k, bool), "bm25_scores": bm25[i],
+           "teacher_scores": teacher[i].astype(np.float32), "num_relevant": np.int32(0), "is_pseudo": True}
+          for i, cid in enumerate(ids)]
+
+
+def ensure(tcfg, tdir: Path, p, count: int):
+  """The first `count` pseudo-claims of teacher `tdir` as a training source, scoring what is missing."""
+  prepared = prepare.prepare(tcfg.data)
+  root = store_dir(tdir, prepared, p)
+  meta = _read_meta(root)
+  if meta and (meta["count"] >= count or meta["count"] == meta["pool"]):
+    if meta["count"] < count:
+      logging.warning("Only %d pseudo-claims exist under these sampling settings (asked for %d).", meta["count"],
+                      count)
+    source = tfds_builder.open_split(root / "tfds", prepared.shapes, "train")
+    return pipeline.Prefix(source, min(count, meta["count"]))
+  if not (Path(tdir) / "complete.json").is_file():
+    raise FileNotFoundError(f"No finished teacher in {tdir} to label pseudo-claims: train it (python run.py "
+                            f"--config=configs/teacher.py --workdir={Path(tdir).parent}) or set "
+                            "--config.distill.teacher_dir.")
+  start = time.time()
+  data = datasets.load(tcfg.data)
+  coll = data.collection
+  if coll.ids != prepared.doc_ids:
+    raise ValueError(f"The collection no longer matches the prepared data in {prepared.root}: clear the cache.")
+  # Every dev and test claim is banned, whatever `data.max_claims` keeps.
+  banned = data.splits["dev"].texts + data.splits["test"].texts
+  claims = pseudo.sample(coll, count, p.seed, banned, p.min_words, p.max_words, p.max_overlap)
+  pool = len(pseudo.candidate_sentences(coll, p.min_words, p.max_words))
+  if len(claims) < count:
+    logging.warning("The collection yields %d pseudo-claims under these settings (asked for %d).", len(claims), count)
+  texts, ids = [c.text for c in claims], [c.id for c in claims]
+  rows, bm25 = candidates.BM25Index(coll).search(texts, prepared.shapes[0])
+  tok = tokenize.load_wordpiece(pretrained.hf_model_dir(tcfg.data.tokenizer))
+  claim_wp = tokenize.wordpiece_ids(tok, texts, tcfg.data.claim_wp_len)
+  claim_words = tokenize.word_ids({w: i for i, w in enumerate(prepared.vocab)}, texts, tcfg.data.claim_word_len)
+  exs = examples(ids, claim_wp, claim_words, rows, bm25)
+
+  root.mkdir(parents=True, exist_ok=True)
+  scores = _load_progress(root, ids, rows)
+  if len(scores) < len(exs):
+    built = build_lib.build(tcfg.model, prepared)
+    mesh = sharding.make_mesh(tcfg.mesh.data, tcfg.mesh.model)
+    params, params_sh = train.restore_params(Path(tdir), built, tcfg, mesh)
+    predict = evaluate.make_predict(built, mesh, params_sh)
+    logging.info("Scoring pseudo-claims %d..%d with the teacher in %s", len(scores), len(exs), tdir)
+    while len(scores) < len(exs):
+      chunk_start = time.time()
+      chunk = exs[len(scores): len(scores) + CHUNK]
+      pred = evaluate.predict_source(predict, params, chunk, prepared, tcfg.train.eval_batch_size, mesh,
+                                     built.tokens, tcfg.model.pair_len)
+      scores = np.concatenate([scores, pred["scores"]]) if len(scores) else pred["scores"]
+      _save_progress(root, ids[: len(scores)], rows[: len(scores)], scores)
+      logging.info("[pseudo] %d/%d scored (%.1f pseudo-claims/s)", len(scores), len(exs),
+                   len(chunk) / (time.time() - chunk_start))
+  exs = examples(ids, claim_wp, claim_words, rows, bm25, scores[: len(exs)])
+  tmp = root / "tfds.tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  tfds_builder.write(tmp, prepared.shapes, {"train": lambda: iter(exs)}, ordered=True)
+  shutil.rmtree(root / "tfds", ignore_errors=True)
+  tmp.rename(root / "tfds")
+  meta = {"count": len(exs), "pool": pool, "seed": p.seed, "min_words": p.min_words, "max_words": p.max_words,
+          "max_overlap": p.max_overlap, "banned_claims": len(banned), "teacher": str(tdir),
+          "seconds": round(time.time() - start, 1)}
+  if jax.process_index() == 0:
+    (root / "meta.json").write_text(json.dumps(meta, indent=2))
+  logging.info("Stored %d teacher-labelled pseudo-claims in %s", len(exs), root)
+  return pipeline.Prefix(tfds_builder.open_split(root / "tfds", prepared.shapes, "train"), len(exs))
+
+
+def _load_progress(root: Path, ids: list[str], rows: np.ndarray) -> np.ndarray:
+  """Stored logits for the leading pseudo-claims, if they are the same claims with the same candidates."""
+  path = root / "progress.npz"
+  if not path.is_file():
+    return np.zeros((0, rows.shape[1]), np.float32)
+  stored = np.load(path)
+  n = min(len(stored["claim_id"]), len(ids))
+  if stored["claim_id"][:n].tolist() != ids[:n] or not np.array_equal(stored["cand_index"][:n], rows[:n]):
+    logging.warning("Stored pseudo-claim scores in %s do not match this draw; rescoring.", path)
+    return np.zeros((0, rows.shape[1]), np.float32)
+  return stored["scores"][:n]
+
+
+def _save_progress(root: Path, ids: list[str], rows: np.ndarray, scores: np.ndarray) -> None:
+  if jax.process_index() != 0:
+    return
+  tmp = root / "progress.tmp.npz"
+  np.savez(tmp, claim_id=np.asarray(ids, str), cand_index=rows, scores=scores.astype(np.float32))
+  tmp.replace(root / "progress.npz")
