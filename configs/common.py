@@ -64,7 +64,11 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       distributed=False,  # jax.distributed.initialize() for multi-host jobs
       mesh=dict(data=-1, model=1),  # -1: all devices
       data=data_config(),
-      search=dict(query="", query_file="", top_k=10),  # mode=search: a claim, or a file of one claim per line
+      # mode=search: a claim, or a file of one claim per line. hybrid='linear' or 'rrf' fuses the student with
+      # BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
+      search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0),
+      # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
+      hybrid=dict(methods=("linear", "rrf"), depth=100),
   ))
 
 

@@ -65,6 +65,29 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   return np.asarray(scores), np.asarray(rows)
 
 
+def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
+               batch_size: int = 256) -> np.ndarray:
+  """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0)."""
+  fn = jax.jit(lambda p, c, d: built.module.apply({"params": p}, c, d, method=built.module.score))
+  out = []
+  for start in range(0, len(rows), batch_size):
+    r = rows[start:start + batch_size]
+    scores = np.asarray(fn(params, claim_vecs[start:start + batch_size], doc_vecs[np.maximum(r, 0)]))
+    out.append(np.where(r >= 0, scores, 0.0))
+  return np.concatenate(out).astype(np.float32)
+
+
+def run_from_arrays(scores: np.ndarray, rows: np.ndarray, mask: np.ndarray, claim_ids: list[str],
+                    doc_ids: list[str], depth: int) -> dict[str, dict[str, float]]:
+  """A pytrec-style run {claim: {doc: score}} keeping each claim's `depth` best valid documents."""
+  run = {}
+  for i, q in enumerate(claim_ids):
+    valid = np.flatnonzero(mask[i])
+    best = valid[np.argsort(-scores[i, valid], kind="stable")[:depth]]
+    run[q] = {doc_ids[rows[i, j]]: float(scores[i, j]) for j in best}
+  return run
+
+
 def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: list[str], doc_ids: list[str],
                             qrels: dict[str, dict[str, int]], ks=(1, 5, 10, 100)) -> dict[str, float]:
   run = {q: {doc_ids[r]: float(s) for r, s in zip(rows[i], scores[i])} for i, q in enumerate(claim_ids)}

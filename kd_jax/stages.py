@@ -13,8 +13,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import evaluate, pretrained, pseudo_claims, search, sharding, teacher_scores, train
-from kd_jax.data import pipeline, prepare, tokenize
+from kd_jax import evaluate, fusion, hybrid, pretrained, pseudo_claims, search, sharding, teacher_scores, train
+from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 
@@ -140,10 +140,41 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh)
     result["full_collection"] = search.full_collection_metrics(scores, rows, claim_ids, prepared.doc_ids,
                                                                prepared.qrels[split])
+    if config.hybrid.methods and split != "dev":
+      dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
+      result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split)
   if jax.process_index() == 0:
     (out / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
   logging.info("%s on %s: %s -> %s", config.name, split, result["rerank"], out / f"eval_{split}.json")
   return result
+
+
+def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str) -> dict:
+  """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking and full collection)."""
+  data = datasets.load(config.data)
+  bm25 = candidates.BM25Index(data.collection)
+  pools = {}
+  for s in ("dev", split):
+    claim_ids = [c.decode() for c in preds[s]["claim_id"]]
+    text = dict(zip(data.splits[s].ids, data.splits[s].texts))
+    src = prepared.source(s)
+    claim_vecs = search.encode_claims(built, params, np.stack([src[i]["claim_words"] for i in range(len(src))]),
+                                      mesh)
+    pools[s] = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, [text[c] for c in claim_ids],
+                                           claim_ids, prepared.qrels[s], bm25, mesh, config.hybrid.depth)
+  bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
+  out = {}
+  for m in config.hybrid.methods:
+    out[m] = {
+        "rerank": hybrid.choose(lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w),
+                                lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w)),
+        "full_collection": hybrid.choose(
+            lambda w: hybrid.full_collection_metrics(pools["dev"], m, w, prepared.doc_ids, config.hybrid.depth),
+            lambda w: hybrid.full_collection_metrics(pools[split], m, w, prepared.doc_ids, config.hybrid.depth))}
+    logging.info("Hybrid %s: full-collection weight %.1f (dev nDCG@10 %.4f) -> %s nDCG@10 %.4f", m,
+                 out[m]["full_collection"]["weight"], out[m]["full_collection"]["dev_ndcg@10"], split,
+                 out[m]["full_collection"]["test"]["ndcg@10"])
+  return out
 
 
 def _bm25_scores(prepared, split: str) -> np.ndarray:
@@ -185,7 +216,19 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   ids = search.claim_word_ids(texts, prepared.vocab, config.data.claim_word_len)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   params, _ = train.restore_params(out, built, config, mesh)
-  scores, rows = search.top_k(built, params, search.encode_claims(built, params, ids, mesh), doc_vecs, s.top_k, mesh)
+  claim_vecs = search.encode_claims(built, params, ids, mesh)
+  if s.hybrid:
+    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
+    bm25 = candidates.BM25Index(datasets.load(config.data).collection)
+    depth = max(s.top_k, config.hybrid.depth)
+    pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
+                                       {str(i): {} for i in range(len(texts))}, bm25, mesh, depth)
+    fused = fusion.fuse(s.hybrid, pool.student, pool.bm25, weight, pool.mask)
+    best = np.argsort(-fused, axis=1, kind="stable")[:, : s.top_k]
+    scores, rows = np.take_along_axis(fused, best, 1), np.take_along_axis(pool.rows, best, 1)
+    logging.info("Hybrid search: %s fusion with BM25, student weight %.2f", s.hybrid, weight)
+  else:
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh)
   tok = tokenize.load_wordpiece(pretrained.hf_model_dir(config.data.tokenizer))
   results = []
   for text, sc, rw in zip(texts, scores, rows):
@@ -195,6 +238,18 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
       print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
     results.append(hits)
   return results
+
+
+def _hybrid_weight(method: str, weight: float, out: Path) -> float:
+  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method`."""
+  if weight >= 0:
+    return weight
+  path = out / "eval_test.json"
+  chosen = json.loads(path.read_text()).get("hybrid", {}).get(method) if path.is_file() else None
+  if chosen is None:
+    raise FileNotFoundError(f"No dev-chosen {method} fusion weight in {path}: run --config.mode=evaluate first, or "
+                            "pass --config.search.hybrid_weight=0.5.")
+  return float(chosen["full_collection"]["weight"])
 
 
 def run(config, workdir: str):

@@ -38,6 +38,15 @@ class BM25Index:
     rows, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=0)
     return rows.astype(np.int32), scores.astype(np.float32)
 
+  def score_rows(self, texts: list[str], rows: np.ndarray) -> np.ndarray:
+    """BM25 scores [n, U] of given document rows [n, U] (entries < 0 are padding and score 0)."""
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
+    out = np.zeros(rows.shape, np.float32)
+    for i, query in enumerate(tokens):
+      every = self._retriever.get_scores(query)  # [num_docs]; one pass over the claim's posting lists
+      out[i] = np.where(rows[i] >= 0, every[np.maximum(rows[i], 0)], 0.0)
+    return out
+
 
 def candidates_for(index: BM25Index, claims: ClaimSet, k: int, force_gold: bool) -> Candidates:
   """BM25 top-k per claim; with `force_gold` (training) gold docs replace the lowest-ranked non-gold ones."""

@@ -1,0 +1,61 @@
+"""Hybrid scores: a student's and BM25's scores for the same documents, fused per claim.
+
+Both act on [Q, U] arrays of one claim's documents (its candidate list, or the union of both systems'
+top lists) with a validity mask, and `weight` is the student's share: 1 gives the student's ranking, 0 BM25's.
+
+- linear: `w * minmax(student) + (1 - w) * minmax(bm25)`, each min-max normalised over the claim's documents
+  (scores of the two systems live on unrelated scales).
+- rrf: weighted reciprocal rank fusion, `w / (k + rank_student) + (1 - w) / (k + rank_bm25)`, k = 60 as in
+  Cormack et al. (2009). Tied scores share the best rank, so ties stay ties, as in the single system.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("linear", "rrf")
+
+
+def minmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """Per row, valid scores mapped onto [0, 1] (a constant row maps to 0); invalid entries are 0."""
+  s = np.where(mask, scores.astype(np.float64), np.nan)
+  lo, hi = np.nanmin(s, axis=1, keepdims=True), np.nanmax(s, axis=1, keepdims=True)
+  out = (s - lo) / np.where(hi > lo, hi - lo, 1.0)
+  return np.where(mask, out, 0.0)
+
+
+def min_ranks(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """1-based rank of each valid entry in its row, best first; ties share the best rank ('competition')."""
+  s = np.where(mask, scores.astype(np.float64), -np.inf)
+  higher = (s[:, None, :] > s[:, :, None]) & mask[:, None, :]
+  return 1 + higher.sum(axis=2)
+
+
+def linear(student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray) -> np.ndarray:
+  fused = weight * minmax(student, mask) + (1.0 - weight) * minmax(bm25, mask)
+  return np.where(mask, fused, -np.inf)
+
+
+def rrf(student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray, k: float = 60.0) -> np.ndarray:
+  fused = weight / (k + min_ranks(student, mask)) + (1.0 - weight) / (k + min_ranks(bm25, mask))
+  return np.where(mask, fused, -np.inf)
+
+
+def fuse(method: str, student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray) -> np.ndarray:
+  """Fused scores [Q, U] (-inf where `mask` is False)."""
+  if not 0.0 <= weight <= 1.0:
+    raise ValueError(f"Fusion weight must be in [0, 1] (the student's share), got {weight}.")
+  if method == "linear":
+    return linear(student, bm25, weight, mask)
+  if method == "rrf":
+    return rrf(student, bm25, weight, mask)
+  raise ValueError(f"Unknown fusion method {method!r}: use one of {METHODS}.")
+
+
+def union_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per row, the distinct document rows of two top lists [Q, ka], [Q, kb] -> rows [Q, ka + kb] (-1 padded), mask."""
+  out = np.full((len(a), a.shape[1] + b.shape[1]), -1, np.int64)
+  for i, (ra, rb) in enumerate(zip(a, b)):
+    rows = list(dict.fromkeys([*ra.tolist(), *rb.tolist()]))
+    out[i, : len(rows)] = rows
+  return out, out >= 0
