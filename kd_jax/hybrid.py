@@ -16,7 +16,7 @@ from kd_jax import fusion, metrics, search
 from kd_jax.data.candidates import BM25Index
 from kd_jax.models.build import Built
 
-WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+WEIGHTS = tuple(round(float(w), 2) for w in np.linspace(0.0, 1.0, 11))
 
 
 @dataclasses.dataclass
@@ -54,4 +54,6 @@ def choose(evaluate_dev, evaluate_test, metric: str = "ndcg@10") -> dict:
   """The weight with the best dev `metric` (the smaller weight on ties), and test figures at that weight."""
   dev = {w: evaluate_dev(w)[metric] for w in WEIGHTS}
   best = max(WEIGHTS, key=lambda w: (dev[w], -w))
-  return {"weight": best, f"dev_{metric}": dev[best], "dev_curve": dev, "test": evaluate_test(best)}
+  # String keys: the result is written as JSON, and must read back equal to what was returned.
+  curve = {f"{w:.1f}": v for w, v in dev.items()}
+  return {"weight": best, f"dev_{metric}": dev[best], "dev_curve": curve, "test": evaluate_test(best)}

@@ -38,7 +38,7 @@ def _data(config, dataset: str):
   return d
 
 
-def _teacher(config, dataset: str):
+def teacher_config(config, dataset: str):
   t = _copy(config.teacher)
   t.data = _data(config, dataset)
   t.mesh = _copy(config.mesh)
@@ -55,18 +55,23 @@ def student_config(config, dataset: str, kind: str, alpha: float, temperature: f
   c.distill.alpha = alpha
   c.distill.temperature = temperature
   c.name = f"{kind}_T{temperature:g}_a{alpha:g}_s{seed}"
-  c.teacher = _teacher(config, dataset)
+  c.teacher = teacher_config(config, dataset)
   c.distill.teacher_dir = config.reproduce.teacher_dirs.get(dataset, "")
   return c
 
 
-def _eval(cfg, workdir: Path) -> dict:
+def eval_stage(cfg, workdir: Path) -> dict:
   """The stage's test evaluation, running whatever is missing (training included) first."""
   path = workdir / cfg.name / "eval_test.json"
   if path.is_file():
     return json.loads(path.read_text())
   if cfg.mode == "distill":
     return stages.distill(cfg, str(workdir))
+  return stages.evaluate_stage(cfg, str(workdir))
+
+
+def evaluate_again(cfg, workdir: Path) -> dict:
+  """The stage's test evaluation recomputed from its best checkpoint (e.g. to add figures added since)."""
   return stages.evaluate_stage(cfg, str(workdir))
 
 
@@ -94,31 +99,44 @@ def run(config, workdir: str) -> dict:
       for label, alpha in (("hard labels only", 0.0), ("distilled", r.alpha)):
         for seed in r.seeds:
           cfg = student_config(config, dataset, kind, alpha, r.temperature, seed)
-          rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(_eval(cfg, wd))
-    tcfg = _teacher(config, dataset)
+          rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(eval_stage(cfg, wd))
+    tcfg = teacher_config(config, dataset)
     tcfg.mode = "evaluate"
     tdir = Path(config.reproduce.teacher_dirs.get(dataset, "") or wd / tcfg.name)
     tcfg.name = tdir.name
-    rows = {"Teacher (MiniLM-L6 cross-encoder)": [_eval(tcfg, tdir.parent)], **rows}
+    rows = {"Teacher (MiniLM-L6 cross-encoder)": [eval_stage(tcfg, tdir.parent)], **rows}
     bm25 = bm25_full_collection(tcfg.data)
     results["datasets"][dataset] = {"rows": rows, "bm25": bm25}
     # The sweep: one student, one seed, temperature and alpha varied around the main setting.
     if dataset == r.sweep_dataset:
       sweep = {"temperature": {}, "alpha": {}}
       for t in r.sweep_temperatures:
-        sweep["temperature"][t] = _eval(student_config(config, dataset, r.sweep_student, r.alpha, t, 0), wd)
+        sweep["temperature"][t] = eval_stage(student_config(config, dataset, r.sweep_student, r.alpha, t, 0), wd)
       for a in r.sweep_alphas:
-        sweep["alpha"][a] = _eval(student_config(config, dataset, r.sweep_student, a, r.temperature, 0), wd)
+        sweep["alpha"][a] = eval_stage(student_config(config, dataset, r.sweep_student, a, r.temperature, 0), wd)
       results["sweep"] = sweep
   results["wall_minutes"] = round((time.time() - started) / 60, 1)
   results["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
   out = Path(r.results_dir)
   out.mkdir(parents=True, exist_ok=True)
   (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
-  (out / "RESULTS.md").write_text(render(results, config))
+  write_markdown(out)
   plot(results, out)
   logging.info("Wrote %s", out / "RESULTS.md")
   return results
+
+
+def write_markdown(out: Path) -> None:
+  """RESULTS.md from the stored tables: the reproduction (results.json), then pseudo-claims (pseudo.json)."""
+  from kd_jax import pseudo_table  # pylint: disable=import-outside-toplevel
+  text = ""
+  if (out / "results.json").is_file():
+    results = json.loads((out / "results.json").read_text())
+    text = render(results, ml_collections.ConfigDict(results["config"]))
+  if (out / "pseudo.json").is_file():
+    pseudo = json.loads((out / "pseudo.json").read_text())
+    text += "\n" + pseudo_table.render(pseudo, pseudo["config"])
+  (out / "RESULTS.md").write_text(text)
 
 
 def _ms(values: list[float]) -> str:

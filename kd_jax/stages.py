@@ -272,6 +272,9 @@ def run(config, workdir: str):
   if config.mode == "reproduce":
     from kd_jax import reproduce  # pylint: disable=import-outside-toplevel
     return reproduce.run(config, workdir)
+  if config.mode == "pseudo_table":
+    from kd_jax import pseudo_table  # pylint: disable=import-outside-toplevel
+    return pseudo_table.run(config, workdir)
   if config.mode == "index":
     return index_stage(config, workdir)
   if config.mode == "search":
