@@ -2,8 +2,9 @@
 
 import json
 
+from configs import pseudo_table as pseudo_table_config
 from configs import reproduce as reproduce_config
-from kd_jax import reproduce
+from kd_jax import pseudo_table, reproduce
 
 
 def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
@@ -29,3 +30,26 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   assert (tmp_path / "results" / "sweep.png").stat().st_size > 5000
   saved = json.loads((tmp_path / "results" / "results.json").read_text())
   assert saved["datasets"]["scifact"]["bm25"]["full_collection"]["ndcg@10"] > 0.6
+  # Students record their hybrids with BM25, the weight chosen on dev.
+  hybrid = rows["CNN distilled"][0]["hybrid"]
+  assert set(hybrid) == {"linear", "rrf"}
+  assert all(0.0 <= h[s]["weight"] <= 1.0 and "ndcg@10" in h[s]["test"] for h in hybrid.values()
+             for s in ("rerank", "full_collection"))
+
+  # The pseudo-claim table on the same workdir: count 0 reuses the distilled students above.
+  p = pseudo_table_config.get_config("smoke")
+  p.data, p.reproduce, p.teacher, p.students = c.data, c.reproduce, c.teacher, c.students
+  p.pseudo_table.datasets = ("scifact",)
+  p.pseudo_table.counts = {"scifact": (0, 24)}
+  table = pseudo_table.run(p, str(tmp_path / "work"))
+  runs = table["datasets"]["scifact"]["runs"]["cnn"]
+  assert sorted(runs) == [0, 24] and all(len(v) == 2 for v in runs.values())
+  assert runs[0][0]["full_collection"] == {k: rows["CNN distilled"][0]["full_collection"][k]
+                                           for k in runs[0][0]["full_collection"]}
+  assert runs[24][0]["rerank"] != runs[0][0]["rerank"]  # other training data, other student
+  meta = json.loads(next((tmp_path / "work" / "scifact").glob("teacher/pseudo/*/*/meta.json")).read_text())
+  assert meta["count"] == 24 and meta["banned_claims"] > 0
+  text = (tmp_path / "results" / "RESULTS.md").read_text()
+  assert "| CNN distilled | " in text  # the reproduction's section survives
+  assert "| CNN + BM25 (RRF) | 24 | " in text and "Beyond the labelled claims" in text
+  assert (tmp_path / "results" / "pseudo_claims.png").stat().st_size > 5000
