@@ -12,7 +12,7 @@ import pytest
 
 from configs import cnn_student, lstm_student, teacher as teacher_config
 from kd_jax import sharding, teacher_scores, train
-from kd_jax.data import pipeline, prepare
+from kd_jax.data import candidates, datasets, pipeline, prepare
 from kd_jax.models import build as build_lib
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,8 +100,24 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   assert (student / "index" / "doc_vecs.npy").is_file()
   found = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search",
                 "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
-  hits = [l for l in found.stdout.splitlines() if l.strip()[:3].strip().rstrip(".").isdigit()]
-  assert len(hits) == 10, found.stdout
+  assert len(_hits(found)) == 10, found.stdout
+  # Hybrid search: the dev-chosen weight by default; at weight 0 the ranking is BM25's own.
+  assert set(result["hybrid"]) == {"linear", "rrf"}
+  query = "Vitamin D deficiency increases cancer risk"
+  fused = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=rrf",
+                f"--config.search.query={query}", *common])
+  assert f"student weight {result['hybrid']['rrf']['full_collection']['weight']:.2f}" in fused.stderr
+  bm25_only = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=linear",
+                    "--config.search.hybrid_weight=0", f"--config.search.query={query}", *common])
+  config = _config(cnn_student, data_dir, cache_dir)
+  coll = datasets.load(config.data).collection
+  rows, _ = candidates.BM25Index(coll).search([query], 10)
+  assert [l.split()[2] for l in _hits(bm25_only)] == [coll.ids[r] for r in rows[0]]
+  # Pseudo-claims as a mode of their own: labelled by the finished teacher, stored beside it.
+  _run(["--config=configs/cnn_student.py:smoke", "--config.mode=pseudo_claims", "--config.distill.pseudo.count=16",
+        *common])
+  meta = json.loads(next((tmp_path / "teacher" / "pseudo").glob("*/*/meta.json")).read_text())
+  assert meta["count"] == 16 and meta["pool"] > 10_000
   empty = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.query=qwxzv",
                 *common], check=False)
   _one_line_error(empty, "No word of the claim")
@@ -109,6 +125,11 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   again = _run(["--config=configs/cnn_student.py:smoke", *common])
   assert "Using the finished teacher" in again.stderr and "reusing them" in again.stderr
   assert "Resumed" in again.stderr
+
+
+def _hits(proc) -> list[str]:
+  """The result lines of mode=search ('  1.     3.141  <doc id>  <snippet>')."""
+  return [l for l in proc.stdout.splitlines() if l.strip()[:3].strip().rstrip(".").isdigit()]
 
 
 def _one_line_error(proc, *needles):
