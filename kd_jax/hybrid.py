@@ -55,5 +55,5 @@ def choose(evaluate_dev, evaluate_test, metric: str = "ndcg@10") -> dict:
   dev = {w: evaluate_dev(w)[metric] for w in WEIGHTS}
   best = max(WEIGHTS, key=lambda w: (dev[w], -w))
   # String keys: the result is written as JSON, and must read back equal to what was returned.
-  curve = {f"{w:.1f}": v for w, v in dev.items()}
+  curve = {f"{w:g}": v for w, v in dev.items()}
   return {"weight": best, f"dev_{metric}": dev[best], "dev_curve": curve, "test": evaluate_test(best)}

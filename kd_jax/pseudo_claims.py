@@ -6,7 +6,8 @@ Stored beside the teacher, in the training examples' TFDS format (`is_pseudo=Tru
   <teacher_dir>/pseudo/<prepared-data folder>/<sampling key>/
     progress.npz  teacher logits scored so far; scoring saves after every chunk, so a killed run resumes
     tfds/         the examples, in sampling order, once the requested count is scored
-    meta.json     count, pool size, timing
+    meta.json     count, the eligible pool's size (before the evaluation-claim guard), whether the draw ran out
+                  of sentences, timing
 
 Because the sampling order is a seeded permutation, a stored set of N serves every count <= N (a prefix),
 and asking for more scores only the new pseudo-claims.
@@ -56,7 +57,7 @@ def ensure(tcfg, tdir: Path, p, count: int):
   prepared = prepare.prepare(tcfg.data)
   root = store_dir(tdir, prepared, p)
   meta = _read_meta(root)
-  if meta and (meta["count"] >= count or meta["count"] == meta["pool"]):
+  if meta and (meta["count"] >= count or meta.get("exhausted", False)):
     if meta["count"] < count:
       logging.warning("Only %d pseudo-claims exist under these sampling settings (asked for %d).", meta["count"],
                       count)
@@ -107,8 +108,8 @@ def ensure(tcfg, tdir: Path, p, count: int):
   tfds_builder.write(tmp, prepared.shapes, {"train": lambda: iter(exs)}, ordered=True)
   shutil.rmtree(root / "tfds", ignore_errors=True)
   tmp.rename(root / "tfds")
-  meta = {"count": len(exs), "pool": pool, "seed": p.seed, "min_words": p.min_words, "max_words": p.max_words,
-          "max_overlap": p.max_overlap, "banned_claims": len(banned), "teacher": str(tdir),
+  meta = {"count": len(exs), "pool": pool, "exhausted": len(exs) < count, "seed": p.seed, "min_words": p.min_words,
+          "max_words": p.max_words, "max_overlap": p.max_overlap, "banned_claims": len(banned), "teacher": str(tdir),
           "seconds": round(time.time() - start, 1)}
   if jax.process_index() == 0:
     (root / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -54,14 +54,14 @@ def run(config, workdir: str) -> dict:
   started = time.time()
   for dataset in p.datasets:
     wd = root / dataset
-    counts = list(p.counts[dataset])
+    counts = sorted(set(p.counts[dataset]))
     runs: dict[str, dict[int, list[dict]]] = {}
     for i, kind in enumerate(config.reproduce.students):
-      for count in counts if i == 0 else [counts[0], counts[-1]]:
+      for count in counts if i == 0 else sorted({counts[0], counts[-1]}):
         for seed in config.reproduce.seeds:
           cfg = student_config(config, dataset, kind, count, seed)
           x = reproduce.eval_stage(cfg, wd)
-          if "hybrid" not in x:  # evaluated before hybrids existed: evaluate again (cheap)
+          if config.hybrid.methods and "hybrid" not in x:  # evaluated before hybrids existed: again (cheap)
             x = reproduce.evaluate_again(cfg, wd)
           runs.setdefault(kind, {}).setdefault(count, []).append(_summary(x))
     tcfg = reproduce.teacher_config(config, dataset)

@@ -63,11 +63,32 @@ def student_config(config, dataset: str, kind: str, alpha: float, temperature: f
 def eval_stage(cfg, workdir: Path) -> dict:
   """The stage's test evaluation, running whatever is missing (training included) first."""
   path = workdir / cfg.name / "eval_test.json"
+  _check_same_settings(cfg, workdir / cfg.name)
   if path.is_file():
     return json.loads(path.read_text())
   if cfg.mode == "distill":
     return stages.distill(cfg, str(workdir))
   return stages.evaluate_stage(cfg, str(workdir))
+
+
+# What makes two runs of a stage the same experiment (paths, e.g. the teacher's folder, may differ).
+_SAME = ("data", "model", "train", "distill.alpha", "distill.temperature", "distill.hard", "distill.pseudo")
+
+
+def _check_same_settings(cfg, stage: Path) -> None:
+  """Refuses to reuse a stage folder trained with other settings (its name does not encode them all)."""
+  saved = stage / "config.json"
+  if not saved.is_file():
+    return
+  old, new = json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort())
+  def get(c, key):
+    for part in key.split("."):
+      c = c.get(part, {}) if isinstance(c, dict) else {}
+    return c
+  differ = [k for k in _SAME if get(old, k) != get(new, k)]
+  if differ:
+    raise ValueError(f"{stage} was trained with other {', '.join(differ)} settings than asked for now: pass another "
+                     "--workdir (or delete that folder) to train it afresh.")
 
 
 def evaluate_again(cfg, workdir: Path) -> dict:

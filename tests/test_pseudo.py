@@ -1,5 +1,7 @@
 """Pseudo-claims: sampling that never leaks evaluation claims, the real/pseudo mix, and their loss (KL only)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,97 @@ def test_all_pseudo_batch_is_pure_kl():
   batch, student = _batch(num_real=0, num_pseudo=6, seed=1)
   total, _ = train.distill_loss_fn(3.0, 0.0, "pointwise")(student, batch)
   np.testing.assert_allclose(float(total), _np_kl_rows(student, batch["teacher_scores"], 3.0).mean(), rtol=1e-5)
+
+
+# ---------- real and pseudo rows in one batch ----------
+
+def test_gather_keeps_pseudo_scores_and_looks_up_real_ones_only():
+  class Prepared:  # what gather_transform reads: the documents' word ids
+    docs_words = np.arange(40).reshape(20, 2)
+  looked_up = []
+  def lookup(ids):
+    looked_up.append(list(ids))
+    return np.stack([np.full(3, float(i[-1])) for i in ids]).astype(np.float32)
+  stored = np.array([[9.0, 8.0, 7.0], [6.0, 5.0, 4.0]], np.float32)
+  batch = {"claim_id": np.array(["real-1", "pseudo-0-7", "real-2", "pseudo-0-3"]),
+           "cand_index": np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]),
+           "teacher_scores": np.stack([np.zeros(3), stored[0], np.zeros(3), stored[1]]).astype(np.float32),
+           "is_pseudo": np.array([False, True, False, True])}
+  out = pipeline.gather_transform(Prepared, "words", teacher_scores=lookup)(batch)
+  assert looked_up == [["real-1", "real-2"]]  # pseudo ids are never looked up (they have no stored entry)
+  np.testing.assert_array_equal(out["teacher_scores"], [[1, 1, 1], stored[0], [2, 2, 2], stored[1]])
+  np.testing.assert_array_equal(out["doc_words"][1], Prepared.docs_words[[3, 4, 5]])
+  assert not batch["teacher_scores"][0].any()  # the source's arrays are not modified in place
+
+
+# ---------- stored pseudo-claims: prefix reuse, growth, resumption ----------
+
+class _FakeTeacher:
+  """Stands in for the teacher's forward pass: logits -row/1000 of each candidate, and counts what it scored."""
+
+  def __init__(self, fail_after_chunks=None):
+    self.scored, self.fail_after_chunks = 0, fail_after_chunks
+
+  def __call__(self, predict, params, chunk, *args, **kwargs):
+    if self.fail_after_chunks is not None and self.scored >= self.fail_after_chunks * pseudo_claims.CHUNK:
+      raise KeyboardInterrupt("killed")
+    self.scored += len(chunk)
+    return {"scores": -np.stack([c["cand_index"] for c in chunk]).astype(np.float32) / 1000}
+
+
+@pytest.fixture
+def teacher_run(data_dir, tmp_path, monkeypatch):
+  from configs import teacher as teacher_config
+  from ml_collections import ConfigDict
+  tcfg = teacher_config.get_config("smoke")
+  tcfg.data.dir, tcfg.data.cache_dir = str(data_dir), str(tmp_path / "cache")
+  tdir = tmp_path / "teacher"
+  tdir.mkdir()
+  (tdir / "complete.json").write_text("{}")
+  monkeypatch.setattr(pseudo_claims, "CHUNK", 8)
+  monkeypatch.setattr(pseudo_claims.train, "restore_params", lambda *a, **k: (None, None))
+  monkeypatch.setattr(pseudo_claims.evaluate, "make_predict", lambda *a, **k: None)
+  p = ConfigDict(dict(count=0, fraction=0.5, seed=0, min_words=5, max_words=40, max_overlap=0.8))
+  return tcfg, tdir, p, monkeypatch
+
+
+def _fake(monkeypatch, **kw):
+  fake = _FakeTeacher(**kw)
+  monkeypatch.setattr(pseudo_claims.evaluate, "predict_source", fake)
+  return fake
+
+
+def test_stored_pseudo_claims_are_reused_as_prefixes_and_grown(teacher_run, scifact):
+  tcfg, tdir, p, mp = teacher_run
+  fake = _fake(mp)
+  got = pseudo_claims.ensure(tcfg, tdir, p, 20)
+  drawn = pseudo.sample(scifact.collection, 30, 0, scifact.splits["dev"].texts + scifact.splits["test"].texts)
+  assert fake.scored == 20 and len(got) == 20
+  # On disk in sampling order, teacher logits for their own candidates, no labels.
+  assert [got[i]["claim_id"].decode() for i in range(20)] == [c.id for c in drawn[:20]]
+  for i in range(20):
+    np.testing.assert_allclose(got[i]["teacher_scores"], -got[i]["cand_index"] / 1000, rtol=1e-6)
+    assert got[i]["is_pseudo"] and not got[i]["cand_labels"].any()
+  fewer = pseudo_claims.ensure(tcfg, tdir, p, 10)  # a prefix of the stored set: nothing scored
+  assert fake.scored == 20 and len(fewer) == 10 and fewer[9]["claim_id"] == got[9]["claim_id"]
+  more = pseudo_claims.ensure(tcfg, tdir, p, 30)  # only the 10 new ones are scored
+  assert fake.scored == 30 and [more[i]["claim_id"].decode() for i in range(30)] == [c.id for c in drawn]
+
+
+def test_killed_scoring_resumes_from_progress(teacher_run):
+  tcfg, tdir, p, mp = teacher_run
+  _fake(mp, fail_after_chunks=2)
+  with pytest.raises(KeyboardInterrupt):
+    pseudo_claims.ensure(tcfg, tdir, p, 20)  # killed after two chunks of 8: 16 scored and saved
+  fake = _fake(mp)
+  assert len(pseudo_claims.ensure(tcfg, tdir, p, 20)) == 20 and fake.scored == 4
+
+
+def test_an_exhausted_pool_is_stored_once(teacher_run):
+  tcfg, tdir, p, mp = teacher_run
+  p.min_words = p.max_words = 40  # a few hundred sentences
+  fake = _fake(mp)
+  got = pseudo_claims.ensure(tcfg, tdir, p, 10**6)
+  meta = json.loads(next(tdir.glob("pseudo/*/*/meta.json")).read_text())
+  assert meta["exhausted"] and meta["count"] == len(got) == fake.scored < meta["pool"] + 1
+  assert len(pseudo_claims.ensure(tcfg, tdir, p, 10**6)) == len(got) and fake.scored == len(got)  # not redone

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from configs import pseudo_table as pseudo_table_config
 from configs import reproduce as reproduce_config
 from kd_jax import pseudo_table, reproduce
+from kd_jax.data import datasets
 
 
 def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
@@ -48,7 +51,12 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
                                            for k in runs[0][0]["full_collection"]}
   assert runs[24][0]["rerank"] != runs[0][0]["rerank"]  # other training data, other student
   meta = json.loads(next((tmp_path / "work" / "scifact").glob("teacher/pseudo/*/*/meta.json")).read_text())
-  assert meta["count"] == 24 and meta["banned_claims"] > 0
+  data = datasets.load(p.data)
+  assert meta["count"] == 24 and meta["banned_claims"] == len(data.splits["dev"]) + len(data.splits["test"])
+  # A finished stage is reused only under the settings it was trained with.
+  p.students.cnn.train.steps += 1
+  with pytest.raises(ValueError, match="other train settings"):
+    reproduce.eval_stage(pseudo_table.student_config(p, "scifact", "cnn", 24, 0), tmp_path / "work" / "scifact")
   text = (tmp_path / "results" / "RESULTS.md").read_text()
   assert "| CNN distilled | " in text  # the reproduction's section survives
   assert "| CNN + BM25 (RRF) | 24 | " in text and "Beyond the labelled claims" in text

@@ -3,8 +3,8 @@
 Each document is split into its title and body sentences; those within a word-length window are eligible.
 A sentence that overlaps an evaluation claim (most of the claim's words appear in it) is never eligible, so
 no dev or test claim, nor its text inside a longer sentence, can reach training. The order is a seeded
-permutation of the eligible pool, so the first N pseudo-claims of a larger draw are exactly the draw of N:
-stored sets grow by appending.
+permutation of the eligible pool, walked with guarded sentences skipped, so the first N pseudo-claims of a larger
+draw are exactly the draw of N: stored sets grow by appending.
 """
 
 from __future__ import annotations
