@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -103,7 +104,8 @@ def ensure(tcfg, tdir: Path, p, count: int):
       logging.info("[pseudo] %d/%d scored (%.1f pseudo-claims/s)", len(scores), len(exs),
                    len(chunk) / (time.time() - chunk_start))
   exs = examples(ids, claim_wp, claim_words, rows, bm25, scores[: len(exs)])
-  tmp = root / "tfds.tmp"
+  # Each process writes its own copy (same content, as in prepare.py), so hosts never interleave files.
+  tmp = root / f"tfds.tmp{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   tfds_builder.write(tmp, prepared.shapes, {"train": lambda: iter(exs)}, ordered=True)
   shutil.rmtree(root / "tfds", ignore_errors=True)
