@@ -87,6 +87,11 @@ def _ms(values) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def _steps(config: dict) -> str:
+  train = {k: config["students"][k]["train"] for k in config["reproduce"]["students"]}
+  return ", ".join(f"{NAMES[k]} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
+
+
 def _per_dataset(x) -> str:
   return ", ".join(f"{v} ({k})" for k, v in x.items()) if isinstance(x, dict) else str(x)
 
@@ -98,8 +103,8 @@ def render(results: dict, config: dict) -> str:
            f"Pseudo-claims are collection sentences (titles and body sentences of at least {_per_dataset(p['min_words'])} "
            f"and at most {p['max_words']} words; any sentence holding >= {p['max_overlap']:.0%} of a dev or test claim's words is banned), with "
            f"BM25 top-{config['data']['num_candidates']} lists scored by the teacher; they make up "
-           f"{p['fraction']:.0%} of training examples and carry only the KL term. Every student trains the same "
-           "steps as in the reproduction, so more pseudo-claims means other data, not more compute. Hybrids fuse "
+           f"{p['fraction']:.0%} of training examples and carry only the KL term. Each student trains the same steps "
+           f"at every count ({_steps(config)}), so more pseudo-claims means other data, not more compute. Hybrids fuse "
            "the student with BM25 (linear: min-max normalised; RRF: k=60), the student's weight chosen on dev "
            "(grid 0, 0.1, .., 1) per seed; the weight column gives the chosen weights. Test split, means ± std over "
            f"seeds {tuple(config['reproduce']['seeds'])}.", ""]
