@@ -83,10 +83,6 @@ def _teacher_params(config, dataset: str) -> int:
   return count_params(jax.eval_shape(built.init, jax.random.key(0)))
 
 
-def _ms(values) -> str:
-  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
-
-
 def _steps(config: dict) -> str:
   train = {k: config["students"][k]["train"] for k in config["reproduce"]["students"]}
   return ", ".join(f"{NAMES[k]} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
@@ -100,8 +96,9 @@ def render(results: dict, config: dict) -> str:
   p = config["pseudo_table"]
   lines = ["## Beyond the labelled claims: pseudo-claims and student + BM25 hybrids", "",
            f"Produced by `{results['command']}` ({results['wall_minutes']} min of stages not already finished). "
-           f"Pseudo-claims are collection sentences (titles and body sentences of at least {_per_dataset(p['min_words'])} "
-           f"and at most {p['max_words']} words; any sentence holding >= {p['max_overlap']:.0%} of a dev or test claim's words is banned), with "
+           "Pseudo-claims are collection sentences (titles and body sentences of at least "
+           f"{_per_dataset(p['min_words'])} and at most {p['max_words']} words; any sentence holding >= "
+           f"{p['max_overlap']:.0%} of a dev or test claim's words is banned), with "
            f"BM25 top-{config['data']['num_candidates']} lists scored by the teacher; they make up "
            f"{p['fraction']:.0%} of training examples and carry only the KL term. Each student trains the same steps "
            f"at every count ({_steps(config)}), so more pseudo-claims means other data, not more compute. Hybrids fuse "
@@ -122,23 +119,18 @@ def render(results: dict, config: dict) -> str:
             continue
           ys = [x[variant] if variant else x for x in xs]
           weights = "—" if not variant else ", ".join(f"{x[variant]['weight_full']:g}" for x in xs)
-          lines.append(f"| {label} | {int(count):,} | {_ms([y['rerank']['ndcg@10'] for y in ys])} | "
-                       f"{_ms([y['full_collection']['ndcg@10'] for y in ys])} | "
-                       f"{_ms([y['full_collection']['recall@100'] for y in ys])} | {weights} | {ratio} |")
+          figures = [reproduce.mean_std([y[setting][m] for y in ys])
+                     for setting, m in (("rerank", "ndcg@10"), ("full_collection", "ndcg@10"),
+                                        ("full_collection", "recall@100"))]
+          lines.append(f"| {label} | {int(count):,} | {' | '.join(figures)} | {weights} | {ratio} |")
     lines.append("")
   lines += ["![pseudo-claims](pseudo_claims.png)", ""]
   return "\n".join(lines)
 
 
 def plot(results: dict, out: Path) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
-  names = list(results["datasets"])
-  fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
-  for ax, dataset in zip(axes[0], names):
-    d = results["datasets"][dataset]
+  fig, panels = reproduce.dataset_panels(results)
+  for ax, dataset, d in panels:
     for kind, by_count in d["runs"].items():
       xs = sorted(by_count, key=int)
       for variant, style, label in (("", "o-", NAMES[kind]), ("hybrid_linear", "s--", f"{NAMES[kind]} + BM25")):

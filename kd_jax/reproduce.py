@@ -160,7 +160,7 @@ def write_markdown(out: Path) -> None:
   (out / "RESULTS.md").write_text(text)
 
 
-def _ms(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
   values = [v for v in values if v == v]
   if not values:
     return "—"
@@ -183,8 +183,9 @@ def render(results: dict, config) -> str:
     lines.append("| BM25 (bm25s, stemmed) | — | " + " | ".join(f"{v:.3f}" for v in bm25_rr) + " | "
                  + " | ".join(f"{v:.3f}" for v in bm25_full) + f" | {d['bm25']['claims_per_s']:.0f} (full search) |")
     for name, runs in d["rows"].items():
-      rr = [_ms([x["rerank"][m] for x in runs]) for m in RERANK]
-      full = [_ms([x["full_collection"][m] for x in runs]) if "full_collection" in runs[0] else "—" for m in FULL]
+      rr = [mean_std([x["rerank"][m] for x in runs]) for m in RERANK]
+      full = [mean_std([x["full_collection"][m] for x in runs]) if "full_collection" in runs[0] else "—"
+              for m in FULL]
       lines.append(f"| {name} | {runs[0]['params']:,} | " + " | ".join(rr + full)
                    + f" | {np.mean([x['rerank_claims_per_s'] for x in runs]):.0f} |")
     lines.append("")
@@ -198,15 +199,24 @@ def render(results: dict, config) -> str:
   return "\n".join(lines)
 
 
-def plot(results: dict, out: Path) -> None:
+def pyplot():
+  """matplotlib's pyplot on the headless backend (imported only when plotting)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
 
-  datasets_ = list(results["datasets"])
-  fig, axes = plt.subplots(1, len(datasets_), figsize=(6 * len(datasets_), 4), squeeze=False)
-  for ax, dataset in zip(axes[0], datasets_):
-    d = results["datasets"][dataset]
+
+def dataset_panels(results: dict):
+  """A figure with one panel per dataset, and (axis, dataset name, its results) for each panel."""
+  names = list(results["datasets"])
+  fig, axes = pyplot().subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+  return fig, [(ax, name, results["datasets"][name]) for ax, name in zip(axes[0], names)]
+
+
+def plot(results: dict, out: Path) -> None:
+  fig, panels = dataset_panels(results)
+  for ax, dataset, d in panels:
     names = list(d["rows"])
     means = [np.mean([x["rerank"]["ndcg@10"] for x in d["rows"][n]]) for n in names]
     stds = [np.std([x["rerank"]["ndcg@10"] for x in d["rows"][n]]) for n in names]
@@ -217,7 +227,7 @@ def plot(results: dict, out: Path) -> None:
   fig.tight_layout()
   fig.savefig(out / "metrics.png", dpi=110)
   if "sweep" in results:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.5))
     for ax, axis in zip(axes, ("temperature", "alpha")):
       xs = [float(v) for v in results["sweep"][axis]]
       for kind, label in (("rerank", "reranking"), ("full_collection", "full collection")):
