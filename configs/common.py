@@ -16,7 +16,7 @@ def data_config() -> ml_collections.ConfigDict:
       dev_fraction=0.1, split_seed=0,
       num_candidates=16,
       tokenizer="all-MiniLM-L6-v2",  # or a local Hugging Face model folder
-      claim_wp_len=32, doc_wp_len=128,
+      claim_wp_len=32, doc_wp_len=384,  # the teacher reads up to model.pair_len of claim + document
       claim_word_len=32, doc_word_len=128,
       vocab_size=20000,
       max_claims=0,  # >0 keeps only the first N claims of each split (smoke runs)
@@ -28,9 +28,14 @@ def teacher_model() -> ml_collections.ConfigDict:
       kind="teacher",
       pretrained="all-MiniLM-L6-v2",  # '' = from scratch (ablation), or a local HF BERT folder
       num_layers=6, hidden_size=384, num_heads=12,  # used only from scratch
-      pair_len=96,  # [CLS] claim [SEP] doc [SEP] tokens; CPU cost grows with it
+      pair_len=256,  # [CLS] claim [SEP] doc [SEP] tokens; CPU cost grows with it (needs data.doc_wp_len >= it)
       dtype="float32",  # or bfloat16 (compute only; params stay float32)
-      dropout_rate=0.1,
+      # bf16_f32: multiplies take bf16 inputs and accumulate in f32 (~2x faster on CPUs with bf16 dot support;
+      # params, activations and gradients stay f32). float32: plain f32 products.
+      matmul="float32",
+      dropout_bits=32,  # random bits per dropout decision: 32 (Flax's nn.Dropout), 16 or 8 (cheaper masks)
+      dropout_rate=0.1, attention_dropout_rate=0.1,
+      head="cls",  # relevance head: 'cls', 'mean' or 'seg_cosine' (models/teacher.py); configs/teacher.py picks
   ))
 
 
@@ -50,6 +55,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       steps=1000, learning_rate=1e-3, warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
       log_every=10, eval_every=200, checkpoint_every=200, keep_checkpoints=2,
       best_metric="ndcg@10", eval_batch_size=64, eval_split="dev",
+      eval_at_start=True,  # a dev evaluation before the first step (the curve's starting point)
+      list_size=0,  # >0: train on each claim's golds + random negatives, this many candidates (0 = all)
   )
   base.update(overrides)
   return ml_collections.ConfigDict(base)

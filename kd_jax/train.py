@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kd_jax import checkpoint, evaluate, losses, sharding
+from kd_jax import checkpoint, evaluate, list_sampling, losses, sharding
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -59,10 +59,18 @@ def distill_loss_fn(temperature: float, alpha: float, hard: str) -> Callable:
   return fn
 
 
-def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None) -> Callable:
-  """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores."""
+def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None,
+                    list_size: int = 0) -> Callable:
+  """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores.
+
+  `list_size` > 0 trains on that many of each claim's candidates: its golds plus random negatives, drawn anew at
+  every step (list_sampling.py).
+  """
   def step(state, batch, rng, teacher_params=None):
     rng = jax.random.fold_in(rng, state["step"])
+    if list_size:
+      rng, sample_rng = jax.random.split(rng)
+      batch = list_sampling.subsample(batch, sample_rng, list_size)
     if teacher is not None:
       batch = dict(batch, teacher_scores=jax.lax.stop_gradient(teacher.logits(teacher_params, batch)))
 
@@ -146,9 +154,10 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   source = prepared.source("train") if train_source is None else train_source
   batches = pipeline.TrainBatches(source, tc.batch_size, config.seed, transform, jax.process_index(),
                                   jax.process_count())
-  step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built), mesh, state_sh, teacher_sh)
+  step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0)), mesh, state_sh,
+                     teacher_sh)
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
-  log = Logbook(workdir)
+  log = Logbook(workdir, resume_step=start)
 
   def dev_metrics():
     pred = evaluate.predict_split(predict, state["params"], prepared, tc.eval_split, tc.eval_batch_size, mesh,
@@ -156,7 +165,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     return evaluate.rerank_metrics(pred)
 
   initial = None
-  if start == 0:
+  if start == 0 and tc.get("eval_at_start", True):
     initial = dev_metrics()
     log.write(0, tc.eval_split, initial)
   metrics, end = {}, tc.steps if stop_after is None else min(tc.steps, start + stop_after)

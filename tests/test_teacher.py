@@ -258,3 +258,29 @@ def test_clear_errors(tmp_path, model_dir):
   wrong = {**t, "encoder.layer.0.output.dense.weight": np.zeros((8, 15), np.float32)}
   with pytest.raises(ValueError, match=r"shape mismatches: \['encoder.layer.0.output.dense.weight"):
     load_bert_encoder_params(_tiny_checkpoint(tmp_path / "wrong", model_dir, wrong))
+
+
+def test_seg_cosine_head_and_bf16_products_match_references(tok, loaded, teacher_params, model_dir):
+  """head='seg_cosine' = scale x cosine of the claim's and document's mean token vectors (NumPy on the encoder's
+  output); matmul='bf16_f32' stays within bf16 rounding of f32, and gives gradients close to f32's."""
+  pairs = [("Aspirin lowers fever.", "Aspirin is an analgesic that reduces fever."),
+           ("Aspirin lowers fever.", "The stock market closed higher on Friday.")]
+  ids, types, mask = _batch(tok.encode_batch(pairs))
+  seg = dataclasses.replace(loaded[0], head="seg_cosine")
+  params = init_teacher_params(seg, jax.random.key(0), model_dir, max_len=LEN)
+  assert set(params) == {"encoder", "score_scale"} and float(params["score_scale"]) == 20.0
+  logits = np.asarray(CrossEncoder(seg).apply({"params": params}, ids, types, mask))
+  h = np.asarray(_encode(params["encoder"], ids, types, mask), np.float64)
+  for i in range(2):
+    a = h[i][(mask[i] > 0) & (types[i] == 0)].mean(0)
+    b = h[i][(mask[i] > 0) & (types[i] == 1)].mean(0)
+    np.testing.assert_allclose(logits[i], 20 * a @ b / np.linalg.norm(a) / np.linalg.norm(b), rtol=1e-4)
+  assert logits[0] > logits[1] + 2  # meaningful before any training
+
+  fast = dataclasses.replace(seg, matmul="bf16_f32")
+  loss = lambda cfg: jax.value_and_grad(lambda p: CrossEncoder(cfg).apply({"params": p}, ids, types, mask)[0])
+  (v32, g32), (v16, g16) = loss(seg)(params), loss(fast)(params)
+  assert abs(float(v16) - float(v32)) < 0.2
+  k32 = np.asarray(g32["encoder"]["layer_2"]["intermediate"]["kernel"]).ravel()
+  k16 = np.asarray(g16["encoder"]["layer_2"]["intermediate"]["kernel"]).ravel()
+  assert k32 @ k16 / np.linalg.norm(k32) / np.linalg.norm(k16) > 0.98

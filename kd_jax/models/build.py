@@ -32,12 +32,17 @@ class Built:
 
 def teacher_config(mcfg) -> TeacherConfig:
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[mcfg.dtype]
+  # Runs saved before these fields existed computed in plain f32 with Flax dropout.
+  compute = dict(dtype=dtype, dropout_rate=mcfg.dropout_rate, matmul=mcfg.get("matmul", "float32"),
+                 dropout_bits=mcfg.get("dropout_bits", 32),
+                 attention_dropout_rate=mcfg.get("attention_dropout_rate", mcfg.dropout_rate),
+                 head=mcfg.get("head", "cls"))
   if mcfg.pretrained:
     hf = json.loads((pretrained.hf_model_dir(mcfg.pretrained) / "config.json").read_text())
-    return TeacherConfig.from_hf(hf, dtype=dtype, dropout_rate=mcfg.dropout_rate)
+    return TeacherConfig.from_hf(hf, **compute)
   # From scratch (the ablation): MiniLM's shape unless overridden.
   return TeacherConfig(num_layers=mcfg.num_layers, hidden_size=mcfg.hidden_size, num_heads=mcfg.num_heads,
-                       intermediate_size=4 * mcfg.hidden_size, dtype=dtype, dropout_rate=mcfg.dropout_rate)
+                       intermediate_size=4 * mcfg.hidden_size, **compute)
 
 
 def student_config(mcfg, vocab_size: int):

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kd_jax.models import fast_ops
+
 Dtype = Any
 
 
@@ -30,6 +32,15 @@ class TeacherConfig:
   dropout_rate: float = 0.1
   initializer_range: float = 0.02
   dtype: Dtype = jnp.float32
+  # 'bf16_f32': every multiply takes bf16 inputs and accumulates in f32 (fast_ops.py); 'float32': plain f32.
+  matmul: str = "float32"
+  dropout_bits: int = 32  # random bits per dropout decision: 32 (Flax), or 16 / 8 (cheaper masks)
+  # Dropout on attention probabilities: L^2 decisions per head and layer, most of the mask cost at long lengths.
+  attention_dropout_rate: float = 0.1
+  # Relevance head: 'cls' (a linear score of BERT's [CLS] vector), 'mean' (of the pair's mean token vector, the
+  # pooling all-MiniLM-L6-v2 was trained with) or 'seg_cosine' (scaled cosine of the claim's and the document's
+  # mean token vectors in the joint pass: meaningful before training, for a bi-encoder checkpoint).
+  head: str = "cls"
 
   @classmethod
   def from_hf(cls, hf: dict[str, Any], **overrides: Any) -> TeacherConfig:
@@ -44,13 +55,21 @@ class TeacherConfig:
         num_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
         max_position_embeddings=hf["max_position_embeddings"], type_vocab_size=hf.get("type_vocab_size", 2),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12), dropout_rate=hf.get("hidden_dropout_prob", 0.1),
+        attention_dropout_rate=hf.get("attention_probs_dropout_prob", 0.1),
         initializer_range=hf.get("initializer_range", 0.02))
     return cls(**{**fields, **overrides})
 
 
 def _dense(c: TeacherConfig, features: int, name: str) -> nn.Dense:
   # BERT's N(0, 0.02) init rather than lecun: the from-scratch ablation should start like BERT does.
-  return nn.Dense(features, dtype=c.dtype, kernel_init=nn.initializers.normal(c.initializer_range), name=name)
+  dot = fast_ops.mixed_dot_general if c.matmul == "bf16_f32" else None
+  return nn.Dense(features, dtype=c.dtype, kernel_init=nn.initializers.normal(c.initializer_range), name=name,
+                  dot_general=dot)
+
+
+def _dropout(module: nn.Module, x: jax.Array, deterministic: bool, rate: float | None = None) -> jax.Array:
+  c = module.config
+  return fast_ops.dropout(module, x, c.dropout_rate if rate is None else rate, deterministic, c.dropout_bits)
 
 
 def _layer_norm(c: TeacherConfig, name: str) -> nn.LayerNorm:
@@ -72,7 +91,7 @@ class Embeddings(nn.Module):
          + embed(c.max_position_embeddings, "position_embeddings")(positions)
          + embed(c.type_vocab_size, "token_type_embeddings")(token_type_ids))
     x = _layer_norm(c, "LayerNorm")(x)
-    return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
+    return _dropout(self, x, deterministic)
 
 
 class SelfAttention(nn.Module):
@@ -84,14 +103,18 @@ class SelfAttention(nn.Module):
     c = self.config
     b, length, _ = x.shape
     head_dim = c.hidden_size // c.num_heads
-    q, k, v = (_dense(c, c.hidden_size, n)(x).reshape(b, length, c.num_heads, head_dim)
+    # Head-major [B, heads, L, d]: batched products with leading batch dims, which XLA:CPU runs for every dtype
+    # combination (a bf16 x bf16 -> f32 product with batch dims elsewhere has no CPU kernel).
+    q, k, v = (_dense(c, c.hidden_size, n)(x).reshape(b, length, c.num_heads, head_dim).transpose(0, 2, 1, 3)
                for n in ("query", "key", "value"))
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
+    einsum = fast_ops.einsum_fn(c.matmul)
+    scores = einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
     # Softmax in float32 even for bf16 compute; `where` with the dtype's min (not an additive -1e9) cannot
     # overflow, and a row with every key masked comes out uniform rather than NaN.
     scores = jnp.where(attention_mask[:, None, None, :] > 0, scores, jnp.finfo(scores.dtype).min)
-    probs = nn.Dropout(c.dropout_rate)(jax.nn.softmax(scores, axis=-1).astype(c.dtype), deterministic=deterministic)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, c.hidden_size)
+    probs = _dropout(self, jax.nn.softmax(scores, axis=-1).astype(c.dtype), deterministic, c.attention_dropout_rate)
+    out = einsum("bhqk,bhkd->bhqd", probs, v).astype(c.dtype)
+    return out.transpose(0, 2, 1, 3).reshape(b, length, c.hidden_size)
 
 
 class Layer(nn.Module):
@@ -101,11 +124,12 @@ class Layer(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
     c = self.config
-    drop = nn.Dropout(c.dropout_rate, deterministic=deterministic)
     a = SelfAttention(c, name="attention")(x, attention_mask, deterministic)
-    x = _layer_norm(c, "attention_LayerNorm")(x + drop(_dense(c, c.hidden_size, "attention_output")(a)))
+    a = _dropout(self, _dense(c, c.hidden_size, "attention_output")(a), deterministic)
+    x = _layer_norm(c, "attention_LayerNorm")(x + a)
     h = nn.gelu(_dense(c, c.intermediate_size, "intermediate")(x), approximate=False)
-    return _layer_norm(c, "output_LayerNorm")(x + drop(_dense(c, c.hidden_size, "output")(h)))
+    h = _dropout(self, _dense(c, c.hidden_size, "output")(h), deterministic)
+    return _layer_norm(c, "output_LayerNorm")(x + h)
 
 
 class BertEncoder(nn.Module):
@@ -135,5 +159,21 @@ class CrossEncoder(nn.Module):
                deterministic: bool = True) -> jax.Array:
     c = self.config
     h = BertEncoder(c, name="encoder")(input_ids, token_type_ids, attention_mask, deterministic)
-    cls = nn.Dropout(c.dropout_rate)(h[:, 0], deterministic=deterministic)
-    return _dense(c, 1, "score")(cls)[:, 0].astype(jnp.float32)
+    if c.head == "seg_cosine":
+      # Cosine of the claim's and the document's mean token vectors within the joint pass, scaled: with the
+      # bi-encoder's weights it ranks by meaning before any training, and cross-attention refines it.
+      def seg_mean(seg):
+        m = ((attention_mask > 0) & (token_type_ids == seg))[..., None].astype(jnp.float32)
+        v = (h.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+        return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
+      scale = self.param("score_scale", nn.initializers.constant(20.0), ())
+      return scale * (seg_mean(0) * seg_mean(1)).sum(-1)
+    if c.head == "cls":
+      pooled = h[:, 0]
+    elif c.head == "mean":
+      m = attention_mask[..., None].astype(h.dtype)
+      pooled = (h * m).sum(1) / jnp.maximum(m.sum(1), 1)
+    else:
+      raise ValueError(f"head must be 'cls', 'mean' or 'seg_cosine', got {c.head!r}")
+    pooled = _dropout(self, pooled, deterministic)
+    return _dense(c, 1, "score")(pooled)[:, 0].astype(jnp.float32)

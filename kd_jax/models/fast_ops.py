@@ -1,0 +1,103 @@
+"""Cheaper teacher arithmetic on CPUs: bf16-input multiplies that accumulate in f32, and packed dropout bits.
+
+Why: XLA:CPU runs a bf16 x bf16 -> f32 multiply about twice as fast as an f32 one, while bf16 -> bf16 output
+runs no faster than f32 (so `dtype=bfloat16` alone gains nothing). Autodiff of a mixed multiply would run the
+backward products in f32; the custom VJP below makes them bf16 x bf16 -> f32 as well. Params, activations,
+gradients and the optimizer all stay f32: only the inputs of each product are rounded.
+
+Dropout: `jax.random.bernoulli` spends one threefry call (two 32-bit words) per decision; `dropout` here takes
+16 bits per decision, so one call serves two.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_F32 = jnp.float32
+
+
+def _grad_specs(spec: str) -> tuple[str, str]:
+  """`'a,b->o'` -> the einsum specs of the two input gradients, `'o,b->a'` and `'o,a->b'`.
+
+  Valid when every index of an input also appears in the other input or the output (true of matmuls,
+  batched matmuls and attention), so each gradient is again one einsum.
+  """
+  lhs, out = spec.replace(" ", "").split("->")
+  a, b = lhs.split(",")
+  for x, other in ((a, b), (b, a)):
+    if any(ch not in other + out for ch in x.replace("...", "")):
+      raise ValueError(f"mixed_einsum cannot differentiate {spec!r}: an input index is summed on its own.")
+  return f"{out},{b}->{a}", f"{out},{a}->{b}"
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def mixed_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+  """`jnp.einsum(spec, a, b)` with bf16 inputs and f32 accumulation/output, forward and backward."""
+  return jnp.einsum(spec, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=_F32)
+
+
+def _fwd(spec, a, b):
+  a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+  # Residuals kept in bf16: half the memory of the f32 inputs, and exactly what the products use.
+  # Empty arrays carry the inputs' dtypes (residuals must be arrays), for cotangents of matching dtype.
+  dtypes = (jnp.zeros((0,), a.dtype), jnp.zeros((0,), b.dtype))
+  return jnp.einsum(spec, a16, b16, preferred_element_type=_F32), (a16, b16) + dtypes
+
+
+def _bwd(spec, res, g):
+  a16, b16, a_like, b_like = res
+  spec_a, spec_b = _grad_specs(spec)
+  g16 = g.astype(jnp.bfloat16)
+  ga = jnp.einsum(spec_a, g16, b16, preferred_element_type=_F32)
+  gb = jnp.einsum(spec_b, g16, a16, preferred_element_type=_F32)
+  return ga.astype(a_like.dtype), gb.astype(b_like.dtype)
+
+
+mixed_einsum.defvjp(_fwd, _bwd)
+
+
+def mixed_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  """A `dot_general` for `nn.Dense(dot_general=...)`: `x[..., i] @ w[i, o]` through `mixed_einsum`."""
+  del precision, preferred_element_type
+  (lc, rc), (lb, rb) = dimension_numbers
+  if tuple(lc) != (lhs.ndim - 1,) or tuple(rc) != (0,) or lb or rb or rhs.ndim != 2:
+    raise ValueError(f"mixed_dot_general supports Dense-style products only, got {dimension_numbers}.")
+  return mixed_einsum("...i,io->...o", lhs, rhs)
+
+
+def dropout(module: nn.Module, x: jax.Array, rate: float, deterministic: bool, bits: int = 32) -> jax.Array:
+  """Inverted dropout drawing `bits` (8, 16 or 32) random bits per decision from the module's 'dropout' rng.
+
+  32 is Flax's `nn.Dropout`. With 8 or 16 the drop probability is `round(rate * 2**bits) / 2**bits` (0.1 ->
+  0.1016 with 8 bits, 0.10000 with 16); kept values are scaled by the inverse of that exact keep probability,
+  so the expectation is unchanged.
+  """
+  if deterministic or rate == 0.0:
+    return x
+  if bits == 32:
+    return nn.Dropout(rate)(x, deterministic=False)
+  if bits not in (8, 16):
+    raise ValueError(f"dropout bits must be 8, 16 or 32, got {bits}")
+  key = module.make_rng("dropout")
+  n = int(np.prod(x.shape))
+  per_word = 32 // bits
+  words = jax.random.bits(key, (-(-n // per_word),), jnp.uint32)
+  small = jax.lax.bitcast_convert_type(words, {8: jnp.uint8, 16: jnp.uint16}[bits]).reshape(-1)[:n]
+  threshold = int(round(rate * 2**bits))
+  keep_prob = 1.0 - threshold / 2**bits
+  return jnp.where(small.reshape(x.shape) >= threshold, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros((), x.dtype))
+
+
+def einsum_fn(matmul: str):
+  """The einsum used for attention: `mixed_einsum` for matmul='bf16_f32', plain `jnp.einsum` for 'float32'."""
+  if matmul == "float32":
+    return jnp.einsum
+  if matmul == "bf16_f32":
+    return mixed_einsum
+  raise ValueError(f"matmul must be 'float32' or 'bf16_f32', got {matmul!r}")
+
