@@ -3,6 +3,7 @@
 `config.mode` picks the stage: train_teacher | score_candidates | distill | evaluate.
 """
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -29,7 +30,8 @@ _CHATTY = ("orbax", "tensorflow_datasets", "bm25s")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  if not flags.FLAGS["verbosity"].present:  # keep a user's -v 1, which shows the traceback of a bad-input error
+    logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
     stages.run(_CONFIG.value, _WORKDIR.value)
@@ -39,13 +41,33 @@ def main(argv):
     sys.exit(f"kd_jax error: {e}")
 
 
+def _unknown_field(e: Exception, argv: list[str]) -> str | None:
+  """The override that names a field the config lacks, e.g. `--config.data.nme=x (did you mean 'name'?)`, or
+  None if `e` is not about one.
+
+  ml_collections raises a KeyError, or an AttributeError wrapping one, whose text is the field's last part in
+  single quotes, then any suggestion on a second line (`Did you mean "name" instead of "nme"?`).
+  """
+  cause = e.args[0] if isinstance(e, AttributeError) and e.args else e
+  if not isinstance(cause, KeyError) or not cause.args:
+    return None
+  text = str(cause.args[0])
+  name = text.split("\n", 1)[0].strip("'\"")
+  flagged = [a for a in argv if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")]
+  suggestion = re.search(r'Did you mean "([^"]+)"', text)
+  return (flagged[0] if flagged else repr(name)) + (f" (did you mean {suggestion[1]!r}?)" if suggestion else "")
+
+
 def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
+    override = _unknown_field(e, argv)
+    if override is None:  # e.g. a --config file without get_config()
+      sys.exit(f"kd_jax error: bad --config file: {e}")
     # ml_collections reports an unknown --config.x as a chained traceback; one line is enough.
-    sys.exit(f"kd_jax error: unknown config field {str(e).strip(chr(34))}: check the override against the fields "
-             "of the --config file.")
+    sys.exit(f"kd_jax error: unknown config field in {override}: check the override against the fields of the "
+             "--config file.")
   except (TypeError, ValueError, flags.Error) as e:
     sys.exit(f"kd_jax error: bad command line: {e}")
 

@@ -4,11 +4,17 @@ Layout of `<dir>`: `checkpoints/<step>/{state,meta}` keeps the latest `max_to_ke
 `best/<step>/{state,meta}` keeps the single save with the best `best_metric`. The state is any
 pytree of jax Arrays (e.g. `{"step", "params", "opt_state"}`); restoring takes an abstract target
 whose shardings say where every leaf lands, so a run saved on 8 devices resumes on 1 and vice versa.
+
+Every save also stores a CRC32 of each array (`<step>/checksums`), checked on restore: TensorStore does not
+check array bytes, so a flipped bit in a data file would otherwise restore silently as wrong numbers. A corrupt
+latest save is skipped with a warning for the one before it; with no intact save left, restoring fails.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +22,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 PyTree = Any
 _log = logging.getLogger(__name__)
-_STATE, _META = "state", "meta"
+_STATE, _META, _SUMS = "state", "meta", "checksums"
+
+
+class CheckpointCorruptError(ValueError):
+  """No save of a run directory holds the arrays it was written with."""
+
+
+class _Corrupt(Exception):
+  """One save failed its checksum; restore moves on to an earlier save."""
 
 
 def abstract_like(tree: PyTree, shardings: PyTree | jax.sharding.Sharding | None = None) -> PyTree:
@@ -46,9 +61,47 @@ def _json_number(value: Any) -> Any:
   return value.item() if isinstance(value, (jax.Array, np.ndarray, np.generic)) else value
 
 
+def _leaf_name(path: tuple) -> str:
+  """`opt_state.0.mu.params.w`, the same for a namedtuple field and the dict key Orbax's metadata gives it."""
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def _host(x: Any) -> np.ndarray:
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = multihost_utils.process_allgather(x, tiled=True)  # every process calls save/restore, as Orbax needs
+  return np.ascontiguousarray(np.asarray(x))
+
+
+def checksums(state: PyTree) -> dict[str, list]:
+  """{leaf name: [crc32 of its bytes, dtype, shape]}, independent of how the leaves are sharded."""
+  out = {}
+  for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
+    a = _host(x)
+    out[_leaf_name(path)] = [zlib.crc32(a.reshape(-1).view(np.uint8)), str(a.dtype), list(a.shape)]
+  return out
+
+
+def _verify(state: PyTree, saved: dict[str, list]) -> None:
+  """Raises _Corrupt naming the first leaf whose bytes differ from the save's (leaves restored under another
+  dtype or shape cannot be compared and are skipped)."""
+  for name, (crc, dtype, shape) in sorted(checksums(state).items()):
+    if name in saved and saved[name][1:] == [dtype, shape] and saved[name][0] != crc:
+      raise _Corrupt(f"array {name} does not match its checksum")
+
+
+def _reason(e: Exception) -> str | None:
+  """Why a save is unreadable, or None when `e` is not about damaged files (e.g. a target of another shape)."""
+  if isinstance(e, _Corrupt):
+    return str(e)
+  if isinstance(e, json.JSONDecodeError) or "DATA_LOSS" in str(e):  # TensorStore's code for undecodable bytes
+    return str(e).strip().splitlines()[0][:200]
+  return None
+
+
 def _manager(path: Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
   # Explicit handlers (not just names) so `item_metadata` can describe a save without a target.
-  handlers = {_STATE: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()}
+  handlers = {_STATE: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler(),
+              _SUMS: ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(path, options=options, item_handlers=handlers)
 
 
@@ -98,11 +151,14 @@ class Checkpointer:
         ),
       )
     self._best = _manager(self.directory / "best", best_options)
+    self._corrupt: set[int] = set()  # latest-N steps a restore found corrupt; deleted by the next save
 
   def save(self, step: int, state: PyTree, meta: dict, metrics: dict | None = None) -> None:
     """Saves `state` and `meta` at `step`; also offers it to `best/` when `metrics` has `best_metric`."""
     metrics = None if metrics is None else {k: _json_number(v) for k, v in metrics.items()}
-    args = ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state), _META: ocp.args.JsonSave(meta)})
+    self._drop_corrupt()
+    args = ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state), _META: ocp.args.JsonSave(meta),
+                                 _SUMS: ocp.args.JsonSave(checksums(state))})
     if not self._latest.save(step, args=args, metrics=metrics):
       # Orbax skips steps at or before its latest save (e.g. a resumed run saving its start step).
       _log.warning("Checkpoint step %d not saved in %s: not after latest step %s",
@@ -110,6 +166,13 @@ class Checkpointer:
     if self.best_metric is not None and metrics is not None and self.best_metric in metrics:
       # Every candidate is written, and the BestN policy then deletes all but the best one.
       self._best.save(step, args=args, metrics=metrics)
+
+  def _drop_corrupt(self) -> None:
+    """Deletes the corrupt saves a restore stepped back from: Orbax would skip re-saving their steps."""
+    for step in sorted(self._corrupt & set(self._latest.all_steps())):
+      _log.warning("Deleting corrupt checkpoint step %d in %s", step, self._latest.directory)
+      self._latest.delete(step)
+    self._corrupt.clear()
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
@@ -141,13 +204,8 @@ class Checkpointer:
     `step=None` takes the latest save, or the best with `best=True`. A target whose tree structure
     differs from the saved one raises ValueError.
     """
-    manager, step = self._resolve(step, best)
-    restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-        **{_STATE: ocp.args.StandardRestore(abstract_like(target)), _META: ocp.args.JsonRestore()}
-      ),
-    )
+    restored = self._restore_intact(step, best, {_STATE: ocp.args.StandardRestore(abstract_like(target)),
+                                                 _META: ocp.args.JsonRestore()})
     return restored[_STATE], restored[_META]
 
   def restore_part(self, key: str, target: PyTree, rest_sharding: jax.sharding.Sharding,
@@ -162,9 +220,43 @@ class Checkpointer:
     saved = manager.item_metadata(step)[_STATE]
     full = {k: (target if k == key else jax.tree.map(
         lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rest_sharding), v)) for k, v in saved.items()}
-    restored = manager.restore(step, args=ocp.args.Composite(
-        **{_STATE: ocp.args.StandardRestore(abstract_like(full))}))
+    restored = self._restore_intact(None, best, {_STATE: ocp.args.StandardRestore(abstract_like(full))})
     return restored[_STATE][key]
+
+  def _restore_intact(self, step: int | None, best: bool, args: dict[str, Any]) -> dict[str, Any]:
+    """Restores `args` from `step`, or (step None, latest saves) from the newest save that passes its checksums.
+
+    Only the latest-N saves step back: an explicit step or the single best save is used as asked or not at all.
+    """
+    manager, first = self._resolve(step, best)
+    steps = [first] if step is not None or best else sorted((s for s in manager.all_steps() if s <= first),
+                                                            reverse=True)
+    problems = []
+    for i, s in enumerate(steps):
+      try:
+        return self._restore_checked(manager, s, args)
+      except Exception as e:  # pylint: disable=broad-except
+        reason = _reason(e)
+        if reason is None:
+          raise
+        problems.append(f"step {s}: {reason}")
+        if manager is self._latest:
+          self._corrupt.add(s)
+        if i + 1 < len(steps):
+          _log.warning("Checkpoint step %d in %s is corrupt (%s); restoring step %d instead", s, manager.directory,
+                       reason, steps[i + 1])
+    raise CheckpointCorruptError(f"No intact checkpoint in {manager.directory} ({'; '.join(problems)}): delete the "
+                                 "corrupt step folders and resume from an earlier save, or train again in a new "
+                                 "--workdir.")
+
+  def _restore_checked(self, manager: ocp.CheckpointManager, step: int, args: dict[str, Any]) -> dict[str, Any]:
+    # Saves from before checksums were stored have no `checksums` item; they are restored unchecked.
+    has_sums = _SUMS in manager.item_metadata(step).keys()
+    restored = manager.restore(step, args=ocp.args.Composite(
+        **args, **({_SUMS: ocp.args.JsonRestore()} if has_sums else {})))
+    if has_sums:
+      _verify(restored[_STATE], restored[_SUMS])
+    return restored
 
   def read_meta(self, step: int | None = None, best: bool = False) -> dict:
     """The JSON meta of a save, without reading (or knowing the shape of) its state."""

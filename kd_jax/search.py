@@ -17,6 +17,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kd_jax import metrics, sharding
 from kd_jax.data import tokenize
+from kd_jax.data.jsonl import read_lines
 from kd_jax.data.prepare import Prepared
 from kd_jax.models.build import Built
 
@@ -114,6 +115,19 @@ class Index:
       raise FileNotFoundError(f"No index in {self.root}: build it first with --config.mode=index.")
     return (np.load(self.root / "doc_vecs.npy"), json.loads((self.root / "doc_ids.json").read_text()),
             json.loads((self.root / "meta.json").read_text()))
+
+
+def read_query_file(path: str | Path) -> list[str]:
+  """The claims of `search.query_file`, one per non-blank line; a file with none is an error, not an empty run."""
+  path = Path(path).expanduser()
+  if not path.is_file():
+    raise FileNotFoundError(f"search.query_file {path} not found: pass --config.search.query_file=/path/to/claims.txt "
+                            "(one claim per line).")
+  texts = [line.strip() for _, line in read_lines(path) if line.strip()]
+  if not texts:
+    raise ValueError(f"search.query_file {path} holds no claims (it is empty or blank): put one claim per line, or "
+                     "pass --config.search.query='...'.")
+  return texts
 
 
 def claim_word_ids(texts: list[str], vocab: list[str], max_len: int) -> np.ndarray:

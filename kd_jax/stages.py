@@ -131,6 +131,14 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
             "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
             "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"],
             "rerank_claims_per_s": float(pred.get("claims_per_s", float("nan")))}
+  if built.kind == "teacher" and split != "dev":
+    # The teacher with a per-list BM25 term: linear fusion of min-max scores, the teacher's share chosen on dev.
+    dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens,
+                                 config.model.pair_len)
+    bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
+    result["dev_rerank"] = evaluate.rerank_metrics(dev)
+    result["bm25_term"] = hybrid.choose(lambda w: hybrid.rerank_metrics(dev, bm25_cands["dev"], "linear", w),
+                                        lambda w: hybrid.rerank_metrics(pred, bm25_cands[split], "linear", w))
   if built.kind != "teacher":
     # What a claim-independent model is for: every document encoded once, the whole collection searched.
     doc_vecs = search.encode_collection(built, params, prepared, mesh)
@@ -203,7 +211,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   """Top-k documents for `search.query` (or each line of `search.query_file`) from the stored vectors."""
   s = config.search
   if s.query_file:
-    texts = [l.strip() for l in Path(s.query_file).read_text(encoding="utf-8").splitlines() if l.strip()]
+    texts = search.read_query_file(s.query_file)
   else:
     texts = [s.query]
   prepared = prepare.prepare(config.data)

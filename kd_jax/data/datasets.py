@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from kd_jax.data import beir, fever
+from kd_jax.data.jsonl import require_file
 
 DATA_DIR_ENV = "KD_JAX_DATA_DIR"
 
@@ -115,6 +116,9 @@ def load_fever(train_file: Path, test_file: Path, wiki_dir: Path | None = None, 
       logging.warning("%d of %d gold pages have no text in %s; they are represented by their title.",
                       absent, len(pages), wiki_dir)
   collection = Collection(ids=pages, titles=[fever.readable_title(p) for p in pages], texts=list(texts.values()))
+  if not collection:
+    raise ValueError(f"No claim in {train_file} or {test_file} names an evidence page, so the document collection "
+                     "is empty: pass FEVER files with SUPPORTS/REFUTES claims.")
 
   def ranked(claims):
     return [(c.id, c.claim, {p: 1 for p in c.gold_pages}) for c in claims if c.verifiable]
@@ -132,6 +136,8 @@ def load_beir(root: Path, *, train_split: str = "train", test_split: str = "test
     titles.append(title)
     texts.append(text)
   collection = Collection(ids=ids, titles=titles, texts=texts)
+  if not collection:
+    raise ValueError(f"{Path(root) / 'corpus.jsonl'} holds no documents: point the config at a non-empty BEIR corpus.")
   queries = beir.read_queries(root)
 
   def ranked(split):
@@ -150,6 +156,15 @@ def load_beir(root: Path, *, train_split: str = "train", test_split: str = "test
   return RetrievalData(name=name, collection=collection, splits={"train": train, "dev": dev, "test": test})
 
 
+def _configured(cfg, field: str, example: str) -> Path:
+  """A path that `data.name` needs from `config.data.<field>`; empty would silently mean the current folder."""
+  value = getattr(cfg, field)
+  if not value:
+    raise FileNotFoundError(f"data.name={cfg.name} needs data.{field}, which is empty: pass "
+                            f"--config.data.{field}={example}.")
+  return Path(value).expanduser()
+
+
 def load(cfg) -> RetrievalData:
   """Dispatches on `cfg.name` (a `config.data` ConfigDict or any object with the same fields)."""
   if cfg.name == "fever_titles":
@@ -157,13 +172,16 @@ def load(cfg) -> RetrievalData:
     return load_fever(root / "paper_test_pages.jsonl", root / "paper_dev.jsonl", dev_fraction=cfg.dev_fraction,
                       seed=cfg.split_seed, name=cfg.name)
   if cfg.name == "fever":
-    return load_fever(Path(cfg.fever_train_file), Path(cfg.fever_test_file),
-                      Path(cfg.fever_wiki_dir) if cfg.fever_wiki_dir else None,
+    train_file = require_file(_configured(cfg, "fever_train_file", "/path/to/fever/train.jsonl"), "FEVER claim file",
+                              "Check --config.data.fever_train_file.")
+    test_file = require_file(_configured(cfg, "fever_test_file", "/path/to/fever/paper_dev.jsonl"),
+                             "FEVER claim file", "Check --config.data.fever_test_file.")
+    return load_fever(train_file, test_file, Path(cfg.fever_wiki_dir).expanduser() if cfg.fever_wiki_dir else None,
                       dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
   if cfg.name == "scifact":
     return load_beir(resolve_data_dir(cfg.dir) / "scifact", dev_fraction=cfg.dev_fraction, seed=cfg.split_seed,
                      name=cfg.name)
   if cfg.name == "beir":
-    return load_beir(Path(cfg.beir_dir), train_split=cfg.beir_train_split, test_split=cfg.beir_test_split,
-                     dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
+    return load_beir(_configured(cfg, "beir_dir", "/path/to/beir/<dataset>"), train_split=cfg.beir_train_split,
+                     test_split=cfg.beir_test_split, dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
   raise ValueError(f"Unknown data.name {cfg.name!r}: use fever_titles, scifact, fever or beir.")

@@ -10,6 +10,7 @@ from typing import Iterator
 from kd_jax.data.jsonl import DataFormatError, read_jsonl, require_file
 
 NOT_ENOUGH_INFO = "NOT ENOUGH INFO"
+LABELS = ("SUPPORTS", "REFUTES", NOT_ENOUGH_INFO)
 # FEVER stores page ids with PTB-style bracket escapes and underscores for spaces.
 _ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
             "-COLON-": ":"}
@@ -36,10 +37,17 @@ def readable_title(page_id: str) -> str:
 
 
 def read_claims(path: Path) -> Iterator[FeverClaim]:
-  """Streams claims from a FEVER claim file (train.jsonl, paper_dev.jsonl, shared_task_dev.jsonl, ...)."""
+  """Streams claims from a FEVER claim file (train.jsonl, paper_dev.jsonl, shared_task_dev.jsonl, ...).
+
+  A claim without a label (the unlabelled test files) counts as NOT ENOUGH INFO; any other label is an error,
+  since a misspelt one would silently turn a verifiable claim into an unranked one, or the reverse.
+  """
   path = require_file(path, "FEVER claim file", "Set data.dir (or KD_JAX_DATA_DIR) to the folder holding fever/.")
   for lineno, obj in read_jsonl(path, required=("id", "claim")):
     label = obj.get("label", NOT_ENOUGH_INFO)
+    if label not in LABELS:
+      raise DataFormatError(f"{path}:{lineno}: claim {obj['id']} has label {label!r}; expected one of "
+                            f"{', '.join(LABELS)}")
     pages: dict[str, None] = {}
     evidence = obj.get("evidence") or []
     if not isinstance(evidence, list):

@@ -18,19 +18,45 @@ def require_file(path: Path, what: str, hint: str = "") -> Path:
   return path
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
-  """Yields (line_number, object) for each non-blank line; raises DataFormatError naming file:line."""
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+  """Yields (line_number, text) decoded as UTF-8 one line at a time.
+
+  Text-mode reading decodes in blocks, so a bad byte would surface as a bare UnicodeDecodeError with no
+  line number; decoding each line ourselves lets the error say where the byte is.
+  """
+  with open(path, "rb") as f:
+    for lineno, raw in enumerate(f, start=1):
       try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise DataFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-      if not isinstance(obj, dict):
-        raise DataFormatError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-      missing = [k for k in required if k not in obj]
-      if missing:
-        raise DataFormatError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-      yield lineno, obj
+        yield lineno, raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8: "
+                              "re-save the file as UTF-8") from None
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = (), unique: str | None = None
+               ) -> Iterator[tuple[int, dict[str, Any]]]:
+  """Yields (line_number, object) for each non-blank line; raises DataFormatError naming file:line.
+
+  `unique` names a field of `required` (e.g. `_id`) that must not repeat: a repeated id would otherwise silently replace
+  the earlier record (or index the same id twice) and skew every metric that looks it up.
+  """
+  seen: dict[str, int] = {}
+  for lineno, line in read_lines(path):
+    if not line.strip():
+      continue
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DataFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+      raise DataFormatError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+      raise DataFormatError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+    if unique is not None:
+      key = str(obj[unique])
+      if key in seen:
+        raise DataFormatError(f"{path}:{lineno}: duplicate {unique} {key!r} (first on line {seen[key]}): "
+                              "ids must be unique")
+      seen[key] = lineno
+    yield lineno, obj
