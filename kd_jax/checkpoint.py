@@ -7,7 +7,9 @@ whose shardings say where every leaf lands, so a run saved on 8 devices resumes 
 
 Every save also stores a CRC32 of each array (`<step>/checksums`), checked on restore: TensorStore does not
 check array bytes, so a flipped bit in a data file would otherwise restore silently as wrong numbers. A corrupt
-latest save is skipped with a warning for the one before it; with no intact save left, restoring fails.
+latest save is skipped with a warning for the one before it (so is one whose files Orbax or TensorStore cannot read,
+e.g. truncated); with no intact save left, restoring fails. Before reading any array, a restore compares the save's
+tree of array names and shapes with the target's, so a checkpoint of another model fails with the first difference.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import logging
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,15 @@ _STATE, _META, _SUMS = "state", "meta", "checksums"
 
 class CheckpointCorruptError(ValueError):
   """No save of a run directory holds the arrays it was written with."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A save holds other arrays (names or shapes) than the restore target: the checkpoints of another model."""
+
+  def __init__(self, directory: Path, mismatches: list[str]):
+    self.directory, self.mismatches = directory, mismatches
+    super().__init__(f"{directory} holds checkpoints of another model (first mismatch: {mismatches[0]}): point "
+                     "--workdir/--config.name at the right run.")
 
 
 class _Corrupt(Exception):
@@ -89,12 +100,63 @@ def _verify(state: PyTree, saved: dict[str, list]) -> None:
       raise _Corrupt(f"array {name} does not match its checksum")
 
 
-def _reason(e: Exception) -> str | None:
-  """Why a save is unreadable, or None when `e` is not about damaged files (e.g. a target of another shape)."""
+def _display_name(path: tuple) -> str:
+  return _leaf_name(path).replace(".", "/")
+
+
+def _shapes(tree: PyTree) -> dict[str, tuple]:
+  """{leaf name: shape} of arrays, ShapeDtypeStructs or Orbax's ArrayMetadata (its leaves)."""
+  tree = getattr(tree, "tree", tree)  # Orbax's TreeMetadata wraps the saved tree
+  return {_display_name(path): tuple(x.shape) for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def mismatches(saved: PyTree, target: PyTree) -> list[str]:
+  """Every leaf where a save's tree (its item metadata) and a restore target differ in name or shape, sorted."""
+  have, want = _shapes(saved), _shapes(target)
+  out = []
+  for name in sorted(have.keys() | want.keys()):
+    if name not in have:
+      out.append(f"{name} is not in the save")
+    elif name not in want:
+      out.append(f"{name} is saved but not expected")
+    elif have[name] != want[name]:
+      out.append(f"{name} has shape {list(have[name])} saved, {list(want[name])} expected")
+  return out
+
+
+# TensorStore's status codes for bytes that are missing, cut short or undecodable (a damaged or truncated file).
+_DAMAGE_CODES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND")
+
+
+def _bad_json_file(step_dir: Path) -> Path | None:
+  """The first of a save's small JSON files (Orbax's _METADATA, _CHECKPOINT_METADATA, ...) that does not parse."""
+  for path in sorted(step_dir.rglob("*")):
+    if not path.is_file() or "ocdbt" in path.name or path.parent.name == "d" or path.suffix == ".txt":
+      continue
+    try:
+      json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+      return path
+  return None
+
+
+def _reason(e: Exception, step_dir: Path) -> str | None:
+  """Why a save is unreadable, or None when `e` is not about damaged files (e.g. a target of another shape).
+
+  Orbax wraps TensorStore's error (a plain Exception whose text is a page-long spec) around the useful one, so the
+  whole chain is searched; a JSON error names no file, so the unparsable file is looked up.
+  """
   if isinstance(e, _Corrupt):
     return str(e)
-  if isinstance(e, json.JSONDecodeError) or "DATA_LOSS" in str(e):  # TensorStore's code for undecodable bytes
-    return str(e).strip().splitlines()[0][:200]
+  if isinstance(e, json.JSONDecodeError):
+    bad = _bad_json_file(step_dir)
+    return f"{bad if bad else 'a metadata file'} is not valid JSON ({e})"[:300]
+  seen = e
+  while seen is not None:
+    text = str(seen).strip()
+    if text.startswith(_DAMAGE_CODES) or "DATA_LOSS" in text:
+      return text.splitlines()[0][:300]
+    seen = seen.__cause__ or seen.__context__
   return None
 
 
@@ -201,11 +263,10 @@ class Checkpointer:
   def restore(self, target: PyTree, step: int | None = None, best: bool = False) -> tuple[PyTree, dict]:
     """Restores (state, meta); `target` leaves (ShapeDtypeStruct or arrays) give shape, dtype, sharding.
 
-    `step=None` takes the latest save, or the best with `best=True`. A target whose tree structure
-    differs from the saved one raises ValueError.
+    `step=None` takes the latest save, or the best with `best=True`. A target whose tree structure or shapes
+    differ from the saved ones raises CheckpointMismatchError (a ValueError).
     """
-    restored = self._restore_intact(step, best, {_STATE: ocp.args.StandardRestore(abstract_like(target)),
-                                                 _META: ocp.args.JsonRestore()})
+    restored = self._restore_intact(step, best, lambda saved: abstract_like(target), with_meta=True)
     return restored[_STATE], restored[_META]
 
   def restore_part(self, key: str, target: PyTree, rest_sharding: jax.sharding.Sharding,
@@ -216,15 +277,18 @@ class Checkpointer:
     read from the save's own metadata onto `rest_sharding` and dropped: a finished teacher loads into a
     student run whatever optimizer it was trained with.
     """
-    manager, step = self._resolve(None, best)
-    saved = manager.item_metadata(step)[_STATE]
-    full = {k: (target if k == key else jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rest_sharding), v)) for k, v in saved.items()}
-    restored = self._restore_intact(None, best, {_STATE: ocp.args.StandardRestore(abstract_like(full))})
-    return restored[_STATE][key]
+    def full(saved: PyTree) -> PyTree:
+      # `key` is always asked for, so a save without it reports a mismatch rather than a KeyError.
+      rest = {k: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rest_sharding), v)
+              for k, v in saved.items() if k != key}
+      return {**rest, key: abstract_like(target)}
 
-  def _restore_intact(self, step: int | None, best: bool, args: dict[str, Any]) -> dict[str, Any]:
-    """Restores `args` from `step`, or (step None, latest saves) from the newest save that passes its checksums.
+    return self._restore_intact(None, best, full)[_STATE][key]
+
+  def _restore_intact(self, step: int | None, best: bool, target_for: Callable[[PyTree], PyTree],
+                      with_meta: bool = False) -> dict[str, Any]:
+    """Restores the state (onto `target_for(the save's state metadata)`) and, `with_meta`, the meta from `step`,
+    or (step None, latest saves) from the newest save that is readable and passes its checksums.
 
     Only the latest-N saves step back: an explicit step or the single best save is used as asked or not at all.
     """
@@ -234,9 +298,9 @@ class Checkpointer:
     problems = []
     for i, s in enumerate(steps):
       try:
-        return self._restore_checked(manager, s, args)
+        return self._restore_checked(manager, s, target_for, with_meta)
       except Exception as e:  # pylint: disable=broad-except
-        reason = _reason(e)
+        reason = _reason(e, Path(str(manager.directory)) / str(s))
         if reason is None:
           raise
         problems.append(f"step {s}: {reason}")
@@ -249,9 +313,17 @@ class Checkpointer:
                                  "corrupt step folders and resume from an earlier save, or train again in a new "
                                  "--workdir.")
 
-  def _restore_checked(self, manager: ocp.CheckpointManager, step: int, args: dict[str, Any]) -> dict[str, Any]:
+  def _restore_checked(self, manager: ocp.CheckpointManager, step: int, target_for: Callable[[PyTree], PyTree],
+                       with_meta: bool) -> dict[str, Any]:
+    items = manager.item_metadata(step)  # inside the fallback: a truncated _METADATA makes this save unreadable
+    target = target_for(items[_STATE])
+    # Checked before reading: Orbax would report another model's tree as a page-long dump of both trees.
+    wrong = mismatches(items[_STATE], target)
+    if wrong:
+      raise CheckpointMismatchError(self.directory, wrong)
+    args = {_STATE: ocp.args.StandardRestore(target), **({_META: ocp.args.JsonRestore()} if with_meta else {})}
     # Saves from before checksums were stored have no `checksums` item; they are restored unchecked.
-    has_sums = _SUMS in manager.item_metadata(step).keys()
+    has_sums = _SUMS in items.keys()
     restored = manager.restore(step, args=ocp.args.Composite(
         **args, **({_SUMS: ocp.args.JsonRestore()} if has_sums else {})))
     if has_sums:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from kd_jax import metrics, sharding
+from kd_jax import atomic, metrics, sharding
 from kd_jax.data import tokenize
 from kd_jax.data.jsonl import read_lines
 from kd_jax.data.prepare import Prepared
@@ -106,9 +106,13 @@ class Index:
 
   def write(self, doc_vecs: np.ndarray, doc_ids: list[str], meta: dict[str, Any]) -> None:
     self.root.mkdir(parents=True, exist_ok=True)
-    np.save(self.root / "doc_vecs.npy", doc_vecs.astype(np.float32))
-    (self.root / "doc_ids.json").write_text(json.dumps(doc_ids))
-    (self.root / "meta.json").write_text(json.dumps(meta, indent=2))  # last: marks the index complete
+    # meta.json marks the index complete: an older one goes first, so a rebuild killed midway never pairs it with
+    # new vectors; each file is renamed into place whole, and meta.json comes last.
+    (self.root / "meta.json").unlink(missing_ok=True)
+    with atomic.open_for_write(self.root / "doc_vecs.npy", "wb") as f:
+      np.save(f, doc_vecs.astype(np.float32))
+    atomic.write_text(self.root / "doc_ids.json", json.dumps(doc_ids))
+    atomic.write_text(self.root / "meta.json", json.dumps(meta, indent=2))
 
   def read(self) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     if not self.exists():

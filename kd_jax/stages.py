@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import evaluate, fusion, hybrid, pretrained, pseudo_claims, search, sharding, teacher_scores, train
+from kd_jax import atomic, evaluate, fusion, hybrid, pretrained, pseudo_claims, search, sharding, teacher_scores, train
 from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -23,20 +23,63 @@ def stage_dir(config, workdir: str) -> Path:
   return Path(workdir) / config.name
 
 
+def _check_writable(data_cfg, *folders: Path) -> None:
+  """Fails in a second rather than after hours of work: every folder the stage writes must be writable, and so
+  must the prepared-data cache unless this data config's prepared data are already there (reading is enough)."""
+  for folder in folders:
+    atomic.ensure_writable(folder, "Output folder")
+  prepared_root = prepare.cache_root(data_cfg) / f"{data_cfg.name}-{prepare.fingerprint(data_cfg)}"
+  if not (prepared_root / "meta.json").is_file():
+    atomic.ensure_writable(prepare.cache_root(data_cfg), "Prepared-data cache",
+                           "pass --config.data.cache_dir=/a/writable/folder (or set KD_JAX_CACHE)")
+
+
 def _teacher_config(config, workdir: str):
   """The teacher run the student learns from: `distill.teacher_dir` if set, else `<workdir>/teacher`."""
-  tdir = Path(config.distill.teacher_dir) if config.distill.teacher_dir else Path(workdir) / config.teacher.name
+  if config.distill.teacher_dir:
+    tdir = Path(config.distill.teacher_dir).expanduser()
+    if tdir.name in ("", ".."):  # e.g. '.': the folder needs a name of its own to be trained into (below)
+      tdir = tdir.resolve()
+  else:
+    tdir = Path(workdir) / config.teacher.name
   tcfg = ml_collections.ConfigDict(config.teacher.to_dict())
   saved = tdir / "config.json"
   if saved.is_file():
-    tcfg = ml_collections.ConfigDict(json.loads(saved.read_text()))
+    tcfg = ml_collections.ConfigDict(_saved_teacher_config(saved))
+  # A missing teacher is trained into `tdir` itself (train_teacher writes `<parent>/<name>`), so the next run
+  # finds it there instead of training it again.
+  tcfg.name = tdir.name
   # Soft labels must score the very candidate lists the student trains on.
   tcfg.data = ml_collections.ConfigDict(config.data.to_dict())
   tcfg.mesh = ml_collections.ConfigDict(config.mesh.to_dict())
   return tdir, tcfg
 
 
+def _saved_teacher_config(path: Path) -> dict:
+  """The config a teacher run saved; a student's (a mistaken distill.teacher_dir) is refused here, not deep in
+  its restore."""
+  try:
+    saved = json.loads(path.read_text())
+  except ValueError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}): restore it, or point --config.distill.teacher_dir at "
+                     "another teacher run.") from e
+  kind = saved.get("model", {}).get("kind")
+  if kind != "teacher":
+    raise ValueError(f"{path.parent} holds {train.describe_model(kind)} (model.kind={kind!r} in {path}), not a "
+                     "teacher: point --config.distill.teacher_dir at a teacher run (configs/teacher.py), or leave it "
+                     "empty for <workdir>/teacher.")
+  return saved
+
+
+def _no_teacher(tdir: Path) -> FileNotFoundError:
+  # configs/teacher.py trains into <workdir>/teacher: another folder name must be passed along.
+  name = "" if tdir.name == "teacher" else f" --config.name={tdir.name}"
+  return FileNotFoundError(f"No finished teacher in {tdir}: train it (python run.py --config=configs/teacher.py "
+                           f"--workdir={tdir.parent}{name}) or set --config.distill.teacher_dir.")
+
+
 def train_teacher(config, workdir: str) -> dict:
+  _check_writable(config.data, stage_dir(config, workdir))
   prepared = prepare.prepare(config.data)
   built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)
@@ -47,14 +90,15 @@ def train_teacher(config, workdir: str) -> dict:
 
 def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
   """Runs the finished teacher in `tdir` over every `split` candidate list once and stores the logits."""
+  _check_writable(tcfg.data)
   prepared = prepare.prepare(tcfg.data)
   path = teacher_scores.path_for(tdir, prepared, split)
   if path.is_file():
     logging.info("Teacher scores already stored in %s; reusing them.", path)
     return path
+  atomic.ensure_writable(path.parent, "Teacher scores folder", "pass a writable --config.distill.teacher_dir")
   if not (tdir / "complete.json").is_file():
-    raise FileNotFoundError(f"No finished teacher in {tdir}: train it (python run.py --config=configs/teacher.py "
-                            f"--workdir={tdir.parent}) or set --config.distill.teacher_dir.")
+    raise _no_teacher(tdir)
   built = build_lib.build(tcfg.model, prepared)
   mesh = sharding.make_mesh(tcfg.mesh.data, tcfg.mesh.model)
   params, params_sh = train.restore_params(tdir, built, tcfg, mesh)
@@ -69,12 +113,12 @@ def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
 
 def distill(config, workdir: str) -> dict:
   """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
-  prepared = prepare.prepare(config.data)
   tdir, tcfg = _teacher_config(config, workdir)
+  _check_writable(config.data, stage_dir(config, workdir))  # before the teacher's hours, not after them
+  prepared = prepare.prepare(config.data)
   if not (tdir / "complete.json").is_file() and not teacher_scores.path_for(tdir, prepared, "train").is_file():
     if not config.distill.train_teacher_if_missing:
-      raise FileNotFoundError(f"No finished teacher in {tdir}: train it (python run.py --config=configs/teacher.py "
-                              f"--workdir={tdir.parent}) or set --config.distill.teacher_dir.")
+      raise _no_teacher(tdir)
     logging.info("No finished teacher in %s: training it first.", tdir)
     train_teacher(tcfg, str(tdir.parent))
   else:
@@ -118,9 +162,10 @@ def _loss(config):
 
 def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   """Reranks `split`'s candidates with the stage's best checkpoint; writes `eval_<split>.json`."""
+  out = stage_dir(config, workdir)
+  _check_writable(config.data, out)  # the figures are computed for minutes, then written
   prepared = prepare.prepare(config.data)
   built = build_lib.build(config.model, prepared)
-  out = stage_dir(config, workdir)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   params, params_sh = train.restore_params(out, built, config, mesh)
   predict = evaluate.make_predict(built, mesh, params_sh)
@@ -152,7 +197,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
       dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split)
   if jax.process_index() == 0:
-    (out / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+    atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2))
   logging.info("%s on %s: %s -> %s", config.name, split, result["rerank"], out / f"eval_{split}.json")
   return result
 
@@ -192,6 +237,7 @@ def _bm25_scores(prepared, split: str) -> np.ndarray:
 
 def index_stage(config, workdir: str) -> Path:
   """Encodes the whole collection once with the stage's best student and stores the vectors."""
+  _check_writable(config.data, stage_dir(config, workdir) / "index")
   prepared = prepare.prepare(config.data)
   built = build_lib.build(config.model, prepared)
   if built.kind == "teacher":
@@ -214,6 +260,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     texts = search.read_query_file(s.query_file)
   else:
     texts = [s.query]
+  _check_writable(config.data)
   prepared = prepare.prepare(config.data)
   built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from kd_jax import atomic
 from kd_jax.data.prepare import Prepared
 
 
@@ -22,9 +23,8 @@ def path_for(teacher_dir: Path, prepared: Prepared, split: str) -> Path:
 
 def save(path: Path, claim_ids: np.ndarray, scores: np.ndarray, cand_index: np.ndarray) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.stem + ".tmp.npz")
-  np.savez(tmp, claim_id=claim_ids.astype(str), scores=scores.astype(np.float32), cand_index=cand_index)
-  tmp.replace(path)  # a reader never sees a half-written file
+  with atomic.open_for_write(path, "wb") as f:  # a reader never sees a half-written file
+    np.savez(f, claim_id=claim_ids.astype(str), scores=scores.astype(np.float32), cand_index=cand_index)
 
 
 def lookup(path: Path, source) -> Callable[[np.ndarray], np.ndarray]:

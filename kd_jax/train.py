@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kd_jax import checkpoint, evaluate, list_sampling, losses, sharding
+from kd_jax import atomic, checkpoint, evaluate, list_sampling, losses, sharding
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -124,6 +124,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   """
   tc = config.train
   workdir = Path(workdir)
+  atomic.ensure_writable(workdir, "Output folder")
   workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   check_batch_sizes(config, mesh)
@@ -136,11 +137,14 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     if not config.resume:
       raise ValueError(f"{workdir} already holds checkpoints: pass --config.resume=True to continue, or a new "
                        "--workdir.")
-    state, _ = ckpt.restore(checkpoint.abstract_like(state, state_sh))
+    try:
+      state, _ = ckpt.restore(checkpoint.abstract_like(state, state_sh))
+    except checkpoint.CheckpointMismatchError as e:
+      raise other_model_error(workdir, config, e) from e
     start = int(state["step"])
     logging.info("Resumed %s at step %d", workdir, start)
   if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    atomic.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
 
   teacher_built, teacher_params, teacher_sh = None, None, None
   tokens = built.tokens
@@ -196,7 +200,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   ckpt.close()
   log.close()
   if end == tc.steps and jax.process_index() == 0:
-    (workdir / "complete.json").write_text(json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2))
+    atomic.write_text(workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2))
   return FitResult(params=state["params"], metrics=metrics, initial_metrics=initial)
 
 
@@ -214,6 +218,38 @@ def restore_params(workdir: Path, built: Built, config, mesh, best: bool = True)
       raise FileNotFoundError(f"No checkpoint in {workdir}: train it first, or point the config at a finished run.")
     params = ckpt.restore_part("params", checkpoint.abstract_like(abstract, shardings), sharding.replicated(mesh),
                                best=use_best)
+  except checkpoint.CheckpointMismatchError as e:
+    raise other_model_error(workdir, config, e) from e
   finally:
     ckpt.close()
   return params, shardings
+
+
+_MODEL_NAMES = {"teacher": "a teacher", "cnn": "a cnn student", "lstm": "an lstm student"}
+
+
+def describe_model(kind: str | None) -> str:
+  """'a teacher', 'a cnn student', 'an lstm student' (for messages)."""
+  return _MODEL_NAMES.get(kind, f"a model of kind {kind!r}")
+
+
+def saved_model_kind(run_dir: Path) -> str | None:
+  """model.kind in the config.json a run saved beside its checkpoints, or None if it has none (or it is unreadable)."""
+  try:
+    return json.loads((Path(run_dir) / "config.json").read_text())["model"]["kind"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def other_model_error(run_dir: Path, config, e: checkpoint.CheckpointMismatchError) -> ValueError:
+  """The one-line error for checkpoints that do not fit `config.model`, naming the model the folder holds."""
+  first = next((m for m in e.mismatches if m.startswith("params/")), e.mismatches[0])
+  saved, wanted = saved_model_kind(run_dir), config.model.kind
+  if saved is None:
+    what = f"the config asks for {describe_model(wanted)}"
+  elif saved != wanted:
+    what = f"this folder holds {describe_model(saved)}, the config asks for {describe_model(wanted)}"
+  else:
+    what = f"this folder holds {describe_model(saved)} with other model settings (see its config.json)"
+  return ValueError(f"{run_dir} holds checkpoints of another model (first mismatch: {first}); {what}: point "
+                    "--workdir/--config.name at the right run.")

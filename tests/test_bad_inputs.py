@@ -4,6 +4,7 @@ documented tolerant behaviour, and nothing is written as if complete."""
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import logbook, search
+from kd_jax import atomic, logbook, search, sharding, stages, teacher_scores, train
 from kd_jax.checkpoint import CheckpointCorruptError, Checkpointer, abstract_like
 from kd_jax.data import beir, candidates, datasets, fever, prepare
 from kd_jax.data.jsonl import DataFormatError, read_jsonl
+from kd_jax.models import build as build_lib
 
 import configs.common as common_config
+from configs import cnn_student, lstm_student, teacher as teacher_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -278,3 +281,260 @@ def test_no_intact_step_is_a_one_line_error(two_steps):
       f"No intact checkpoint in {run / 'checkpoints'} (step 2: array w does not match its checksum; step 1: array w "
       "does not match its checksum): delete the corrupt step folders and resume from an earlier save, or train "
       "again in a new --workdir.")
+
+
+# ---------- 11. distill.teacher_dir without a teacher, or with a student in it ----------
+
+def _smoke(module, data_dir, cache):
+  c = module.get_config("smoke")
+  c.data.dir, c.data.cache_dir = str(data_dir), str(cache)
+  return c
+
+
+def _files(root: Path) -> list[Path]:
+  return sorted(root.rglob("*")) if root.exists() else []
+
+
+class _Stop(Exception):
+  """Ends a stage where a test has seen enough."""
+
+
+def test_missing_teacher_dir_is_trained_in_place(tmp_path, monkeypatch, data_dir):
+  config = _smoke(cnn_student, data_dir, tmp_path / "cache")
+  config.distill.teacher_dir = str(tmp_path / "my_teacher")
+  trained = []
+
+  def fake_train_teacher(tcfg, workdir):  # stands in for minutes of training: leaves a finished run
+    trained.append(stages.stage_dir(tcfg, workdir))
+    trained[-1].mkdir(parents=True)
+    (trained[-1] / "complete.json").write_text("{}")
+    raise _Stop
+
+  monkeypatch.setattr(stages, "train_teacher", fake_train_teacher)
+  config.distill.train_teacher_if_missing = False
+  with pytest.raises(FileNotFoundError) as info:
+    stages.distill(config, str(tmp_path / "work"))
+  assert _one_line(info) == (f"No finished teacher in {tmp_path / 'my_teacher'}: train it (python run.py "
+                             f"--config=configs/teacher.py --workdir={tmp_path} --config.name=my_teacher) or set "
+                             "--config.distill.teacher_dir.")
+  config.distill.train_teacher_if_missing = True
+  with pytest.raises(_Stop):
+    stages.distill(config, str(tmp_path / "work"))
+  assert trained == [tmp_path / "my_teacher"] and not (tmp_path / "teacher").exists()
+  tdir, tcfg = stages._teacher_config(config, str(tmp_path / "work"))
+  assert tdir == tmp_path / "my_teacher" and (tdir / "complete.json").is_file()  # the next run reuses it
+  # '.' has no name to train into: it is resolved to the folder it means.
+  (tmp_path / "here").mkdir()
+  monkeypatch.chdir(tmp_path / "here")
+  config.distill.teacher_dir = "."
+  tdir, tcfg = stages._teacher_config(config, "work")
+  assert stages.stage_dir(tcfg, str(tdir.parent)) == tmp_path / "here"
+
+
+def test_student_folder_as_teacher_dir(tmp_path, data_dir):
+  student = tmp_path / "cnn_student"
+  student.mkdir()
+  config = _smoke(cnn_student, data_dir, tmp_path / "cache")
+  (student / "config.json").write_text(config.to_json_best_effort(indent=2))
+  config.distill.teacher_dir = str(student)
+  before = _files(tmp_path)
+  with pytest.raises(ValueError) as info:
+    stages.distill(config, str(tmp_path / "work"))
+  assert _one_line(info) == (
+      f"{student} holds a cnn student (model.kind='cnn' in {student / 'config.json'}), not a teacher: point "
+      "--config.distill.teacher_dir at a teacher run (configs/teacher.py), or leave it empty for <workdir>/teacher.")
+  assert _files(tmp_path) == before
+
+
+# ---------- 12. checkpoints of another model ----------
+
+@pytest.fixture(scope="module")
+def cnn_run(data_dir, tmp_path_factory):
+  """A CNN student run folder (an initial state saved at step 2, and its config.json) and the data cache."""
+  cache, run = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("runs") / "cnn_student"
+  config = _smoke(cnn_student, data_dir, cache)
+  prepared = prepare.prepare(config.data)
+  state, _ = train.init_state(build_lib.build(config.model, prepared), train.make_optimizer(config.train),
+                              jax.random.key(0), sharding.make_mesh(1, 1))
+  with Checkpointer(run) as ckpt:
+    ckpt.save(2, state, {"step": 2, "name": config.name})
+  atomic.write_text(run / "config.json", config.to_json_best_effort(indent=2))
+  return run, cache, prepared
+
+
+def test_lstm_config_on_cnn_checkpoints(cnn_run, data_dir):
+  run, cache, prepared = cnn_run
+  config = _smoke(lstm_student, data_dir, cache)
+  built = build_lib.build(config.model, prepared)
+  expected = (f"{run} holds checkpoints of another model (first mismatch: params/encoder/OptimizedLSTMCell_0/hf/bias "
+              "is not in the save); this folder holds a cnn student, the config asks for an lstm student: point "
+              "--workdir/--config.name at the right run.")
+  with pytest.raises(ValueError) as info:
+    train.restore_params(run, built, config, sharding.make_mesh(1, 1))
+  assert _one_line(info) == expected
+  before = {p: p.read_bytes() for p in _files(run) if p.is_file()}
+  with pytest.raises(ValueError) as info:  # resuming: the same message, and the run folder left as it was
+    train.fit(config, run, prepared, built, train.hard_loss_fn)
+  assert _one_line(info) == expected
+  assert {p: p.read_bytes() for p in _files(run) if p.is_file()} == before
+
+
+def test_teacher_config_on_student_checkpoints(cnn_run, data_dir):
+  run, cache, prepared = cnn_run
+  config = _smoke(teacher_config, data_dir, cache)
+  with pytest.raises(ValueError) as info:
+    train.restore_params(run, build_lib.build(config.model, prepared), config, sharding.make_mesh(1, 1))
+  assert re.fullmatch(rf"{re.escape(str(run))} holds checkpoints of another model \(first mismatch: params/\S+ "
+                      r"(is not in the save|is saved but not expected)\); this folder holds a cnn student, the config "
+                      r"asks for a teacher: point --workdir/--config.name at the right run\.", _one_line(info))
+
+
+def test_other_model_without_config_json(tmp_path):
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(1, {"params": {"w": jnp.ones((2, 3))}}, {})
+  with Checkpointer(tmp_path) as ckpt, pytest.raises(ValueError) as info:
+    ckpt.restore(abstract_like({"params": {"w": jnp.ones((3, 3))}}))
+  assert _one_line(info) == (f"{tmp_path} holds checkpoints of another model (first mismatch: params/w has shape "
+                             "[2, 3] saved, [3, 3] expected): point --workdir/--config.name at the right run.")
+
+
+# ---------- 13. truncated checkpoint files ----------
+
+def _truncate(path: Path) -> None:
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _largest_data_file(run: Path, step: int) -> Path:
+  return max((run / "checkpoints" / str(step) / "state").glob("ocdbt.process_*/d/*"), key=lambda p: p.stat().st_size)
+
+
+# Orbax leaves the sibling reads of a failed restore as coroutines that complain when collected (pytest reports them).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damaged", ["data", "_METADATA"])
+def test_truncated_checkpoint_falls_back_then_fails_in_one_line(two_steps, caplog, damaged):
+  run, state = two_steps
+  file_of = (lambda s: _largest_data_file(run, s)) if damaged == "data" else \
+      (lambda s: run / "checkpoints" / str(s) / "state" / "_METADATA")
+  _truncate(file_of(2))
+  with caplog.at_level(logging.WARNING, logger="kd_jax.checkpoint"), Checkpointer(run) as ckpt:
+    assert ckpt.restore(abstract_like(state))[1] == {"step": 1}
+    part = ckpt.restore_part("w", abstract_like(state["w"]), state["b"].sharding)
+    np.testing.assert_array_equal(np.asarray(part), np.asarray(state["w"]))
+  assert any(m.startswith(f"Checkpoint step 2 in {run / 'checkpoints'} is corrupt (") and
+             m.endswith("restoring step 1 instead") for m in caplog.messages), caplog.messages
+  _truncate(file_of(1))
+  for restore in (lambda c: c.restore(abstract_like(state)),
+                  lambda c: c.restore_part("w", abstract_like(state["w"]), state["b"].sharding)):
+    with Checkpointer(run) as ckpt, pytest.raises(CheckpointCorruptError) as info:
+      restore(ckpt)
+    message = _one_line(info)
+    assert message.startswith(f"No intact checkpoint in {run / 'checkpoints'} (step 2: ")
+    assert message.endswith("delete the corrupt step folders and resume from an earlier save, or train again in a "
+                            "new --workdir.")
+    if damaged == "_METADATA":  # the JSON error itself names no file
+      assert f"step 1: {run / 'checkpoints' / '1' / 'state' / '_METADATA'} is not valid JSON (" in message
+    else:
+      assert f"{run / 'checkpoints' / '1' / 'state'}" in message
+
+
+# ---------- 14. read-only workdir or cache ----------
+
+def _unwritable(tmp_path: Path) -> Path:
+  """A folder no file can be created in, even by root (which chmod does not stop): /sys, where there is one."""
+  if os.geteuid() != 0:
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+  if Path("/sys/kernel").is_dir():
+    return Path("/sys")
+  pytest.skip("no folder that root cannot write")
+
+
+def _no_prepare(monkeypatch):
+  def fail(cfg):
+    raise AssertionError("the writability check must come before preparing the data")
+  monkeypatch.setattr(stages.prepare, "prepare", fail)
+
+
+def test_read_only_workdir_fails_before_evaluating(tmp_path, monkeypatch, data_dir):
+  ro = _unwritable(tmp_path)
+  config = _smoke(cnn_student, data_dir, tmp_path / "cache")
+  _no_prepare(monkeypatch)
+  with pytest.raises(ValueError) as info:
+    stages.evaluate_stage(config, str(ro / "work"))
+  assert re.fullmatch(rf"Output folder {re.escape(str(ro / 'work' / 'cnn_student'))} is not writable \(.+ in "
+                      rf"{re.escape(str(ro))}\): pass another --workdir, or make it writable\.", _one_line(info))
+  for stage in (stages.distill, stages.train_teacher, stages.index_stage):
+    with pytest.raises(ValueError, match=r"^Output folder .* is not writable"):
+      stage(config, str(ro / "work"))
+  blocked = tmp_path / "a_file"
+  blocked.write_text("")
+  with pytest.raises(ValueError) as info:
+    stages.evaluate_stage(config, str(blocked / "work"))
+  assert _one_line(info) == (f"Output folder {blocked / 'work' / 'cnn_student'} cannot be created: {blocked} is a "
+                             "file, not a folder: pass another --workdir.")
+
+
+def test_read_only_cache_fails_before_preparing(tmp_path, monkeypatch, data_dir):
+  ro = _unwritable(tmp_path)
+  config = _smoke(cnn_student, data_dir, ro / "cache")
+  _no_prepare(monkeypatch)
+  with pytest.raises(ValueError) as info:
+    stages.distill(config, str(tmp_path / "work"))
+  assert re.fullmatch(rf"Prepared-data cache {re.escape(str(ro / 'cache'))} is not writable \(.+\): pass "
+                      r"--config.data.cache_dir=/a/writable/folder \(or set KD_JAX_CACHE\), or make it writable\.",
+                      _one_line(info))
+  assert not (tmp_path / "work").exists()
+
+
+def test_run_py_read_only_workdir(tmp_path):
+  ro = _unwritable(tmp_path)
+  proc = _run("--config=configs/cnn_student.py:smoke", "--config.mode=evaluate", f"--workdir={ro / 'work'}")
+  assert proc.returncode == 1
+  assert re.fullmatch(r"kd_jax error: Output folder .* is not writable \(.*\): pass another --workdir, or make it "
+                      r"writable\.", proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+
+
+# ---------- 15. outputs are complete or absent ----------
+
+def test_interrupted_write_keeps_the_old_file(tmp_path):
+  path = tmp_path / "eval_test.json"
+  atomic.write_text(path, '{"ndcg@10": 0.5}')
+  with pytest.raises(KeyboardInterrupt), atomic.open_for_write(path) as f:
+    f.write('{"ndcg@10": 0.')
+    raise KeyboardInterrupt  # killed mid-write
+  assert path.read_text() == '{"ndcg@10": 0.5}' and _files(tmp_path) == [path]
+  umask = os.umask(0)
+  os.umask(umask)
+  assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as a plain write_text would leave it
+
+
+def test_interrupted_teacher_scores_leave_none(tmp_path, monkeypatch):
+  path = tmp_path / "scores" / "train.npz"
+
+  def torn_savez(f, **arrays):
+    f.write(b"PK\x03\x04 half a zip")
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(np, "savez", torn_savez)
+  with pytest.raises(OSError):
+    teacher_scores.save(path, np.array(["1"]), np.zeros((1, 2)), np.zeros((1, 2), np.int32))
+  assert _files(tmp_path) == [path.parent]
+
+
+def test_interrupted_index_rebuild_is_not_complete(tmp_path, monkeypatch):
+  index = search.Index(tmp_path / "index")
+  index.write(np.ones((2, 3)), ["a", "b"], {"prepared": "old"})
+  assert index.exists()
+
+  def torn_save(f, array):
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(np, "save", torn_save)
+  with pytest.raises(OSError):
+    index.write(np.zeros((3, 3)), ["a", "b", "c"], {"prepared": "new"})
+  assert not index.exists()  # the old meta.json must not vouch for a half-rebuilt index
+  assert not [p for p in _files(tmp_path) if p.name.endswith(".tmp")]
+  with pytest.raises(FileNotFoundError, match="build it first"):
+    index.read()
