@@ -373,7 +373,9 @@ def main() -> None:
             f"{machine()}\n- At start: {load_start}\n- At end: {load_end}\n\n"
             "Contenders run in the same process, alternating within each timed round after a warm-up that excludes "
             "jit compilation; medians reported. Ratios are the result; absolute numbers move with the machine "
-            "and its load. Students are freshly initialised (speed does not depend on their weights).\n")
+            "and its load. Students are freshly initialised (speed does not depend on their weights).\n\n"
+            "The teacher's train step at the old and new pair lengths, its variants, the PyTorch peer and the share "
+            "of this CPU's GEMM peak: [TEACHER_SPEED.md](TEACHER_SPEED.md) (`python -m benchmarks.teacher_speed`).\n")
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   body = header + "\n" + "\n".join(sections) + "\n## Reading\n\n" + reading(results, args.quick, shared) + "\n"
   Path(args.out).write_text(body)

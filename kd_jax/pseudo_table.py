@@ -104,7 +104,7 @@ def render(results: dict, config: dict) -> str:
            f"at every count ({_steps(config)}), so more pseudo-claims means other data, not more compute. Hybrids fuse "
            "the student with BM25 (linear: min-max normalised; RRF: k=60), the student's weight chosen on dev "
            "(grid 0, 0.1, .., 1) per seed; the weight column gives the chosen weights. Test split, means ± std over "
-           f"seeds {tuple(config['reproduce']['seeds'])}.", ""]
+           f"seeds {tuple(config['reproduce']['seeds'])}. {reproduce.teacher_desc(config)}", ""]
   for dataset, d in results["datasets"].items():
     bm = d["bm25"]["full_collection"]
     lines += [f"### {dataset}", "", "| model | pseudo-claims | rerank nDCG@10 | full nDCG@10 | full R@100 | "

@@ -148,12 +148,15 @@ def run(config, workdir: str) -> dict:
 
 
 def write_markdown(out: Path) -> None:
-  """RESULTS.md from the stored tables: the reproduction (results.json), then pseudo-claims (pseudo.json)."""
+  """RESULTS.md from the stored tables: the reproduction (results.json), the teacher's reference rows
+  (teacher.md), then pseudo-claims (pseudo.json)."""
   from kd_jax import pseudo_table  # pylint: disable=import-outside-toplevel
   text = ""
   if (out / "results.json").is_file():
     results = json.loads((out / "results.json").read_text())
     text = render(results, ml_collections.ConfigDict(results["config"]))
+  if (out / "teacher.md").is_file():  # benchmarks/teacher_rows.py: the rows that explain the teacher
+    text += "\n" + (out / "teacher.md").read_text()
   if (out / "pseudo.json").is_file():
     pseudo = json.loads((out / "pseudo.json").read_text())
     text += "\n" + pseudo_table.render(pseudo, pseudo["config"])
@@ -167,13 +170,24 @@ def mean_std(values: list[float]) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def teacher_desc(config) -> str:
+  """One sentence naming the teacher recipe a table was made with (tables made with earlier teachers stay
+  readable: fields they lack take the defaults of that time)."""
+  t, r = config["teacher"], config["reproduce"]
+  m, tc = t["model"], t["train"]
+  short = ", ".join(r.get("short_docs", ()))
+  return (f"Teacher: MiniLM-L6 cross-encoder, {m['pair_len']}-token pairs ({r['short_pair_len']} on {short}), "
+          f"{m.get('head', 'cls')} head, {tc['steps']} steps x {tc['batch_size']} claims x "
+          f"{tc.get('list_size') or config['data']['num_candidates']} candidates, learning rate {tc['learning_rate']:g}.")
+
+
 def render(results: dict, config) -> str:
   r = config.reproduce
   lines = ["# Reproduction: distillation into claim-independent students", "",
            f"Produced by `{results['command']}` ({results['wall_minutes']} min of stages not already finished). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
            f"Distilled: alpha={r.alpha}, T={r.temperature}; hard labels only: alpha=0. Test split; reranking "
            f"is over each claim's {config.data.num_candidates} BM25 candidates. Claims per split capped at "
-           f"{dict(r.max_claims)} (0 = all).", ""]
+           f"{dict(r.max_claims)} (0 = all). {teacher_desc(config)}", ""]
   for dataset, d in results["datasets"].items():
     lines += [f"## {dataset}", "", "| model | params | " + " | ".join(RERANK) + " | full " + " | full ".join(FULL)
               + " | rerank claims/s |", "|---|---:|" + "---:|" * (len(RERANK) + len(FULL) + 1)]
