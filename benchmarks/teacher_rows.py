@@ -5,7 +5,7 @@ teacher runs (each with and without a dev-weighted BM25 term), on dev and test.
       --teacher=teacher_256=workdir/teacher [--teacher=name=dir ...] [--probe=name=dir ...] \
       [--previous=old_results.json]
 
-Writes the JSON and a Markdown section beside it (`teacher.md`). `--probe` adds short recipe-selection runs'
+Writes the JSON, a Markdown section beside it (`teacher.md`) and RESULTS.md again (which includes it). `--probe` adds short recipe-selection runs'
 dev curves (their metrics.jsonl); `--previous` adds the teacher row of an earlier results.json.
 
 Reranking is over each claim's 16 BM25 candidates (the lists the students train on); the bi-encoder also searches
@@ -71,18 +71,23 @@ def teacher_rows(name: str, run_dir: Path) -> dict:
   if not path.is_file():
     raise FileNotFoundError(f"{path} missing: run --config.mode=evaluate for teacher {name!r} first.")
   e = json.loads(path.read_text())
+  if "dev_rerank" not in e or "bm25_term" not in e:
+    raise ValueError(f"{path} predates the teacher's dev figures and BM25 term: rerun --config.mode=evaluate.")
   return {"dir": str(run_dir), "config": json.loads((run_dir / "config.json").read_text()),
           "dev": {"rerank": e["dev_rerank"]}, "test": {"rerank": e["rerank"]}, "bm25_term": e["bm25_term"]}
 
 
-def probe_rows(run_dir: Path) -> dict:
-  """A selection run's settings, dev nDCG@10 by step and training loss by step (from metrics.jsonl)."""
+def probe_rows(run_dir: Path, window: tuple[int, int] = (10, 40)) -> dict:
+  """A selection run's settings, dev nDCG@10 by step, its last logged step, and the mean training loss over
+  `window` (steps, inclusive): one logged step is a single 4-claim batch, too noisy to compare runs by."""
   cfg = json.loads((run_dir / "config.json").read_text())
   lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+  losses = [l["loss"] for l in lines if l["split"] == "train" and window[0] <= l["step"] <= window[1]]
   return {"dir": str(run_dir), "head": cfg["model"].get("head", "cls"), "learning_rate": cfg["train"]["learning_rate"],
-          "steps": cfg["train"]["steps"], "pair_len": cfg["model"]["pair_len"],
+          "planned_steps": cfg["train"]["steps"], "last_step": max((l["step"] for l in lines), default=0),
+          "pair_len": cfg["model"]["pair_len"],
           "dev_ndcg@10": {str(l["step"]): l["ndcg@10"] for l in lines if l["split"] == "dev"},
-          "train_loss": {str(l["step"]): l["loss"] for l in lines if l["split"] == "train"}}
+          "loss_window": list(window), "mean_loss_in_window": sum(losses) / len(losses) if losses else float("nan")}
 
 
 COLS = ("ndcg@10", "mrr@10", "map", "recall@1", "recall@5", "recall@10")
@@ -104,8 +109,8 @@ def markdown(r: dict, command: str) -> str:
       z["test"]["full_collection"])
   if "previous_teacher" in r:
     p = r["previous_teacher"]
-    lines.append(f"| previous teacher (96 tokens, [CLS] head, 300 steps x 2 claims x 16) | — | "
-                 + " | ".join(f"{p[c]:.3f}" for c in COLS) + " |")
+    lines.append(f"| previous teacher ({p['recipe']}) | — | " + " | ".join(f"{p['rerank'][c]:.3f}" for c in COLS)
+                 + " |")
   for name, t in r["teachers"].items():
     m = t["config"]["model"]
     tc = t["config"]["train"]
@@ -115,13 +120,15 @@ def markdown(r: dict, command: str) -> str:
     b = t["bm25_term"]
     row(f"{name} + per-list BM25 term (teacher share {b['weight']:g}, chosen on dev)", b["dev_ndcg@10"], b["test"])
   if r.get("probes"):
-    lines += ["", "Recipe selection on dev (short runs; dev nDCG@10 by step, training loss at the last logged step):",
-              "", "| run | head | learning rate | steps | dev nDCG@10 by step | last train loss |", "|---|---|---:|---:|---|---:|"]
+    w = next(iter(r["probes"].values()))["loss_window"]
+    lines += ["", "Recipe selection on dev (short runs, 256-token pairs, 4 claims x 4 candidates a step; 75 dev claims, "
+              "so differences of a point are within noise). A listwise loss of log(4) = 1.386 is chance:", "",
+              f"| run | head | learning rate | steps run (planned) | dev nDCG@10 by step | mean train loss, steps {w[0]}-{w[1]} |",
+              "|---|---|---:|---:|---|---:|"]
     for name, p in r["probes"].items():
       curve = ", ".join(f"{s}: {v:.3f}" for s, v in p["dev_ndcg@10"].items()) or "—"
-      last = list(p["train_loss"].items())[-1] if p["train_loss"] else ("—", float("nan"))
-      lines.append(f"| {name} | {p['head']} | {p['learning_rate']:g} | {p['steps']} | {curve} | "
-                   f"{last[1]:.3f} (step {last[0]}) |")
+      lines.append(f"| {name} | {p['head']} | {p['learning_rate']:g} | {p['last_step']} ({p['planned_steps']}) | "
+                   f"{curve} | {p['mean_loss_in_window']:.3f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -139,13 +146,16 @@ def main() -> None:
             "teachers": {n: teacher_rows(n, Path(d)) for n, d in (t.split("=", 1) for t in args.teacher)},
             "probes": {n: probe_rows(Path(d)) for n, d in (t.split("=", 1) for t in args.probe)}}
   if args.previous:
-    old = json.loads(Path(args.previous).read_text())["datasets"]["scifact"]["rows"]
-    result["previous_teacher"] = old["Teacher (MiniLM-L6 cross-encoder)"][0]["rerank"]
+    old = json.loads(Path(args.previous).read_text())
+    result["previous_teacher"] = {
+        "recipe": reproduce.teacher_desc(old["config"]).removeprefix("Teacher: ").rstrip("."),
+        "rerank": old["datasets"]["scifact"]["rows"]["Teacher (MiniLM-L6 cross-encoder)"][0]["rerank"]}
   command = "python -m benchmarks.teacher_rows " + " ".join(sys.argv[1:])
   result["command"] = command
   Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-  Path(args.out).with_suffix(".md").write_text(markdown(result, command))
-  reproduce.write_markdown(Path(args.out).parent)  # RESULTS.md includes teacher.md
+  # Always `teacher.md` beside the JSON: RESULTS.md (reproduce.write_markdown) includes it under that name.
+  (Path(args.out).parent / "teacher.md").write_text(markdown(result, command))
+  reproduce.write_markdown(Path(args.out).parent)
   for name in ("bm25", "minilm_bi_encoder_zero_shot"):
     print(name, {s: round(result[name][s]["rerank"]["ndcg@10"], 4) for s in ("dev", "test")})
 

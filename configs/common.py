@@ -30,8 +30,8 @@ def teacher_model() -> ml_collections.ConfigDict:
       num_layers=6, hidden_size=384, num_heads=12,  # used only from scratch
       pair_len=256,  # [CLS] claim [SEP] doc [SEP] tokens; CPU cost grows with it (needs data.doc_wp_len >= it)
       dtype="float32",  # or bfloat16 (compute only; params stay float32)
-      # bf16_f32: multiplies take bf16 inputs and accumulate in f32 (~2x faster on CPUs with bf16 dot support;
-      # params, activations and gradients stay f32). float32: plain f32 products.
+      # bf16_f32: multiplies take bf16 inputs and accumulate in f32 (faster where XLA's CPU dot kernels run bf16
+      # fast, e.g. AMD Zen 5; slower on this project's Intel CPU: results/TEACHER_SPEED.md). float32: plain f32.
       matmul="float32",
       dropout_bits=32,  # random bits per dropout decision: 32 (Flax's nn.Dropout), 16 or 8 (cheaper masks)
       dropout_rate=0.1, attention_dropout_rate=0.1,

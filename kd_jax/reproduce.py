@@ -175,8 +175,10 @@ def teacher_desc(config) -> str:
   readable: fields they lack take the defaults of that time)."""
   t, r = config["teacher"], config["reproduce"]
   m, tc = t["model"], t["train"]
-  short = ", ".join(r.get("short_docs", ()))
-  return (f"Teacher: MiniLM-L6 cross-encoder, {m['pair_len']}-token pairs ({r['short_pair_len']} on {short}), "
+  short = ", ".join(d for d in r.get("short_docs", ()) if d in r.get("datasets", ()))
+  short = f" ({r['short_pair_len']} on {short})" if short else ""
+  base = "MiniLM-L6" if m.get("pretrained") else "BERT from scratch,"
+  return (f"Teacher: {base} cross-encoder, {m['pair_len']}-token pairs{short}, "
           f"{m.get('head', 'cls')} head, {tc['steps']} steps x {tc['batch_size']} claims x "
           f"{tc.get('list_size') or config['data']['num_candidates']} candidates, learning rate {tc['learning_rate']:g}.")
 

@@ -1,9 +1,11 @@
 """Cheaper teacher arithmetic on CPUs: bf16-input multiplies that accumulate in f32, and packed dropout bits.
 
-Why: XLA:CPU runs a bf16 x bf16 -> f32 multiply about twice as fast as an f32 one, while bf16 -> bf16 output
-runs no faster than f32 (so `dtype=bfloat16` alone gains nothing). Autodiff of a mixed multiply would run the
-backward products in f32; the custom VJP below makes them bf16 x bf16 -> f32 as well. Params, activations,
-gradients and the optimizer all stay f32: only the inputs of each product are rounded.
+bf16 products: on CPUs whose XLA dot kernels run bf16 x bf16 -> f32 fast (measured ~2x f32 on AMD Zen 5), this
+halves the multiply cost, while bf16 -> bf16 output runs no faster than f32 (so `dtype=bfloat16` alone gains
+nothing). On other CPUs it can be slower: results/TEACHER_SPEED.md measures this one. Autodiff of a mixed
+multiply would run the backward products in f32; the custom VJP below makes them bf16 x bf16 -> f32 as well.
+Params, gradients and the optimizer stay f32; with `dtype=float32` so do activations: only the inputs of each
+product are rounded.
 
 Dropout: `jax.random.bernoulli` spends one threefry call (two 32-bit words) per decision; `dropout` here takes
 16 bits per decision, so one call serves two.
@@ -79,7 +81,7 @@ def dropout(module: nn.Module, x: jax.Array, rate: float, deterministic: bool, b
   """
   if deterministic or rate == 0.0:
     return x
-  if bits == 32:
+  if bits == 32 or rate >= 1.0:  # Flax's Dropout also handles rate 1 (everything dropped)
     return nn.Dropout(rate)(x, deterministic=False)
   if bits not in (8, 16):
     raise ValueError(f"dropout bits must be 8, 16 or 32, got {bits}")
