@@ -3,7 +3,7 @@ teacher runs (each with and without a dev-weighted BM25 term), on dev and test.
 
   KD_JAX_DATA_DIR=../shared/data python -m benchmarks.teacher_rows --out results/teacher.json \
       --teacher=teacher_256=workdir/teacher [--teacher=name=dir ...] [--probe=name=dir ...] \
-      [--previous=old_results.json]
+      [--previous=git:600a5b9:results/results.json]
 
 Writes the JSON, a Markdown section beside it (`teacher.md`) and RESULTS.md again (which includes it). `--probe` adds short recipe-selection runs'
 dev curves (their metrics.jsonl); `--previous` adds the teacher row of an earlier results.json.
@@ -16,6 +16,7 @@ dev-chosen weight).
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,12 +133,21 @@ def markdown(r: dict, command: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _read_previous(spec: str) -> str:
+  """A file path, or `git:<rev>:<path>` for a results file as committed at <rev> (tables made by an earlier
+  teacher stay citable after the reproduction overwrote them)."""
+  if spec.startswith("git:"):
+    return subprocess.run(["git", "show", spec[4:]], check=True, capture_output=True, text=True).stdout
+  return Path(spec).read_text()
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="results/teacher.json")
   parser.add_argument("--teacher", action="append", default=[], help="name=run_dir (repeatable)")
   parser.add_argument("--probe", action="append", default=[], help="name=run_dir of a selection run (repeatable)")
-  parser.add_argument("--previous", default="", help="an earlier results.json whose scifact teacher row to show")
+  parser.add_argument("--previous", default="", help="an earlier results.json (or git:<rev>:<path>) whose scifact "
+                      "teacher row to show")
   args = parser.parse_args()
   cfg = common.data_config()
   prepared = prepare.prepare(cfg)
@@ -146,7 +156,7 @@ def main() -> None:
             "teachers": {n: teacher_rows(n, Path(d)) for n, d in (t.split("=", 1) for t in args.teacher)},
             "probes": {n: probe_rows(Path(d)) for n, d in (t.split("=", 1) for t in args.probe)}}
   if args.previous:
-    old = json.loads(Path(args.previous).read_text())
+    old = json.loads(_read_previous(args.previous))
     result["previous_teacher"] = {
         "recipe": reproduce.teacher_desc(old["config"]).removeprefix("Teacher: ").rstrip("."),
         "rerank": old["datasets"]["scifact"]["rows"]["Teacher (MiniLM-L6 cross-encoder)"][0]["rerank"]}

@@ -124,6 +124,10 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   """
   tc = config.train
   workdir = Path(workdir)
+  if tc.eval_every % tc.checkpoint_every:
+    logging.warning("train.eval_every=%d is not a multiple of train.checkpoint_every=%d: only steps that are both "
+                    "evaluated and checkpointed can become the best-by-dev checkpoint.", tc.eval_every,
+                    tc.checkpoint_every)
   atomic.ensure_writable(workdir, "Output folder")
   workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
