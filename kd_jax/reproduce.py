@@ -127,7 +127,7 @@ def run(config, workdir: str) -> dict:
     tcfg.name = tdir.name
     rows = {"Teacher (MiniLM-L6 cross-encoder)": [eval_stage(tcfg, tdir.parent)], **rows}
     bm25 = bm25_full_collection(tcfg.data)
-    results["datasets"][dataset] = {"rows": rows, "bm25": bm25}
+    results["datasets"][dataset] = {"rows": rows, "bm25": bm25, "teacher": teacher_config(config, dataset).to_dict()}
     # The sweep: one student, one seed, temperature and alpha varied around the main setting.
     if dataset == r.sweep_dataset:
       sweep = {"temperature": {}, "alpha": {}}
@@ -140,11 +140,38 @@ def run(config, workdir: str) -> dict:
   results["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
   out = Path(r.results_dir)
   out.mkdir(parents=True, exist_ok=True)
+  _keep_other_datasets(results, out / "results.json")
   (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
   write_markdown(out)
   plot(results, out)
   logging.info("Wrote %s", out / "RESULTS.md")
   return results
+
+
+def _keep_other_datasets(results: dict, path: Path) -> None:
+  """Datasets of an earlier results.json that this run did not cover stay in the file, each with the teacher and
+  command that made it: a reproduction of one dataset updates that dataset's table, not the whole file."""
+  if not path.is_file():
+    return
+  old = json.loads(path.read_text())
+  for name, d in old.get("datasets", {}).items():
+    if name in results["datasets"]:
+      continue
+    d = dict(d)
+    if "teacher" not in d:  # files from before per-dataset teachers: the run's teacher, as that run applied it
+      d["teacher"] = teacher_config(ml_collections.ConfigDict(old["config"]), name).to_dict()
+    d.setdefault("command", old["command"])
+    d.setdefault("wall_minutes", old.get("wall_minutes"))
+    results["datasets"][name] = d
+
+
+def dataset_teacher_desc(t: dict) -> str:
+  """The teacher recipe of one dataset's table (its teacher config as the reproduction applied it)."""
+  m, tc = t["model"], t["train"]
+  base = "MiniLM-L6" if m.get("pretrained") else "BERT from scratch,"
+  return (f"Teacher: {base} cross-encoder, {m['pair_len']}-token pairs, {m.get('head', 'cls')} head, {tc['steps']} "
+          f"steps x {tc['batch_size']} claims x {tc.get('list_size') or t['data']['num_candidates']} candidates, "
+          f"learning rate {tc['learning_rate']:g}.")
 
 
 def write_markdown(out: Path) -> None:
@@ -189,9 +216,14 @@ def render(results: dict, config) -> str:
            f"Produced by `{results['command']}` ({results['wall_minutes']} min of stages not already finished). Means ± std over seeds {tuple(r.seeds)} (the teacher: one run). "
            f"Distilled: alpha={r.alpha}, T={r.temperature}; hard labels only: alpha=0. Test split; reranking "
            f"is over each claim's {config.data.num_candidates} BM25 candidates. Claims per split capped at "
-           f"{dict(r.max_claims)} (0 = all). {teacher_desc(config)}", ""]
+           f"{dict(r.max_claims)} (0 = all)."
+           + ("" if all("teacher" in d for d in results["datasets"].values()) else f" {teacher_desc(config)}"), ""]
   for dataset, d in results["datasets"].items():
-    lines += [f"## {dataset}", "", "| model | params | " + " | ".join(RERANK) + " | full " + " | full ".join(FULL)
+    lines += [f"## {dataset}", ""]
+    if "teacher" in d:
+      lines += [dataset_teacher_desc(d["teacher"]) + (f" Made by an earlier run: `{d['command']}`." if d.get(
+          "command") not in (None, results["command"]) else ""), ""]
+    lines += ["| model | params | " + " | ".join(RERANK) + " | full " + " | full ".join(FULL)
               + " | rerank claims/s |", "|---|---:|" + "---:|" * (len(RERANK) + len(FULL) + 1)]
     any_row = next(iter(d["rows"].values()))[0]
     bm25_rr = [any_row["bm25_rerank"][m] for m in RERANK]

@@ -61,3 +61,29 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   assert "| CNN distilled | " in text  # the reproduction's section survives
   assert "| CNN + BM25 (RRF) | 24 | " in text and "Beyond the labelled claims" in text
   assert (tmp_path / "results" / "pseudo_claims.png").stat().st_size > 5000
+
+
+def test_a_one_dataset_reproduction_keeps_the_others_with_their_teacher(tmp_path):
+  """Rerunning one dataset's table updates it and keeps the file's other datasets, each labelled with the teacher
+  (and command) that made it."""
+  config = reproduce_config.get_config()
+  old_teacher = json.loads(config.teacher.to_json_best_effort())
+  old_teacher["model"]["pair_len"], old_teacher["model"]["head"] = 96, "cls"
+  old_config = json.loads(config.to_json_best_effort())
+  old_config["teacher"] = old_teacher
+  row = {"params": 1, "rerank": {m: 0.5 for m in reproduce.RERANK}, "bm25_rerank": {m: 0.4 for m in reproduce.RERANK},
+         "rerank_claims_per_s": 1.0}
+  dataset = lambda: {"rows": {"Teacher (MiniLM-L6 cross-encoder)": [row]},
+                     "bm25": {"full_collection": {m: 0.6 for m in reproduce.FULL}, "claims_per_s": 9.0}}
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps({"config": old_config, "command": "old command", "wall_minutes": 3,
+                              "datasets": {"scifact": dataset(), "fever_titles": dataset()}}))
+  new = {"config": config.to_dict(), "command": "new command", "wall_minutes": 1,
+         "datasets": {"scifact": {**dataset(), "teacher": reproduce.teacher_config(config, "scifact").to_dict()}}}
+  reproduce._keep_other_datasets(new, path)  # pylint: disable=protected-access
+  assert list(new["datasets"]) == ["scifact", "fever_titles"]
+  kept = new["datasets"]["fever_titles"]
+  assert kept["command"] == "old command" and kept["teacher"]["model"]["pair_len"] == 48  # as that run applied it
+  text = reproduce.render(new, config)
+  assert "Teacher: MiniLM-L6 cross-encoder, 256-token pairs, seg_cosine head" in text
+  assert "Teacher: MiniLM-L6 cross-encoder, 48-token pairs, cls head" in text and "`old command`" in text
