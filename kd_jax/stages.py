@@ -321,6 +321,7 @@ def run(config, workdir: str):
       raise ValueError("mode=pseudo_claims needs a student config (cnn_student.py, lstm_student.py): it labels "
                        "pseudo-claims with that config's teacher, sized by --config.distill.pseudo.count.")
     tdir, tcfg = _teacher_config(config, workdir)
+    _check_writable(config.data, tdir / "pseudo")  # the teacher labels for minutes, then stores the set there
     return len(pseudo_claims.ensure(tcfg, tdir, config.distill.pseudo, config.distill.pseudo.count))
   if config.mode == "evaluate":
     return evaluate_stage(config, workdir)

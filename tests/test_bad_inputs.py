@@ -468,6 +468,9 @@ def test_read_only_workdir_fails_before_evaluating(tmp_path, monkeypatch, data_d
   for stage in (stages.distill, stages.train_teacher, stages.index_stage):
     with pytest.raises(ValueError, match=r"^Output folder .* is not writable"):
       stage(config, str(ro / "work"))
+  config.mode = "pseudo_claims"
+  with pytest.raises(ValueError, match=r"^Output folder .*pseudo is not writable"):
+    stages.run(config, str(ro / "work"))
   blocked = tmp_path / "a_file"
   blocked.write_text("")
   with pytest.raises(ValueError) as info:
