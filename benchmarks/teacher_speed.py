@@ -1,7 +1,7 @@
 """The teacher's train step: today's vs the faster variants, at the old (96) and new (256) pair lengths, against
 a PyTorch peer, with achieved FLOP/s as a share of this CPU's measured GEMM peak.
 
-  python -m benchmarks.teacher_speed --out results/TEACHER_SPEED.md     # ~6 min on 2 cores
+  python -m benchmarks.teacher_speed --out results/TEACHER_SPEED.md     # ~4 min on 2 quiet cores
 
 One process; every contender at a length gets the same real batch (4 SciFact train claims x their first 4
 candidates = 16 pairs, the CPU recipe's step; the old recipe's 2 claims x 16 is the same pair count), warms up
