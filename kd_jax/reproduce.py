@@ -165,11 +165,13 @@ def _keep_other_datasets(results: dict, path: Path) -> None:
     results["datasets"][name] = d
 
 
-def dataset_teacher_desc(t: dict) -> str:
-  """The teacher recipe of one dataset's table (its teacher config as the reproduction applied it)."""
+def dataset_teacher_desc(t: dict, pairs: str = "") -> str:
+  """The teacher recipe of one dataset's table (its teacher config as the reproduction applied it); `pairs`
+  replaces the default '<pair_len>-token pairs'."""
   m, tc = t["model"], t["train"]
   base = "MiniLM-L6" if m.get("pretrained") else "BERT from scratch,"
-  return (f"Teacher: {base} cross-encoder, {m['pair_len']}-token pairs, {m.get('head', 'cls')} head, {tc['steps']} "
+  pairs = pairs or f"{m['pair_len']}-token pairs"
+  return (f"Teacher: {base} cross-encoder, {pairs}, {m.get('head', 'cls')} head, {tc['steps']} "
           f"steps x {tc['batch_size']} claims x {tc.get('list_size') or t['data']['num_candidates']} candidates, "
           f"learning rate {tc['learning_rate']:g}.")
 
@@ -201,13 +203,9 @@ def teacher_desc(config) -> str:
   """One sentence naming the teacher recipe a table was made with (tables made with earlier teachers stay
   readable: fields they lack take the defaults of that time)."""
   t, r = config["teacher"], config["reproduce"]
-  m, tc = t["model"], t["train"]
   short = ", ".join(d for d in r.get("short_docs", ()) if d in r.get("datasets", ()))
   short = f" ({r['short_pair_len']} on {short})" if short else ""
-  base = "MiniLM-L6" if m.get("pretrained") else "BERT from scratch,"
-  return (f"Teacher: {base} cross-encoder, {m['pair_len']}-token pairs{short}, "
-          f"{m.get('head', 'cls')} head, {tc['steps']} steps x {tc['batch_size']} claims x "
-          f"{tc.get('list_size') or config['data']['num_candidates']} candidates, learning rate {tc['learning_rate']:g}.")
+  return dataset_teacher_desc({**t, "data": config["data"]}, f"{t['model']['pair_len']}-token pairs{short}")
 
 
 def render(results: dict, config) -> str:

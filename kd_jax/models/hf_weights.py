@@ -14,7 +14,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file
 
-from kd_jax.models.teacher import BertEncoder, CrossEncoder, TeacherConfig
+from kd_jax.models.teacher import RUNTIME_FIELDS, BertEncoder, CrossEncoder, TeacherConfig
 from kd_jax.pretrained import hf_model_dir
 
 Params = dict[str, Any]
@@ -94,10 +94,8 @@ def init_teacher_params(config: TeacherConfig, rng: jax.Array, pretrained_dir: s
   if pretrained_dir is None:
     return params
   loaded_config, encoder = load_bert_encoder_params(pretrained_dir)
-  # dtype / matmul / dropout / init scale are run-time choices; everything else fixes the weights' shapes.
-  runtime = dict(dtype=config.dtype, dropout_rate=config.dropout_rate, initializer_range=config.initializer_range,
-                 matmul=config.matmul, dropout_bits=config.dropout_bits,
-                 attention_dropout_rate=config.attention_dropout_rate, head=config.head)
+  # Run-time choices (dtype, dropout, head, ...) may differ; everything else fixes the weights' shapes.
+  runtime = {f: getattr(config, f) for f in RUNTIME_FIELDS}
   if dataclasses.replace(loaded_config, **runtime) != config:
     raise ValueError(f"{pretrained_dir} holds {loaded_config}, which does not match the requested {config}")
   return {**params, "encoder": encoder}

@@ -60,6 +60,11 @@ class TeacherConfig:
     return cls(**{**fields, **overrides})
 
 
+# Fields that choose how the teacher computes, not the shapes of its weights: a checkpoint serves any of them.
+RUNTIME_FIELDS = ("dtype", "dropout_rate", "initializer_range", "matmul", "dropout_bits", "attention_dropout_rate",
+                  "head")
+
+
 def _dense(c: TeacherConfig, features: int, name: str) -> nn.Dense:
   # BERT's N(0, 0.02) init rather than lecun: the from-scratch ablation should start like BERT does.
   dot = fast_ops.mixed_dot_general if c.matmul == "bf16_f32" else None
