@@ -68,9 +68,17 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       name="",  # stage folder under --workdir
       seed=0,
       resume=True,  # continue from the latest checkpoint in the stage folder
-      distributed=False,  # jax.distributed.initialize() for multi-host jobs
+      # Multi-host jobs (README, "Running on several hosts"): one process per host. With coordinator_address
+      # empty, JAX detects the cluster (TPU VMs, SLURM); else num_processes and process_id say who this is.
+      distributed=dict(enabled=False, coordinator_address="", num_processes=0, process_id=-1,
+                       initialization_timeout_s=300,
+                       heartbeat_timeout_s=30),  # a dead peer ends the others' run after this long
       mesh=dict(data=-1, model=1),  # -1: all devices
       data=data_config(),
+      # mode=index/search/evaluate on another collection than the training data: a BEIR folder or a .jsonl of
+      # {"_id", "title", "text"} (`path`), or a dataset kd_jax knows (`dataset`: scifact, fever_titles). `name`
+      # names its index (<stage>/index/<name>/) and eval_<name>.json; empty: the folder, file or dataset name.
+      collection=dict(path="", dataset="", name=""),
       # mode=search: a claim, or a file of one claim per line. hybrid='linear' or 'rrf' fuses the student with
       # BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0),

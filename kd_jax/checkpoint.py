@@ -1,7 +1,9 @@
 """Checkpoints of a run directory: the latest N training states, the best one, and their JSON meta.
 
-Layout of `<dir>`: `checkpoints/<step>/{state,meta}` keeps the latest `max_to_keep` saves;
-`best/<step>/{state,meta}` keeps the single save with the best `best_metric`. The state is any
+Layout of `<dir>`: `checkpoints/<step>/{state,meta,checksums}`, one Orbax manager whose preservation policy keeps
+the latest `max_to_keep` saves and the save with the best `best_metric` (its metrics are stored with the step, so
+the best-by-dev is committed together with the save, and multi-process saves never run two managers' barriers at
+once). Run folders from before this layout also hold `best/<step>/...`; it is still read. The state is any
 pytree of jax Arrays (e.g. `{"step", "params", "opt_state"}`); restoring takes an abstract target
 whose shardings say where every leaf lands, so a run saved on 8 devices resumes on 1 and vice versa.
 
@@ -175,49 +177,32 @@ class Checkpointer:
   Usable as a context manager.
   """
 
-  def __init__(
-    self,
-    directory: str | Path,
-    max_to_keep: int = 3,
-    best_metric: str | None = None,
-    best_mode: str = "max",
-  ):
-    if best_mode not in ("max", "min"):
-      raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+  def __init__(self, directory: str | Path, max_to_keep: int = 3, best_metric: str | None = None):
     # Orbax wants absolute paths; create=False so that opening a missing run (e.g. a mistyped
     # teacher path) leaves no empty folders behind; the first save creates them.
     self.directory = Path(directory).expanduser().resolve()
     self.best_metric = best_metric
-    # `max_to_keep`/`best_fn` alone are the documented-deprecated way to prune; preservation
-    # policies are the current one. `best_fn` is still needed for `best_step()` to rank saves.
-    self._latest = _manager(
-      self.directory / "checkpoints",
-      ocp.CheckpointManagerOptions(
-        create=False, preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep)
-      ),
-    )
-    if best_metric is None:
-      # Read-only use (e.g. loading a finished teacher): `best/` holds one save, its latest.
-      best_options = ocp.CheckpointManagerOptions(create=False)
-    else:
+    policies = [ocp.checkpoint_managers.LatestN(n=max_to_keep)]
+    best_fn = None
+    if best_metric is not None:
       best_fn = lambda metrics: float(metrics[best_metric])  # noqa: E731
-      best_options = ocp.CheckpointManagerOptions(
-        create=False,
-        best_fn=best_fn,
-        best_mode=best_mode,
-        preservation_policy=ocp.checkpoint_managers.BestN(
-          get_metric_fn=best_fn,
-          reverse=best_mode == "min",
-          n=1,
-          keep_checkpoints_without_metrics=False,
-        ),
-      )
-    self._best = _manager(self.directory / "best", best_options)
-    self._corrupt: set[int] = set()  # latest-N steps a restore found corrupt; deleted by the next save
+      policies.append(ocp.checkpoint_managers.BestN(get_metric_fn=best_fn, reverse=False, n=1,
+                                                    keep_checkpoints_without_metrics=False))
+    # `best_fn` ranks saves for `best_step()`; the policies decide what is kept (higher is better).
+    self._latest = _manager(self.directory / "checkpoints", ocp.CheckpointManagerOptions(
+        create=False, best_fn=best_fn, best_mode="max",
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)))
+    legacy = self.directory / "best"
+    self._legacy_best = (_manager(legacy, ocp.CheckpointManagerOptions(create=False, read_only=True))
+                         if legacy.is_dir() else None)
+    self._corrupt: set[int] = set()  # steps a restore found corrupt; deleted by the next save
 
   def save(self, step: int, state: PyTree, meta: dict, metrics: dict | None = None) -> None:
-    """Saves `state` and `meta` at `step`; also offers it to `best/` when `metrics` has `best_metric`."""
+    """Saves `state` and `meta` at `step`, with `metrics` (e.g. the dev evaluation) when given: a save with the
+    best `best_metric` so far is kept beyond the latest N."""
     metrics = None if metrics is None else {k: _json_number(v) for k, v in metrics.items()}
+    if metrics is not None and self.best_metric is not None and self.best_metric not in metrics:
+      metrics = None  # nothing to rank it by
     self._drop_corrupt()
     args = ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state), _META: ocp.args.JsonSave(meta),
                                  _SUMS: ocp.args.JsonSave(checksums(state))})
@@ -225,9 +210,6 @@ class Checkpointer:
       # Orbax skips steps at or before its latest save (e.g. a resumed run saving its start step).
       _log.warning("Checkpoint step %d not saved in %s: not after latest step %s",
                    step, self._latest.directory, self._latest.latest_step())
-    if self.best_metric is not None and metrics is not None and self.best_metric in metrics:
-      # Every candidate is written, and the BestN policy then deletes all but the best one.
-      self._best.save(step, args=args, metrics=metrics)
 
   def _drop_corrupt(self) -> None:
     """Deletes the corrupt saves a restore stepped back from: Orbax would skip re-saving their steps."""
@@ -240,12 +222,21 @@ class Checkpointer:
     return self._latest.latest_step()
 
   def best_step(self) -> int | None:
-    if self.best_metric is None:
-      return self._best.latest_step()
-    return self._best.best_step()
+    """The kept save with the best `best_metric`, or None (a run folder of the old layout: its `best/` save)."""
+    return self._best()[1]
+
+  def _best(self) -> tuple[ocp.CheckpointManager, int | None]:
+    if self.best_metric is not None:
+      self._latest.wait_until_finished()
+      step = self._latest.best_step()
+      if step is not None:
+        return self._latest, step
+    if self._legacy_best is not None:
+      return self._legacy_best, self._legacy_best.latest_step()
+    return self._latest, None
 
   def _resolve(self, step: int | None, best: bool) -> tuple[ocp.CheckpointManager, int]:
-    manager = self._best if best else self._latest
+    manager = self._best()[0] if best else self._latest
     # Restore does not wait for this process's own pending async saves, which may not be on disk yet.
     manager.wait_until_finished()
     if step is None:
@@ -338,12 +329,12 @@ class Checkpointer:
   def wait(self) -> None:
     """Blocks until every pending asynchronous save is on disk."""
     self._latest.wait_until_finished()
-    self._best.wait_until_finished()
 
   def close(self) -> None:
     self.wait()
     self._latest.close()
-    self._best.close()
+    if self._legacy_best is not None:
+      self._legacy_best.close()
 
   def __enter__(self) -> Checkpointer:
     return self
@@ -352,7 +343,7 @@ class Checkpointer:
     self.close()
 
 
-def read_meta(directory: str | Path, step: int | None = None, best: bool = False) -> dict:
+def read_meta(directory: str | Path, step: int | None = None) -> dict:
   """The JSON meta saved in run `directory` (latest step by default), e.g. to check a teacher run."""
   with Checkpointer(directory) as checkpointer:
-    return checkpointer.read_meta(step, best=best)
+    return checkpointer.read_meta(step)

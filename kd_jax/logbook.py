@@ -8,7 +8,8 @@ import os
 import time
 from pathlib import Path
 
-import jax
+from kd_jax import multihost
+
 
 
 # The console line; metrics.jsonl and TensorBoard get everything.
@@ -31,7 +32,7 @@ class Logbook:
   """
 
   def __init__(self, workdir: Path, resume_step: int | None = None):
-    self._primary = jax.process_index() == 0
+    self._primary = multihost.is_primary()
     self._path = Path(workdir) / "metrics.jsonl"
     self._jsonl, self._tb, self._keys = None, None, set()
     if not self._primary:
@@ -67,9 +68,12 @@ class Logbook:
     logging.info("[%s] step %d %s", split, step, shown)
 
   def close(self) -> None:
-    if self._primary:
-      self._jsonl.close()
-      self._tb.close()
+    """Closes the files; in a multi-host job the other processes wait here, so they may read the log after."""
+    def close_files():
+      if self._primary:
+        self._jsonl.close()
+        self._tb.close()
+    multihost.primary_writes(f"the metrics log {self._path}", close_files)
 
 
 def _load(path: Path) -> list[dict]:

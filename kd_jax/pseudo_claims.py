@@ -22,10 +22,9 @@ import shutil
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from kd_jax import evaluate, pretrained, sharding, train
+from kd_jax import atomic, evaluate, multihost, pretrained, sharding, train
 from kd_jax.data import candidates, datasets, pipeline, prepare, pseudo, tfds_builder, tokenize
 from kd_jax.models import build as build_lib
 
@@ -86,7 +85,6 @@ def ensure(tcfg, tdir: Path, p, count: int):
   claim_words = tokenize.word_ids({w: i for i, w in enumerate(prepared.vocab)}, texts, tcfg.data.claim_word_len)
   exs = examples(ids, claim_wp, claim_words, rows, bm25)
 
-  root.mkdir(parents=True, exist_ok=True)
   scores = _load_progress(root, ids, rows)
   if len(scores) < len(exs):
     built = build_lib.build(tcfg.model, prepared)
@@ -104,17 +102,10 @@ def ensure(tcfg, tdir: Path, p, count: int):
       logging.info("[pseudo] %d/%d scored (%.1f pseudo-claims/s)", len(scores), len(exs),
                    len(chunk) / (time.time() - chunk_start))
   exs = examples(ids, claim_wp, claim_words, rows, bm25, scores[: len(exs)])
-  # Each process writes its own copy (same content, as in prepare.py), so hosts never interleave files.
-  tmp = root / f"tfds.tmp{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
-  tfds_builder.write(tmp, prepared.shapes, {"train": lambda: iter(exs)}, ordered=True)
-  shutil.rmtree(root / "tfds", ignore_errors=True)
-  tmp.rename(root / "tfds")
   meta = {"count": len(exs), "pool": pool, "exhausted": len(exs) < count, "seed": p.seed, "min_words": p.min_words,
           "max_words": p.max_words, "max_overlap": p.max_overlap, "banned_claims": len(banned), "teacher": str(tdir),
           "seconds": round(time.time() - start, 1)}
-  if jax.process_index() == 0:
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))
+  multihost.primary_writes(f"the pseudo-claim store {root}", lambda: _store(root, exs, prepared.shapes, meta))
   logging.info("Stored %d teacher-labelled pseudo-claims in %s", len(exs), root)
   return pipeline.Prefix(tfds_builder.open_split(root / "tfds", prepared.shapes, "train"), len(exs))
 
@@ -132,9 +123,19 @@ def _load_progress(root: Path, ids: list[str], rows: np.ndarray) -> np.ndarray:
   return stored["scores"][:n]
 
 
+def _store(root: Path, exs: list[dict], shapes, meta: dict) -> None:
+  """The labelled set as a TFDS folder, then meta.json, which marks it complete."""
+  tmp = root / f"tfds.tmp{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  tfds_builder.write(tmp, shapes, {"train": lambda: iter(exs)}, ordered=True)
+  shutil.rmtree(root / "tfds", ignore_errors=True)
+  tmp.rename(root / "tfds")
+  atomic.write_text(root / "meta.json", json.dumps(meta, indent=2))
+
+
 def _save_progress(root: Path, ids: list[str], rows: np.ndarray, scores: np.ndarray) -> None:
-  if jax.process_index() != 0:
-    return
-  tmp = root / "progress.tmp.npz"
-  np.savez(tmp, claim_id=np.asarray(ids, str), cand_index=rows, scores=scores.astype(np.float32))
-  tmp.replace(root / "progress.npz")
+  def write():
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic.open_for_write(root / "progress.npz", "wb") as f:
+      np.savez(f, claim_id=np.asarray(ids, str), cand_index=rows, scores=scores.astype(np.float32))
+  multihost.primary_writes(f"pseudo-claim scoring progress in {root}", write)

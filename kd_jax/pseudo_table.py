@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from kd_jax import reproduce
+from kd_jax import atomic, multihost, reproduce
 from kd_jax.data import prepare
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -27,7 +27,7 @@ NAMES = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 def student_config(config, dataset: str, kind: str, count: int, seed: int):
   r, p = config.reproduce, config.pseudo_table
-  c = reproduce.student_config(config, dataset, kind, r.alpha, r.temperature, seed)
+  c = reproduce.student_config(config, dataset, kind, *reproduce.distill_setting(r, kind), seed)
   if count:
     c.name = c.name.replace(f"_s{seed}", f"_p{count}_s{seed}")
     c.distill.pseudo.update(count=count, fraction=p.fraction, seed=p.seed, max_overlap=p.max_overlap,
@@ -48,7 +48,6 @@ def run(config, workdir: str) -> dict:
   p = config.pseudo_table
   root = Path(workdir)
   out = Path(config.reproduce.results_dir)
-  out.mkdir(parents=True, exist_ok=True)
   path = out / "pseudo.json"
   results = {"config": config.to_dict(), "datasets": {}}
   started = time.time()
@@ -70,11 +69,19 @@ def run(config, workdir: str) -> dict:
     # Written after every dataset: an interrupted table keeps what it measured.
     results["wall_minutes"] = round((time.time() - started) / 60, 1)
     results["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    path.write_text(json.dumps(results, indent=2, default=float))
-  reproduce.write_markdown(out)
-  plot(results, out)
+    multihost.primary_writes(f"{path}", lambda: _write_json(path, results))
+
+  def write_report():
+    reproduce.write_markdown(out)
+    plot(results, out)
+  multihost.primary_writes(f"the report in {out}", write_report)
   logging.info("Wrote %s and %s", path, out / "RESULTS.md")
   return results
+
+
+def _write_json(path: Path, results: dict) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  atomic.write_text(path, json.dumps(results, indent=2, default=float))
 
 
 def _teacher_params(config, dataset: str) -> int:

@@ -36,7 +36,11 @@ def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, m
 
 
 def encode_collection(built: Built, params, prepared: Prepared, mesh, batch_size: int = 256) -> np.ndarray:
-  return _encode_rows(built, params, prepared.docs_words, mesh, batch_size, "encode_docs")
+  return encode_docs(built, params, prepared.docs_words, mesh, batch_size)
+
+
+def encode_docs(built: Built, params, word_ids: np.ndarray, mesh, batch_size: int = 256) -> np.ndarray:
+  return _encode_rows(built, params, word_ids, mesh, batch_size, "encode_docs")
 
 
 def encode_claims(built: Built, params, word_ids: np.ndarray, mesh, batch_size: int = 256) -> np.ndarray:

@@ -7,18 +7,9 @@ ordinary Linen models reject.
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-
-def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host jobs (TPU pods, multi-node GPU) must connect processes before touching devices."""
-  if enabled and jax.process_count() == 1:
-    jax.distributed.initialize()
-    logging.info("Process %d of %d", jax.process_index(), jax.process_count())
 
 
 def make_mesh(data: int = -1, model: int = 1) -> Mesh:

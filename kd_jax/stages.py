@@ -9,12 +9,12 @@ import json
 import logging
 from pathlib import Path
 
-import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import atomic, evaluate, fusion, hybrid, pretrained, pseudo_claims, search, sharding, teacher_scores, train
-from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
+from kd_jax import (atomic, collection, collection_eval, evaluate, fusion, hybrid, indexing, multihost, pseudo_claims,
+                    search, sharding, stage_inputs, summary, teacher_scores, train)
+from kd_jax.data import candidates, datasets, pipeline, prepare
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 
@@ -105,8 +105,8 @@ def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
   predict = evaluate.make_predict(built, mesh, params_sh)
   pred = evaluate.predict_split(predict, params, prepared, split, tcfg.train.eval_batch_size, mesh, built.tokens,
                                 tcfg.model.pair_len)
-  if jax.process_index() == 0:
-    teacher_scores.save(path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"])
+  multihost.primary_writes(f"teacher scores {path}", lambda: teacher_scores.save(
+      path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"]))
   logging.info("Stored teacher scores for %d %s claims in %s", len(pred["scores"]), split, path)
   return path
 
@@ -138,8 +138,10 @@ def distill(config, workdir: str) -> dict:
     result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup, train_source=source)
   logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
   result = evaluate_stage(config, workdir)
-  logging.info("Done. Checkpoints: %s/{checkpoints,best}; metrics: %s/metrics.jsonl and tensorboard/; test "
-               "figures: %s/eval_test.json; teacher: %s", out, out, out, tdir)
+  teacher_eval = tdir / "eval_test.json"
+  table = summary.render(result, json.loads(teacher_eval.read_text()) if teacher_eval.is_file() else None, out, tdir)
+  if multihost.is_primary():
+    print("\n" + table)
   return result
 
 
@@ -161,10 +163,16 @@ def _loss(config):
 
 
 def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
-  """Reranks `split`'s candidates with the stage's best checkpoint; writes `eval_<split>.json`."""
+  """Reranks `split`'s candidates with the stage's best checkpoint; writes `eval_<split>.json`. With
+  `config.collection` set, evaluates on that collection instead (evaluate_collection)."""
+  source = collection.from_config(config)
+  if source is not None:
+    return evaluate_collection(config, workdir, source)
   out = stage_dir(config, workdir)
   _check_writable(config.data, out)  # the figures are computed for minutes, then written
   prepared = prepare.prepare(config.data)
+  if not stage_inputs.stored(out):  # stages trained before their folders carried their inputs
+    stage_inputs.save(out, prepared, config.data)
   built = build_lib.build(config.model, prepared)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   params, params_sh = train.restore_params(out, built, config, mesh)
@@ -193,12 +201,20 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh)
     result["full_collection"] = search.full_collection_metrics(scores, rows, claim_ids, prepared.doc_ids,
                                                                prepared.qrels[split])
+    result["hub"] = collection_eval.hub_share(rows)
+    data = datasets.load(config.data)
+    texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
+    b_rows, b_scores = candidates.BM25Index(data.collection).search([texts[c] for c in claim_ids], 100)
+    result["bm25_full_collection"] = search.full_collection_metrics(b_scores, b_rows, claim_ids, prepared.doc_ids,
+                                                                    prepared.qrels[split])
     if config.hybrid.methods and split != "dev":
       dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split)
-  if jax.process_index() == 0:
-    atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2))
-  logging.info("%s on %s: %s -> %s", config.name, split, result["rerank"], out / f"eval_{split}.json")
+  multihost.primary_writes(f"{out / f'eval_{split}.json'}",
+                           lambda: atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2)))
+  logging.info("%s on %s: reranking nDCG@10 %.4f%s -> %s", config.name, split, result["rerank"]["ndcg@10"],
+               f", whole collection {result['full_collection']['ndcg@10']:.4f}" if "full_collection" in result else "",
+               out / f"eval_{split}.json")
   return result
 
 
@@ -235,46 +251,78 @@ def _bm25_scores(prepared, split: str) -> np.ndarray:
   return np.stack([src[i]["bm25_scores"] for i in range(len(src))])
 
 
-def index_stage(config, workdir: str) -> Path:
-  """Encodes the whole collection once with the stage's best student and stores the vectors."""
-  _check_writable(config.data, stage_dir(config, workdir) / "index")
-  prepared = prepare.prepare(config.data)
-  built = build_lib.build(config.model, prepared)
+def _stage_inputs(config, stage: Path) -> stage_inputs.StageInputs:
+  """The vocabulary and lengths stored in the stage folder (from the prepared data, stored now, for stages trained
+  before folders carried them)."""
+  if not stage_inputs.stored(stage):
+    _check_writable(config.data, stage)
+    stage_inputs.save(stage, prepare.prepare(config.data), config.data)
+  return stage_inputs.load(stage)
+
+
+def _student(config, stage: Path, mesh):
+  """(built, best params, inputs) of a finished student stage, read from its own folder."""
+  inputs = _stage_inputs(config, stage)
+  built = build_lib.build(config.model, inputs)
   if built.kind == "teacher":
-    raise ValueError("mode=index needs a claim-independent student config (cnn_student.py, lstm_student.py).")
+    raise ValueError(f"mode={config.mode} with a collection, index and search need a claim-independent student "
+                     "config (cnn_student.py, lstm_student.py).")
+  params, _ = train.restore_params(stage, built, config, mesh)
+  return built, params, inputs
+
+
+def _source(config) -> collection.Source:
+  """The collection `config.collection` names, else the stage's own training collection."""
+  own = ml_collections.ConfigDict(config.data.to_dict())
+  return collection.from_config(config) or collection.Source(name=config.data.name, path=None, data_cfg=own)
+
+
+def index_stage(config, workdir: str) -> Path:
+  """Encodes a whole collection once with the stage's best student: `<stage>/index/<collection>/`, streamed and
+  resumable."""
   out = stage_dir(config, workdir)
+  source = _source(config)
+  root = indexing.index_root(out, source.name)
+  _check_writable(config.data, root)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-  params, _ = train.restore_params(out, built, config, mesh)
-  vecs = search.encode_collection(built, params, prepared, mesh)
-  index = search.Index(out / "index")
-  index.write(vecs, prepared.doc_ids, {"model": config.name, "prepared": prepared.root.name,
-                                       "num_docs": len(vecs), "dim": int(vecs.shape[1])})
-  logging.info("Indexed %d documents (%d-d) into %s", len(vecs), vecs.shape[1], index.root)
+  built, params, inputs = _student(config, out, mesh)
+  index = indexing.build_index(built, params, inputs, source, root, mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+  logging.info("Index of %s by %s: %s", source.name, config.name, index.root)
   return index.root
 
 
+def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str]]:
+  index = search.Index(indexing.index_root(out, source.name))
+  if not index.exists():
+    flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
+    raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
+                            f"{flags}.")
+  doc_vecs, doc_ids, meta = index.read()
+  if meta.get("prepared") != inputs.settings["prepared"]:
+    raise ValueError(f"The index in {index.root} was built by another training of this stage ({meta.get('prepared')})"
+                     ": delete it and rebuild it with --config.mode=index.")
+  return doc_vecs, doc_ids
+
+
 def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
-  """Top-k documents for `search.query` (or each line of `search.query_file`) from the stored vectors."""
+  """Top-k documents for `search.query` (or each line of `search.query_file`) from a stored index."""
   s = config.search
   if s.query_file:
     texts = search.read_query_file(s.query_file)
   else:
     texts = [s.query]
-  _check_writable(config.data)
-  prepared = prepare.prepare(config.data)
-  built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)
-  doc_vecs, doc_ids, meta = search.Index(out / "index").read()
-  if meta["prepared"] != prepared.root.name:
-    raise ValueError(f"The index in {out / 'index'} was built from other data ({meta['prepared']}): rebuild it with "
-                     "--config.mode=index.")
-  ids = search.claim_word_ids(texts, prepared.vocab, config.data.claim_word_len)
+  source = _source(config)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-  params, _ = train.restore_params(out, built, config, mesh)
+  built, params, inputs = _student(config, out, mesh)
+  doc_vecs, doc_ids = _read_index(config, out, source, inputs)
+  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"])
   claim_vecs = search.encode_claims(built, params, ids, mesh)
+  coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
     weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
-    bm25 = candidates.BM25Index(datasets.load(config.data).collection)
+    bm25 = candidates.BM25Index(coll)
     depth = max(s.top_k, config.hybrid.depth)
     pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
                                        {str(i): {} for i in range(len(texts))}, bm25, mesh, depth)
@@ -284,15 +332,47 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f", s.hybrid, weight)
   else:
     scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh)
-  tok = tokenize.load_wordpiece(pretrained.hf_model_dir(config.data.tokenizer))
   results = []
   for text, sc, rw in zip(texts, scores, rows):
-    hits = [(doc_ids[r], float(v), tok.decode(prepared.docs_wp[r].tolist())[:100]) for r, v in zip(rw, sc)]
-    print(f"\n{text}")
-    for rank, (doc_id, v, snippet) in enumerate(hits, 1):
-      print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
+    hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc)]
+    if multihost.is_primary():  # one copy of the answer, not one per host
+      print(f"\n{text}")
+      for rank, (doc_id, v, snippet) in enumerate(hits, 1):
+        print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
     results.append(hits)
   return results
+
+
+def evaluate_collection(config, workdir: str, source) -> dict:
+  """A finished student (and its teacher) zero-shot on `source`: `<stage>/eval_<collection>.json`."""
+  out = stage_dir(config, workdir)
+  _check_writable(config.data, out)
+  weights = {}
+  if config.hybrid.methods:
+    if not (out / "eval_test.json").is_file():  # the fusion weights come from the stage's own dev set
+      evaluate_stage(ml_collections.ConfigDict({**config.to_dict(), "collection": dict(path="", dataset="",
+                                                                                         name="")}), workdir)
+    weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  built, params, inputs = _student(config, out, mesh)
+  index = indexing.build_index(built, params, inputs, source, indexing.index_root(out, source.name), mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+  doc_vecs, doc_ids, _ = index.read()
+  result = {"model": config.name, "trained_on": inputs.settings["data"],
+            **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
+                                              config.hybrid.depth)}
+  tdir, tcfg = _teacher_config(config, workdir)
+  if (tdir / "complete.json").is_file():
+    tinputs = _stage_inputs(tcfg, tdir)
+    tbuilt = build_lib.build(tcfg.model, tinputs)
+    tparams, _ = train.restore_params(tdir, tbuilt, tcfg, mesh)
+    result["teacher"] = {"stage": str(tdir), **collection_eval.teacher_figures(
+        tbuilt, tparams, tinputs, tcfg.model.pair_len, source, mesh, config.data.num_candidates,
+        tcfg.train.eval_batch_size)}
+  path = out / f"eval_{source.name}.json"
+  multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
+  collection_eval.log_summary(result)
+  return result
 
 
 def _hybrid_weight(method: str, weight: float, out: Path) -> float:
@@ -308,7 +388,7 @@ def _hybrid_weight(method: str, weight: float, out: Path) -> float:
 
 
 def run(config, workdir: str):
-  sharding.maybe_initialize_distributed(config.distributed)
+  multihost.initialize(config.distributed)
   if config.mode == "train_teacher":
     return train_teacher(config, workdir)
   if config.mode == "score_candidates":

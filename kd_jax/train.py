@@ -16,10 +16,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from kd_jax import atomic, checkpoint, evaluate, list_sampling, losses, sharding
+from kd_jax import atomic, checkpoint, evaluate, list_sampling, losses, multihost, sharding, stage_inputs
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -129,7 +128,6 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
                     "evaluated and checkpointed can become the best-by-dev checkpoint.", tc.eval_every,
                     tc.checkpoint_every)
   atomic.ensure_writable(workdir, "Output folder")
-  workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   check_batch_sizes(config, mesh)
   tx = make_optimizer(tc)
@@ -147,8 +145,12 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
       raise other_model_error(workdir, config, e) from e
     start = int(state["step"])
     logging.info("Resumed %s at step %d", workdir, start)
-  if jax.process_index() == 0:
+
+  def write_config():
+    workdir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+  multihost.primary_writes(f"{workdir / 'config.json'}", write_config)
+  stage_inputs.save(workdir, prepared, config.data)  # the stage reads text without the prepared-data cache
 
   teacher_built, teacher_params, teacher_sh = None, None, None
   tokens = built.tokens
@@ -203,8 +205,9 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     metrics = dev_metrics()
   ckpt.close()
   log.close()
-  if end == tc.steps and jax.process_index() == 0:
-    atomic.write_text(workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2))
+  if end == tc.steps:
+    multihost.primary_writes(f"{workdir / 'complete.json'}", lambda: atomic.write_text(
+        workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2)))
   return FitResult(params=state["params"], metrics=metrics, initial_metrics=initial)
 
 
@@ -215,7 +218,7 @@ def restore_params(workdir: Path, built: Built, config, mesh, best: bool = True)
   """
   abstract = jax.eval_shape(built.init, jax.random.key(0))
   shardings = sharding.param_shardings(abstract, mesh)
-  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, best_metric=config.train.best_metric)
   try:
     use_best = best and ckpt.best_step() is not None
     if not use_best and ckpt.latest_step() is None:

@@ -132,21 +132,37 @@ def test_keeps_best(tmp_path, host_state):
     ckpt.wait()
     assert ckpt.best_step() == 2 and ckpt.latest_step() == 3
     restored, meta = ckpt.restore(abstract_like(host_state), best=True)
-  assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == ["2"]
+  # One folder: the latest 3 and the best (here among them); no second manager, no best/ copy.
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
   _assert_same(restored, states[2], jax.tree.map(lambda x: x.sharding, host_state))
   assert meta == {"step": 2}
-  # A reader that does not know the metric (e.g. a student loading its teacher) finds it too.
-  assert read_meta(tmp_path, best=True) == {"step": 2}
-  with Checkpointer(tmp_path) as reader:
-    assert reader.best_step() == 2
+  # A later reader (e.g. a student loading its teacher) finds it from the metrics stored with the steps.
+  with Checkpointer(tmp_path, best_metric="ndcg@10") as reader:
+    assert reader.best_step() == 2 and reader.read_meta(best=True) == {"step": 2}
 
 
-def test_best_min_mode(tmp_path, host_state):
-  with Checkpointer(tmp_path, best_metric="loss", best_mode="min") as ckpt:
-    for step, loss in zip((1, 2, 3), (0.9, 0.2, 0.4)):
-      ckpt.save(step, host_state, {}, metrics={"loss": loss})
+def test_best_is_kept_beyond_the_latest_n(tmp_path, host_state):
+  with Checkpointer(tmp_path, max_to_keep=2, best_metric="ndcg@10") as ckpt:
+    for step, score in zip((1, 2, 3, 4, 5), (0.3, 0.9, 0.4, None, 0.5)):
+      ckpt.save(step, host_state, {"step": step}, None if score is None else {"ndcg@10": score})
     ckpt.wait()
-    assert ckpt.best_step() == 2
+    assert ckpt.best_step() == 2 and ckpt.latest_step() == 5
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 5]
+
+
+def test_reads_the_best_of_a_run_folder_of_the_old_layout(tmp_path, host_state):
+  """Run folders written before the one-manager layout keep their best save in best/<step>."""
+  with Checkpointer(tmp_path / "old_best") as writer:
+    writer.save(7, jax.tree.map(lambda x: x * 7, host_state), {"step": 7})
+  run = tmp_path / "run"
+  with Checkpointer(run) as writer:
+    writer.save(9, host_state, {"step": 9})
+  (tmp_path / "old_best" / "checkpoints").rename(run / "best")
+  with Checkpointer(run, best_metric="ndcg@10") as reader:
+    assert reader.best_step() == 7 and reader.latest_step() == 9
+    restored, meta = reader.restore(abstract_like(host_state), best=True)
+  assert meta == {"step": 7}
+  _assert_same(restored, jax.tree.map(lambda x: x * 7, host_state), jax.tree.map(lambda x: x.sharding, host_state))
 
 
 def test_meta_round_trip(tmp_path, host_state):

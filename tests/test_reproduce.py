@@ -17,6 +17,7 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   c.reproduce.datasets = ("scifact",)
   c.reproduce.students = ("cnn",)
   c.reproduce.seeds = (0, 1)
+  c.reproduce.sweep_student = "cnn"
   c.reproduce.sweep_temperatures = (2.0,)  # the main distilled runs: the sweep reuses them
   c.reproduce.sweep_alphas = (0.0, 0.5)
   c.reproduce.results_dir = str(tmp_path / "results")
@@ -25,10 +26,15 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   assert list(rows) == ["Teacher (MiniLM-L6 cross-encoder)", "CNN hard labels only", "CNN distilled"]
   assert all(len(rows[name]) == 2 for name in list(rows)[1:])  # one evaluation per seed
   assert rows["CNN hard labels only"][0]["rerank"] != rows["CNN distilled"][0]["rerank"]
-  # Sweep points are the same runs as the table's seed-0 entries, not retrained.
-  assert results["sweep"]["alpha"][0.0] == rows["CNN hard labels only"][0]
+  # Sweep points are the same runs as the table's seed-0 entries, not retrained, with the dev figure that chooses.
+  point = dict(results["sweep"]["alpha"][0.0])
+  dev = point.pop("dev_ndcg@10")
+  assert point == rows["CNN hard labels only"][0]
+  logged = [json.loads(line) for line in (tmp_path / "work" / "scifact" / "cnn_T2_a0_s0" / "metrics.jsonl").open()]
+  assert dev == max(r["ndcg@10"] for r in logged if r["split"] == "dev")
   text = (tmp_path / "results" / "RESULTS.md").read_text()
   assert "| CNN distilled | " in text and " ± " in text and "BM25" in text
+  assert "| setting | dev rerank nDCG@10 | test rerank nDCG@10 |" in text
   assert (tmp_path / "results" / "metrics.png").stat().st_size > 5000
   assert (tmp_path / "results" / "sweep.png").stat().st_size > 5000
   saved = json.loads((tmp_path / "results" / "results.json").read_text())
@@ -87,3 +93,14 @@ def test_a_one_dataset_reproduction_keeps_the_others_with_their_teacher(tmp_path
   text = reproduce.render(new, config)
   assert "Teacher: MiniLM-L6 cross-encoder, 256-token pairs, seg_cosine head" in text
   assert "Teacher: MiniLM-L6 cross-encoder, 48-token pairs, cls head" in text and "`old command`" in text
+
+
+def test_each_student_kind_has_its_own_distillation_setting():
+  r = reproduce_config.get_config().reproduce
+  r.per_student.lstm.update(alpha=0.25, temperature=4.0)
+  assert reproduce.distill_setting(r, "lstm") == (0.25, 4.0)
+  assert reproduce.distill_setting(r, "cnn") == (r.per_student.cnn.alpha, r.per_student.cnn.temperature)
+  del r.per_student["cnn"]
+  assert reproduce.distill_setting(r, "cnn") == (r.alpha, r.temperature)  # no own setting: the table-wide one
+  text = reproduce._settings_text(r)  # pylint: disable=protected-access
+  assert "BiLSTM alpha=0.25, T=4" in text and "chosen on dev" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import bm25s
 import numpy as np
 import Stemmer
 
@@ -20,6 +19,13 @@ class Candidates:
   num_relevant: np.ndarray  # [num_claims] int32 relevant docs in qrels (present in the collection or not)
 
 
+def _bm25s():
+  """bm25s, imported on first use: its import runs a JAX op, which would start the JAX backend before a
+  multi-host job has connected its processes (jax.distributed.initialize() must come first)."""
+  import bm25s  # pylint: disable=import-outside-toplevel
+  return bm25s
+
+
 class BM25Index:
   """Claims left with no tokens (empty, or only stopwords) match nothing: every document scores 0 for them, and
   `search` returns an arbitrary k documents at score 0 rather than failing the whole split over one claim."""
@@ -28,12 +34,12 @@ class BM25Index:
     # The Snowball stemmer matters: without it SciFact nDCG@10 drops well below BEIR's 0.665.
     self._stemmer = Stemmer.Stemmer("english")
     self.collection = collection
-    tokens = bm25s.tokenize([collection.document(i) for i in range(len(collection))], stopwords="en",
+    tokens = _bm25s().tokenize([collection.document(i) for i in range(len(collection))], stopwords="en",
                             stemmer=self._stemmer, show_progress=False)
     if not tokens.vocab:  # bm25s would fail with "max() arg is an empty sequence"
       raise ValueError(f"BM25 has nothing to index: none of the collection's {len(collection)} documents holds a word "
                        "beyond stopwords; check the corpus file.")
-    self._retriever = bm25s.BM25(k1=k1, b=b)
+    self._retriever = _bm25s().BM25(k1=k1, b=b)
     self._retriever.index(tokens, show_progress=False)
 
   def search(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,14 +47,14 @@ class BM25Index:
     k = min(k, len(self.collection))
     if not texts:  # an empty split (bm25s cannot retrieve for zero queries)
       return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
-    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
+    tokens = _bm25s().tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
     # A claim of only stopwords has no tokens; bm25s then returns arbitrary zero-score docs (see the class).
     rows, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=0)
     return rows.astype(np.int32), scores.astype(np.float32)
 
   def score_rows(self, texts: list[str], rows: np.ndarray) -> np.ndarray:
     """BM25 scores [n, U] of given document rows [n, U] (entries < 0 are padding and score 0)."""
-    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
+    tokens = _bm25s().tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
     out = np.zeros(rows.shape, np.float32)
     for i, query in enumerate(tokens):
       if not query:

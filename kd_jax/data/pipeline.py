@@ -1,8 +1,10 @@
 """Batches for training and evaluation: grain over the TFDS data source, plus document-token gathering.
 
 Training batches are a pure function of (seed, step): epoch e is the source shuffled with seed
-`seed + e`, so a resumed run continues from exactly the batch it stopped at. In a multi-host job each
-process reads its own strided share of every global batch.
+`seed + e`, so a resumed run continues from exactly the batch it stopped at. In a multi-host job process p of n
+reads the p-th contiguous block of every global batch: the global array the processes assemble holds the same
+rows in the same order as a single-process run's batch, so everything random per row (dropout, sampled lists)
+falls on the same example however the work is split.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class TrainBatches:
 
   def _epoch(self, epoch: int) -> grain.MapDataset:
     ds = grain.MapDataset.source(self._source).shuffle(seed=self._seed + epoch)
-    ds = ds[: self.steps_per_epoch * self._batch][self._proc :: self._nproc]
-    return ds.batch(self._batch // self._nproc, batch_fn=_stack).map(self._transform)
+    ds = ds[: self.steps_per_epoch * self._batch].batch(self._batch // self._nproc, batch_fn=_stack)
+    return ds[self._proc :: self._nproc].map(self._transform)
 
   def __getitem__(self, step: int) -> Batch:
     epoch, i = divmod(step, self.steps_per_epoch)

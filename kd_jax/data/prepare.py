@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import pretrained
+from kd_jax import multihost, pretrained
 from kd_jax.data import candidates as cands
 from kd_jax.data import datasets, tfds_builder, tokenize
 
@@ -91,11 +91,17 @@ def _examples(claims: datasets.ClaimSet, c: cands.Candidates, claim_wp, claim_wo
 
 
 def prepare(cfg) -> Prepared:
-  """Returns the prepared data for `cfg` (a `config.data` ConfigDict), building it on first use."""
+  """Returns the prepared data for `cfg` (a `config.data` ConfigDict), building it on first use (on process 0 of a
+  multi-host job; the others wait for it and read the same folder)."""
   root = cache_root(cfg) / f"{cfg.name}-{fingerprint(cfg)}"
+  multihost.primary_writes(f"the prepared data {root}", lambda: _build_if_missing(cfg, root))
+  return Prepared(root)
+
+
+def _build_if_missing(cfg, root: Path) -> None:
   if (root / "meta.json").is_file():
     logging.info("Reusing prepared data in %s", root)
-    return Prepared(root)
+    return
   start = time.time()
   data = datasets.load(cfg)
   if cfg.max_claims:
@@ -139,4 +145,3 @@ def prepare(cfg) -> Prepared:
   shutil.rmtree(root, ignore_errors=True)
   os.replace(tmp, root)
   logging.info("Prepared %s in %.0fs -> %s", data.name, time.time() - start, root)
-  return Prepared(root)

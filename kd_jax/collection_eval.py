@@ -1,0 +1,98 @@
+"""Zero-shot evaluation of a trained stage on a collection it was not trained on (`mode=evaluate` with
+`config.collection` set): `<stage>/eval_<collection>.json`.
+
+Nothing is tuned on the target: the student reads it with its own vocabulary, the student + BM25 fusion uses the
+weight chosen on the stage's own dev set, and the teacher reranks BM25's top candidates as it was trained to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import types
+from pathlib import Path
+
+import numpy as np
+
+from kd_jax import evaluate, hybrid, metrics, search, sharding, stage_inputs
+from kd_jax.collection import Source
+from kd_jax.data import candidates, tokenize
+from kd_jax.models.build import Built
+
+
+def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_vecs: np.ndarray,
+                    doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100) -> dict:
+  """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection."""
+  claims = source.claims("test")
+  coll = source.collection()
+  if coll.ids != doc_ids:
+    raise ValueError(f"The index of {source.name} was built from another version of the collection: rebuild it "
+                     "(delete its index folder and run --config.mode=index).")
+  bm25 = candidates.BM25Index(coll)
+  b_rows, b_scores = bm25.search(claims.texts, depth)
+  claim_vecs = search.encode_claims(built, params, inputs.claim_words(claims.texts), mesh)
+  s_scores, s_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh)
+  out = {"collection": source.name, "claims": len(claims),
+         "bm25": {"full_collection": search.full_collection_metrics(b_scores, b_rows, claims.ids, doc_ids,
+                                                                    claims.qrels)},
+         "student": {"full_collection": search.full_collection_metrics(s_scores, s_rows, claims.ids, doc_ids,
+                                                                       claims.qrels)},
+         "hub": hub_share(s_rows)}
+  pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, claims.texts, claims.ids, claims.qrels,
+                                     bm25, mesh, depth)
+  out["hybrid"] = {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
+                   for m, w in weights.items()}
+  return out
+
+
+def hub_share(rows: np.ndarray, k: int = 10) -> dict:
+  """The largest share of claims for which one document is in the top k (a 'hub' that answers everything)."""
+  top = rows[:, :k]
+  docs, counts = np.unique(top, return_counts=True)
+  best = int(np.argmax(counts))
+  return {"k": k, "max_share": float(counts[best] / len(rows)), "row": int(docs[best])}
+
+
+def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, pair_len: int, source: Source, mesh,
+                    num_candidates: int, batch_size: int) -> dict:
+  """The cross-encoder reranking each claim's BM25 top `num_candidates`, and BM25's own order of those lists."""
+  claims = source.claims("test")
+  coll = source.collection()
+  rows, bm25_scores = candidates.BM25Index(coll).search(claims.texts, num_candidates)
+  unique, local = np.unique(rows, return_inverse=True)
+  local = local.reshape(rows.shape)
+  s = tinputs.settings
+  docs_wp = tokenize.wordpiece_ids(tinputs.wordpiece, [coll.document(int(r)) for r in unique], s["doc_wp_len"])
+  claim_wp = tokenize.wordpiece_ids(tinputs.wordpiece, claims.texts, s["claim_wp_len"])
+  examples = []
+  for i, q in enumerate(claims.ids):
+    labels = np.array([claims.qrels[q].get(coll.ids[r], 0) for r in rows[i]], np.int32)
+    examples.append({"claim_id": q, "claim_wp": claim_wp[i], "cand_index": local[i], "cand_labels": labels,
+                     "cand_mask": np.ones(rows.shape[1], bool), "num_relevant": np.int32(len(claims.qrels[q]))})
+  predict = evaluate.make_predict(tbuilt, mesh, sharding.param_shardings(tparams, mesh))
+  view = types.SimpleNamespace(docs_wp=docs_wp)  # the candidates' wordpieces, indexed by `local`
+  pred = evaluate.predict_source(predict, tparams, examples, view, batch_size, mesh, tbuilt.tokens, pair_len)
+  bm25 = metrics.evaluate_candidates(bm25_scores, pred["labels"], pred["mask"], pred["num_relevant"])
+  return {"rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25, "num_candidates": int(rows.shape[1])}
+
+
+def own_dev_weights(stage: Path, methods) -> dict[str, float]:
+  """The fusion weights the stage chose on its own dev set (from its eval_test.json), per method."""
+  path = Path(stage) / "eval_test.json"
+  chosen = json.loads(path.read_text()).get("hybrid", {}) if path.is_file() else {}
+  missing = [m for m in methods if m not in chosen]
+  if missing:
+    raise FileNotFoundError(f"No dev-chosen {', '.join(missing)} fusion weight in {path}: evaluate the stage on its "
+                            "own data first (--config.mode=evaluate without collection.*).")
+  return {m: float(chosen[m]["full_collection"]["weight"]) for m in methods}
+
+
+def log_summary(result: dict) -> None:
+  f = lambda x: f"{x['full_collection']['ndcg@10']:.3f}"  # noqa: E731
+  parts = [f"BM25 {f(result['bm25'])}", f"student {f(result['student'])}"]
+  parts += [f"hybrid {m} (w={h['weight']:g}) {f(h)}" for m, h in result["hybrid"].items()]
+  if "teacher" in result:
+    parts.append(f"teacher rerank {result['teacher']['rerank']['ndcg@10']:.3f}")
+  logging.info("%s on %s (nDCG@10, whole collection): %s; hub: one document in the top 10 of %.1f%% of claims",
+               result.get("model"), result["collection"], ", ".join(parts), 100 * result["hub"]["max_share"])
+

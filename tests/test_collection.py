@@ -1,0 +1,120 @@
+"""A trained stage on collections beyond its training data: index, search and evaluate zero-shot, on the real
+SciFact and FEVER-titles data; the stage folder carries its own vocabulary; a killed indexing run resumes."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import pytrec_eval
+
+from configs import cnn_student
+from kd_jax import collection, indexing, search, sharding, stage_inputs, stages, train
+from kd_jax.data import datasets, tokenize
+from kd_jax.models import build as build_lib
+
+pytestmark = pytest.mark.slow  # trains a smoke teacher and student first
+
+
+@pytest.fixture(scope="module")
+def stage(data_dir, tmp_path_factory):
+  """A CNN student (and its teacher) trained at smoke size on SciFact."""
+  root = tmp_path_factory.mktemp("collection")
+  c = cnn_student.get_config("smoke")
+  c.data.dir, c.data.cache_dir = str(data_dir), str(root / "cache")
+  stages.run(c, str(root / "work"))
+  return c, root
+
+
+def _on(config, **collection_fields):
+  c = config.copy_and_resolve_references()
+  c.collection.update(collection_fields)
+  return c
+
+
+def test_the_stage_folder_carries_its_vocabulary(stage):
+  c, root = stage
+  inputs = stage_inputs.load(root / "work" / "cnn_student")
+  cache = next((root / "cache").glob("scifact-*"))
+  assert inputs.vocab == (cache / "vocab.txt").read_text(encoding="utf-8").split("\n")
+  assert inputs.settings["doc_word_len"] == c.data.doc_word_len and inputs.settings["data"] == "scifact"
+
+
+def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
+  c, root = stage
+  result = stages.evaluate_stage(_on(c, dataset="fever_titles"), str(root / "work"))
+  run_dir = root / "work" / "cnn_student"
+  saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
+  assert saved == json.loads(json.dumps(result))
+  assert saved["trained_on"] == "scifact" and saved["collection"] == "fever_titles"
+  own = json.loads((run_dir / "eval_test.json").read_text())["hybrid"]
+  assert {m: h["weight"] for m, h in saved["hybrid"].items()} == {m: own[m]["full_collection"]["weight"] for m in own}
+  assert 0.0 <= saved["hub"]["max_share"] <= 1.0
+  assert saved["teacher"]["num_candidates"] == c.data.num_candidates and "ndcg@10" in saved["teacher"]["rerank"]
+
+  # Directly: the vocabulary file of the stage folder, word ids by the tokenizer (tested in test_data.py), the
+  # parameters applied on one device without the index, NumPy scores and top 100, pytrec_eval.
+  fever = datasets.load(collection.from_config(_on(c, dataset="fever_titles")).data_cfg)
+  vocab = (run_dir / "inputs" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+  index = {w: i for i, w in enumerate(vocab)}
+  built = build_lib.build(c.model, stage_inputs.load(run_dir))
+  params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
+  coll, test = fever.collection, fever.splits["test"]
+  docs = tokenize.word_ids(index, [coll.document(i) for i in range(len(coll))], c.data.doc_word_len)
+  claims = tokenize.word_ids(index, test.texts, c.data.claim_word_len)
+  apply = lambda x, m: np.asarray(built.module.apply({"params": params}, x, method=getattr(built.module, m)))
+  d = np.concatenate([apply(docs[i:i + 2048], "encode_docs") for i in range(0, len(docs), 2048)])
+  q = apply(claims, "encode_claims")
+  scores = q @ d.T
+  top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
+  run = {cid: {coll.ids[r]: float(scores[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
+  measures = pytrec_eval.RelevanceEvaluator(test.qrels, {"ndcg_cut_10", "recall_100"}).evaluate(run)
+  ndcg = np.mean([m["ndcg_cut_10"] for m in measures.values()])
+  recall = np.mean([m["recall_100"] for m in measures.values()])
+  np.testing.assert_allclose(saved["student"]["full_collection"]["ndcg@10"], ndcg, atol=2e-3)
+  np.testing.assert_allclose(saved["student"]["full_collection"]["recall@100"], recall, atol=2e-3)
+
+
+def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path, capsys):
+  c, root = stage
+  work = tmp_path / "work"
+  shutil.copytree(root / "work", work)
+  c = c.copy_and_resolve_references()
+  c.data.cache_dir = str(tmp_path / "no_cache")  # an empty cache: nothing prepared
+  jsonl = tmp_path / "docs.jsonl"
+  docs = [{"_id": "d1", "title": "Vitamin D", "text": "Vitamin D deficiency and the risk of cancer."},
+          {"_id": "d2", "title": "Football", "text": "The league final was played in May."},
+          {"_id": "d3", "title": "Insulin", "text": "Insulin resistance in type 2 diabetes."}]
+  jsonl.write_text("\n".join(json.dumps(d) for d in docs))
+  on = _on(c, path=str(jsonl))
+  on.mode = "index"
+  stages.run(on, str(work))
+  on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency cancer risk", 3
+  hits = stages.run(on, str(work))
+  assert sorted(h[0] for h in hits[0]) == ["d1", "d2", "d3"]
+  assert "d1" in capsys.readouterr().out
+  assert not any((tmp_path / "no_cache").glob("*")), "the stage read the prepared-data cache"
+  stored = search.Index(indexing.index_root(work / "cnn_student", "docs"))
+  vecs, ids, meta = stored.read()
+  assert ids == ["d1", "d2", "d3"] and meta["collection"] == "docs" and vecs.shape[0] == 3
+
+
+def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
+  c, root = stage
+  run_dir = root / "work" / "cnn_student"
+  inputs = stage_inputs.load(run_dir)
+  built = build_lib.build(c.model, inputs)
+  mesh = sharding.make_mesh()
+  params, _ = train.restore_params(run_dir, built, c, mesh)
+  source = collection.from_config(_on(c, dataset="scifact"))
+  whole = indexing.build_index(built, params, inputs, source, tmp_path / "whole", mesh, {}, chunk=2000)
+  indexing.build_index(built, params, inputs, source, tmp_path / "killed", mesh, {}, chunk=2000, stop_after_chunks=1)
+  assert not search.Index(tmp_path / "killed").exists()
+  assert json.loads((tmp_path / "killed" / "progress.json").read_text())["done"] == 2000
+  resumed = indexing.build_index(built, params, inputs, source, tmp_path / "killed", mesh, {}, chunk=2000)
+  a, ids_a, _ = whole.read()
+  b, ids_b, _ = resumed.read()
+  assert ids_a == ids_b and len(ids_a) == 5183
+  np.testing.assert_array_equal(a, b)
+  jax.clear_caches()

@@ -1,0 +1,26 @@
+"""The closing table of a main-command run."""
+
+from pathlib import Path
+
+from kd_jax import summary
+
+
+def _m(v):
+  return {"ndcg@10": v}
+
+
+def test_table_lists_bm25_teacher_student_and_hybrids_with_their_weights():
+  student = {"model": "cnn_student", "split": "test", "rerank": _m(0.665), "bm25_rerank": _m(0.679),
+             "full_collection": _m(0.407), "bm25_full_collection": _m(0.665), "hub": {"k": 10, "max_share": 0.02},
+             "hybrid": {"linear": {"rerank": {"weight": 0.4, "test": _m(0.75)},
+                                   "full_collection": {"weight": 0.3, "test": _m(0.754)}}}}
+  text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
+  lines = text.splitlines()
+  assert "| BM25 | 0.679 | 0.665 |" in lines
+  assert "| teacher (cross-encoder) | 0.752 | — |" in lines
+  assert "| cnn_student (student alone) | 0.665 | 0.407 |" in lines
+  assert "| cnn_student + BM25, linear (dev-chosen weights 0.4 / 0.3) | 0.750 | 0.754 |" in lines
+  assert "2.0% of claims" in text and "w/cnn_student/eval_test.json" in text and "--config.mode=evaluate" not in text
+  # Without the teacher's test evaluation the table says how to get it.
+  text = summary.render(student, None, Path("w/cnn_student"), Path("w/teacher"))
+  assert "teacher (cross-encoder)" not in text and "--config.name=teacher --config.mode=evaluate" in text
