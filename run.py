@@ -1,6 +1,7 @@
 """kd_jax entry point: `python run.py --config=configs/cnn_student.py --workdir=workdir [--config.x=y ...]`.
 
-`config.mode` picks the stage: train_teacher | score_candidates | distill | evaluate.
+`config.mode` picks the stage: train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search
+| reproduce | pseudo_table (README, "Modes").
 """
 
 import re

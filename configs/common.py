@@ -64,7 +64,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def base_config(mode: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      mode=mode,  # train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search
+      mode=mode,  # train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search |
+                  # reproduce | pseudo_table
       name="",  # stage folder under --workdir
       seed=0,
       resume=True,  # continue from the latest checkpoint in the stage folder
@@ -78,12 +79,13 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # mode=index/search/evaluate on another collection than the training data: a BEIR folder or a .jsonl of
       # {"_id", "title", "text"} (`path`), or a dataset kd_jax knows (`dataset`: scifact, fever_titles). `name`
       # names its index (<stage>/index/<name>/) and eval_<name>.json; empty: the folder, file or dataset name.
-      collection=dict(path="", dataset="", name=""),
-      # mode=search: a claim, or a file of one claim per line. hybrid='linear' or 'rrf' fuses the student with
-      # BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
+      # max_claims: evaluate on the first N test claims of the collection (0 = all).
+      collection=dict(path="", dataset="", name="", max_claims=0),
+      # mode=search: a claim, or a file of one claim per line. hybrid='linear', 'rrf' or 'gated' fuses the student
+      # with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
-      hybrid=dict(methods=("linear", "rrf"), depth=100),
+      hybrid=dict(methods=("linear", "rrf", "gated"), depth=100),
   ))
 
 

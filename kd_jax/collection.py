@@ -26,6 +26,7 @@ class Source:
   name: str  # names the stored index: <stage>/index/<name>/, and eval_<name>.json
   path: Path | None
   data_cfg: ml_collections.ConfigDict | None  # for a dataset kd_jax knows
+  max_claims: int = 0  # evaluate on the first N test claims (0 = all)
 
   def _corpus_file(self) -> Path:
     return self.path / "corpus.jsonl" if self.path.is_dir() else self.path
@@ -54,7 +55,15 @@ class Source:
     return datasets.Collection(ids=ids, titles=titles, texts=texts)
 
   def claims(self, split: str) -> datasets.ClaimSet:
-    """The claims of `split` that have a relevant document, with their qrels (to evaluate)."""
+    """The claims of `split` that have a relevant document (the first `max_claims`), with their qrels."""
+    claims = self._claims(split)
+    if self.max_claims and len(claims) > self.max_claims:
+      ids = claims.ids[: self.max_claims]
+      claims = datasets.ClaimSet(ids=ids, texts=claims.texts[: self.max_claims],
+                                 qrels={q: claims.qrels[q] for q in ids}, stats={"claims": len(ids)})
+    return claims
+
+  def _claims(self, split: str) -> datasets.ClaimSet:
     if self.data_cfg is not None:
       return datasets.load(self.data_cfg).splits[split]
     if not self.path.is_dir():
@@ -84,9 +93,9 @@ def from_config(config) -> Source | None:
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())
     data_cfg.name = cc.dataset
     data_cfg.max_claims = 0
-    return Source(name=cc.name or cc.dataset, path=None, data_cfg=data_cfg)
+    return Source(name=cc.name or cc.dataset, path=None, data_cfg=data_cfg, max_claims=cc.get("max_claims", 0))
   path = Path(cc.path).expanduser()
   if not path.exists():
     raise FileNotFoundError(f"collection.path {path} does not exist: pass a BEIR folder or a .jsonl of documents.")
   name = cc.name or (path.name if path.is_dir() else path.stem)
-  return Source(name=name, path=path, data_cfg=None)
+  return Source(name=name, path=path, data_cfg=None, max_claims=cc.get("max_claims", 0))

@@ -22,7 +22,7 @@ from kd_jax.data import prepare
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 
-NAMES = {"cnn": "CNN", "lstm": "BiLSTM"}
+NAMES = reproduce.NAMES
 
 
 def student_config(config, dataset: str, kind: str, count: int, seed: int):
@@ -59,9 +59,7 @@ def run(config, workdir: str) -> dict:
       for count in counts if i == 0 else sorted({counts[0], counts[-1]}):
         for seed in config.reproduce.seeds:
           cfg = student_config(config, dataset, kind, count, seed)
-          x = reproduce.eval_stage(cfg, wd)
-          if config.hybrid.methods and "hybrid" not in x:  # evaluated before hybrids existed: again (cheap)
-            x = reproduce.evaluate_again(cfg, wd)
+          x = reproduce.eval_stage(cfg, wd)  # evaluated again if made before a fusion method existed
           runs.setdefault(kind, {}).setdefault(count, []).append(_summary(x))
     tcfg = reproduce.teacher_config(config, dataset)
     results["datasets"][dataset] = {"runs": runs, "bm25": reproduce.bm25_full_collection(tcfg.data),

@@ -17,10 +17,11 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from kd_jax import atomic, multihost, stages
+from kd_jax import atomic, logbook, multihost, stages
 from kd_jax.data import candidates, datasets
 from kd_jax.search import full_collection_metrics
 
+NAMES = {"cnn": "CNN", "lstm": "BiLSTM"}  # display names of student kinds
 RERANK = ("mrr@10", "map", "ndcg@10", "recall@1", "recall@5", "recall@10")
 FULL = ("ndcg@10", "recall@10", "recall@100")
 
@@ -70,8 +71,8 @@ def distill_setting(r, kind: str) -> tuple[float, float]:
 def best_dev(stage: Path, metric: str = "ndcg@10") -> float:
   """The best dev figure a stage reached while training (the one its best checkpoint was kept for): what a
   sweep chooses by, so test figures are only reported."""
-  rows = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines() if line.strip()]
-  return max((r[metric] for r in rows if r.get("split") == "dev" and metric in r), default=float("nan"))
+  return max((r[metric] for r in logbook.read(stage) if r.get("split") == "dev" and metric in r),
+             default=float("nan"))
 
 
 def eval_stage(cfg, workdir: Path) -> dict:
@@ -79,7 +80,10 @@ def eval_stage(cfg, workdir: Path) -> dict:
   path = workdir / cfg.name / "eval_test.json"
   _check_same_settings(cfg, workdir / cfg.name)
   if path.is_file():
-    return json.loads(path.read_text())
+    stored = json.loads(path.read_text())
+    if "full_collection" not in stored or set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods):
+      return stored
+    return stages.evaluate_stage(cfg, str(workdir))  # made before a fusion method existed: the figures again
   if cfg.mode == "distill":
     return stages.distill(cfg, str(workdir))
   return stages.evaluate_stage(cfg, str(workdir))
@@ -103,11 +107,6 @@ def _check_same_settings(cfg, stage: Path) -> None:
   if differ:
     raise ValueError(f"{stage} was trained with other {', '.join(differ)} settings than asked for now: pass another "
                      "--workdir (or delete that folder) to train it afresh.")
-
-
-def evaluate_again(cfg, workdir: Path) -> dict:
-  """The stage's test evaluation recomputed from its best checkpoint (e.g. to add figures added since)."""
-  return stages.evaluate_stage(cfg, str(workdir))
 
 
 def bm25_full_collection(data_cfg) -> dict:
@@ -135,7 +134,7 @@ def run(config, workdir: str) -> dict:
       for label, a in (("hard labels only", 0.0), ("distilled", alpha)):
         for seed in r.seeds:
           cfg = student_config(config, dataset, kind, a, temperature, seed)
-          rows.setdefault(f"{kind.upper() if kind == 'cnn' else 'BiLSTM'} {label}", []).append(eval_stage(cfg, wd))
+          rows.setdefault(f"{NAMES.get(kind, kind)} {label}", []).append(eval_stage(cfg, wd))
     tcfg = teacher_config(config, dataset)
     tcfg.mode = "evaluate"
     tdir = Path(config.reproduce.teacher_dirs.get(dataset, "") or wd / tcfg.name)
@@ -209,6 +208,8 @@ def write_markdown(out: Path) -> None:
     text = render(results, ml_collections.ConfigDict(results["config"]))
   if (out / "teacher.md").is_file():  # benchmarks/teacher_rows.py: the rows that explain the teacher
     text += "\n" + (out / "teacher.md").read_text()
+  if (out / "transfer.md").is_file():  # benchmarks/transfer_table.py: the students on the other collection
+    text += "\n" + (out / "transfer.md").read_text()
   if (out / "pseudo.json").is_file():
     pseudo = json.loads((out / "pseudo.json").read_text())
     text += "\n" + pseudo_table.render(pseudo, pseudo["config"])
@@ -279,7 +280,7 @@ def _settings_text(r) -> str:
   if len(set(settings.values())) <= 1:
     return f"alpha={r.alpha}, T={r.temperature}" if not settings else "alpha={:g}, T={:g}".format(
         *next(iter(settings.values())))
-  return "; ".join(f"{k.upper() if k == 'cnn' else 'BiLSTM'} alpha={a:g}, T={t:g}" for k, (a, t) in
+  return "; ".join(f"{NAMES.get(k, k)} alpha={a:g}, T={t:g}" for k, (a, t) in
                    settings.items()) + " (each chosen on dev)"
 
 

@@ -349,9 +349,12 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   _check_writable(config.data, out)
   weights = {}
   if config.hybrid.methods:
-    if not (out / "eval_test.json").is_file():  # the fusion weights come from the stage's own dev set
-      evaluate_stage(ml_collections.ConfigDict({**config.to_dict(), "collection": dict(path="", dataset="",
-                                                                                         name="")}), workdir)
+    # The fusion weights come from the stage's own dev set: evaluated there first if missing (or made before a
+    # fusion method existed).
+    if len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods):
+      own = ml_collections.ConfigDict(config.to_dict())
+      own.collection.update(path="", dataset="", name="")
+      evaluate_stage(own, workdir)
     weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = _student(config, out, mesh)
@@ -363,15 +366,28 @@ def evaluate_collection(config, workdir: str, source) -> dict:
                                               config.hybrid.depth)}
   tdir, tcfg = _teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
-    tinputs = _stage_inputs(tcfg, tdir)
-    tbuilt = build_lib.build(tcfg.model, tinputs)
-    tparams, _ = train.restore_params(tdir, tbuilt, tcfg, mesh)
-    result["teacher"] = {"stage": str(tdir), **collection_eval.teacher_figures(
-        tbuilt, tparams, tinputs, tcfg.model.pair_len, source, mesh, config.data.num_candidates,
-        tcfg.train.eval_batch_size)}
+    result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
   path = out / f"eval_{source.name}.json"
   multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   collection_eval.log_summary(result)
+  return result
+
+
+def _teacher_on(tcfg, tdir: Path, source, num_candidates: int, mesh) -> dict:
+  """The teacher reranking `source`'s BM25 candidates, stored in the teacher's folder (every student distilled from
+  it shares the figures: `<teacher>/eval_<collection>.json`)."""
+  path = tdir / f"eval_{source.name}.json"
+  if path.is_file():
+    stored = json.loads(path.read_text())
+    if stored.get("claims_asked") == source.max_claims and stored.get("num_candidates") == num_candidates:
+      return stored
+  tinputs = _stage_inputs(tcfg, tdir)
+  tbuilt = build_lib.build(tcfg.model, tinputs)
+  tparams, _ = train.restore_params(tdir, tbuilt, tcfg, mesh)
+  result = {**collection_eval.teacher_figures(tbuilt, tparams, tinputs, tcfg.model.pair_len, source, mesh,
+                                              num_candidates, tcfg.train.eval_batch_size),
+            "claims_asked": source.max_claims, "collection": source.name}
+  multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   return result
 
 

@@ -8,16 +8,32 @@ import pytest
 from kd_jax import fusion, hybrid, metrics
 
 
+def _agreement_reference(student, bm25, mask, top, depth):
+  """Per claim: of the documents the student ranks in its top `top` (ties share a rank), the share BM25 ranks in
+  its top `depth`."""
+  out = []
+  for i in range(len(student)):
+    idx = [j for j in range(student.shape[1]) if mask[i, j]]
+    rank = lambda v, x: 1 + sum(v[y] > v[x] for y in idx)  # noqa: E731
+    mine = [j for j in idx if rank(student[i], j) <= top]
+    out.append(sum(rank(bm25[i], j) <= depth and bm25[i, j] > 0 for j in mine) / max(len(mine), 1))
+  return np.array(out)
+
+
 def _reference(method, student, bm25, weight, mask, k=60.0):
-  """Per claim, loops over its valid documents: min-max linear interpolation, or weighted RRF (ties share a rank)."""
+  """Per claim, loops over its valid documents: min-max linear interpolation (gated: the weight scaled by the
+  claim's agreement), or weighted RRF (ties share a rank)."""
   out = np.full(student.shape, -np.inf)
+  if method == "gated":
+    gate = _agreement_reference(student, bm25, mask, 10, 100)
   for i in range(len(student)):
     idx = [j for j in range(student.shape[1]) if mask[i, j]]
     s, b = [float(student[i, j]) for j in idx], [float(bm25[i, j]) for j in idx]
+    w = weight * gate[i] if method == "gated" else weight
     for n, j in enumerate(idx):
-      if method == "linear":
+      if method in ("linear", "gated"):
         norm = lambda v, x: (x - min(v)) / (max(v) - min(v)) if max(v) > min(v) else 0.0  # noqa: E731
-        out[i, j] = weight * norm(s, s[n]) + (1 - weight) * norm(b, b[n])
+        out[i, j] = w * norm(s, s[n]) + (1 - w) * norm(b, b[n])
       else:
         rank = lambda v, x: 1 + sum(y > x for y in v)  # noqa: E731
         out[i, j] = weight / (k + rank(s, s[n])) + (1 - weight) / (k + rank(b, b[n]))
@@ -58,6 +74,7 @@ def _order(scores, mask):
 @pytest.mark.parametrize("ties", [False, True])
 def test_weight_one_is_the_student_and_zero_is_bm25(method, ties):
   student, bm25, mask = _arrays(ties=ties, seed=1)
+  bm25 = np.maximum(bm25, 1.0)  # gated: every document matched by BM25 (weight 1 is the student only then)
   assert _order(fusion.fuse(method, student, bm25, 1.0, mask), mask) == _order(student, mask)
   assert _order(fusion.fuse(method, student, bm25, 0.0, mask), mask) == _order(bm25, mask)
   assert _order(student, mask) != _order(bm25, mask)  # the two systems do disagree
@@ -85,7 +102,7 @@ def _candidates(q=30, k=16, seed=2):
   mask[:5, -3:] = False
   pred = {"scores": rng.normal(size=(q, k)).astype(np.float32), "labels": labels, "mask": mask,
           "num_relevant": labels.sum(axis=1)}
-  return pred, (rng.normal(size=(q, k)) + 2 * labels).astype(np.float32)
+  return pred, (np.abs(rng.normal(size=(q, k))) + 2 * labels + 0.01).astype(np.float32)  # BM25 scores are > 0
 
 
 @pytest.mark.parametrize("method", fusion.METHODS)
@@ -139,3 +156,25 @@ def test_choose_picks_the_best_dev_weight_and_reads_back_from_json():
   assert out["weight"] == 0.2 and out["dev_ndcg@10"] == 0.61 and seen == [0.2]  # ties go to the smaller weight
   assert json.loads(json.dumps(out)) == out
   assert out["dev_curve"]["0.3"] == 0.61 and len(out["dev_curve"]) == len(hybrid.WEIGHTS)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_agreement_matches_reference_and_gates_the_student(ties):
+  student, bm25, mask = _arrays(q=8, u=30, seed=3, ties=ties)
+  got = fusion.agreement(student, bm25, mask, top=4, depth=6)
+  np.testing.assert_allclose(got, _agreement_reference(student, bm25, mask, 4, 6))
+  assert got.min() < got.max()  # claims differ in agreement
+  bm25[:, :5] = 0.0  # unmatched documents (BM25 score 0) never agree, whatever their (tied) rank
+  got = fusion.agreement(student, bm25, mask, top=4, depth=30)
+  np.testing.assert_allclose(got, _agreement_reference(student, bm25, mask, 4, 30))
+  # A student whose top 10 BM25 never ranks in its top 100 (a hub) is ignored: BM25's order, whatever the weight.
+  u = 130
+  bm25 = np.arange(u, 0, -1, dtype=np.float32)[None]  # documents 0..99 are BM25's top 100
+  student = np.zeros((1, u), np.float32)
+  student[0, 100:110] = 10.0  # the student's top 10: outside BM25's top 100
+  full = np.ones((1, u), bool)
+  np.testing.assert_array_equal(fusion.fuse("gated", student, bm25, 1.0, full), fusion.fuse("linear", student, bm25,
+                                                                                          0.0, full))
+  student[0, 100:110], student[0, :10] = 0.0, 10.0  # now its top 10 are BM25's too: the plain linear fusion
+  np.testing.assert_allclose(fusion.fuse("gated", student, bm25, 0.6, full), fusion.fuse("linear", student, bm25,
+                                                                                       0.6, full))
