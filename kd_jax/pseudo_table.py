@@ -90,7 +90,7 @@ def _teacher_params(config, dataset: str) -> int:
 
 def _steps(config: dict) -> str:
   train = {k: config["students"][k]["train"] for k in config["reproduce"]["students"]}
-  return ", ".join(f"{NAMES[k]} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
+  return ", ".join(f"{NAMES.get(k, k)} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
 
 
 def _per_dataset(x) -> str:
@@ -118,8 +118,9 @@ def render(results: dict, config: dict) -> str:
     for kind, by_count in d["runs"].items():
       for count, xs in by_count.items():
         ratio = f"{d['teacher_params'] / xs[0]['params']:.1f}x"
-        for variant, label in (("", NAMES[kind]), ("hybrid_linear", f"{NAMES[kind]} + BM25 (linear)"),
-                               ("hybrid_rrf", f"{NAMES[kind]} + BM25 (RRF)")):
+        name = NAMES.get(kind, kind)
+        for variant, label in (("", name), ("hybrid_linear", f"{name} + BM25 (linear)"),
+                               ("hybrid_rrf", f"{name} + BM25 (RRF)")):
           if variant and variant not in xs[0]:
             continue
           ys = [x[variant] if variant else x for x in xs]
@@ -138,7 +139,8 @@ def plot(results: dict, out: Path) -> None:
   for ax, dataset, d in panels:
     for kind, by_count in d["runs"].items():
       xs = sorted(by_count, key=int)
-      for variant, style, label in (("", "o-", NAMES[kind]), ("hybrid_linear", "s--", f"{NAMES[kind]} + BM25")):
+      name = NAMES.get(kind, kind)
+      for variant, style, label in (("", "o-", name), ("hybrid_linear", "s--", f"{name} + BM25")):
         if variant and variant not in by_count[xs[0]][0]:
           continue
         vals = [[(x[variant] if variant else x)["full_collection"]["ndcg@10"] for x in by_count[c]] for c in xs]

@@ -98,7 +98,7 @@ def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, dat
     assert a[key] == b[key], key
   # Training curves: the same losses to float tolerance at every logged step (reductions may be ordered otherwise).
   for stage in ("teacher", "cnn_student"):
-    rows = [[json.loads(line) for line in (run / stage / "metrics.jsonl").read_text().splitlines()] for run in (one, two)]
+    rows = [[json.loads(line) for line in (run / stage / "metrics.jsonl").open()] for run in (one, two)]
     assert [(r["step"], r["split"]) for r in rows[0]] == [(r["step"], r["split"]) for r in rows[1]]
     for x, y in zip(*rows):
       np.testing.assert_allclose(x.get("loss", x.get("ndcg@10")), y.get("loss", y.get("ndcg@10")), rtol=1e-5)

@@ -51,7 +51,9 @@ def student_config(mcfg, vocab_size: int):
                 dropout_rate=mcfg.dropout_rate)
   if mcfg.kind == "cnn":
     return students.CNNConfig(widths=tuple(mcfg.widths), num_filters=mcfg.num_filters, **common)
-  return students.BiLSTMConfig(hidden=mcfg.hidden, pooling=mcfg.pooling, **common)
+  if mcfg.kind == "lstm":
+    return students.BiLSTMConfig(hidden=mcfg.hidden, pooling=mcfg.pooling, **common)
+  raise ValueError(f"Unknown student kind {mcfg.kind!r}: use one of {KINDS[1:]}.")
 
 
 def build(mcfg, prepared: Prepared) -> Built:
