@@ -10,6 +10,7 @@ from kd_jax import pseudo_table, reproduce
 from kd_jax.data import datasets
 
 
+@pytest.mark.slow  # a minutes-long chain of stages
 def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   c = reproduce_config.get_config("smoke")
   c.data.dir = str(data_dir)

@@ -80,6 +80,7 @@ def _run(args, env_extra=None, check=True):
   return proc
 
 
+@pytest.mark.slow  # a minutes-long chain of stages
 def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   common = [f"--workdir={tmp_path}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache_dir}"]
   _run(["--config=configs/cnn_student.py:smoke", *common])
@@ -97,7 +98,7 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   assert len(scores) == 1
   # The trained student indexes the collection once, then searches it from the stored vectors.
   _run(["--config=configs/cnn_student.py:smoke", "--config.mode=index", *common])
-  assert (student / "index" / "doc_vecs.npy").is_file()
+  assert (student / "index" / "scifact" / "doc_vecs.npy").is_file()
   found = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search",
                 "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
   assert len(_hits(found)) == 10, found.stdout
