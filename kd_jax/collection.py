@@ -12,12 +12,13 @@ collection's token ids at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Iterator
 
 import ml_collections
 
-from kd_jax.data import beir, datasets
+from kd_jax.data import beir, candidates, datasets
 from kd_jax.data.jsonl import read_jsonl, require_file
 
 
@@ -31,10 +32,20 @@ class Source:
   def _corpus_file(self) -> Path:
     return self.path / "corpus.jsonl" if self.path.is_dir() else self.path
 
+  @functools.cached_property
+  def _dataset(self) -> datasets.RetrievalData:
+    """A known dataset, loaded once however many of its parts are asked for."""
+    return datasets.load(self.data_cfg)
+
+  @functools.cached_property
+  def bm25(self) -> candidates.BM25Index:
+    """BM25 over the collection, built once for every figure that needs it."""
+    return candidates.BM25Index(self.collection())
+
   def documents(self) -> Iterator[tuple[str, str]]:
     """(doc_id, text) in collection order."""
     if self.data_cfg is not None:
-      coll = datasets.load(self.data_cfg).collection
+      coll = self._dataset.collection
       for i, doc_id in enumerate(coll.ids):
         yield doc_id, coll.document(i)
       return
@@ -45,8 +56,12 @@ class Source:
 
   def collection(self) -> datasets.Collection:
     """The whole collection in memory (BM25 and snippets need it)."""
+    return self._collection
+
+  @functools.cached_property
+  def _collection(self) -> datasets.Collection:
     if self.data_cfg is not None:
-      return datasets.load(self.data_cfg).collection
+      return self._dataset.collection
     ids, titles, texts = [], [], []
     for _, obj in read_jsonl(require_file(self._corpus_file(), "Collection file"), required=("_id",), unique="_id"):
       ids.append(str(obj["_id"]))
@@ -65,7 +80,7 @@ class Source:
 
   def _claims(self, split: str) -> datasets.ClaimSet:
     if self.data_cfg is not None:
-      return datasets.load(self.data_cfg).splits[split]
+      return self._dataset.splits[split]
     if not self.path.is_dir():
       raise ValueError(f"collection.path={self.path} is a document file: evaluating needs a BEIR folder with "
                        "queries.jsonl and qrels/<split>.tsv.")

@@ -16,7 +16,7 @@ import numpy as np
 
 from kd_jax import evaluate, hybrid, metrics, search, sharding, stage_inputs
 from kd_jax.collection import Source
-from kd_jax.data import candidates, tokenize
+from kd_jax.data import tokenize
 from kd_jax.models.build import Built
 
 
@@ -28,7 +28,7 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
   if coll.ids != doc_ids:
     raise ValueError(f"The index of {source.name} was built from another version of the collection: rebuild it "
                      "(delete its index folder and run --config.mode=index).")
-  bm25 = candidates.BM25Index(coll)
+  bm25 = source.bm25
   b_rows, b_scores = bm25.search(claims.texts, depth)
   claim_vecs = search.encode_claims(built, params, inputs.claim_words(claims.texts), mesh)
   s_scores, s_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh)
@@ -58,7 +58,7 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
   """The cross-encoder reranking each claim's BM25 top `num_candidates`, and BM25's own order of those lists."""
   claims = source.claims("test")
   coll = source.collection()
-  rows, bm25_scores = candidates.BM25Index(coll).search(claims.texts, num_candidates)
+  rows, bm25_scores = source.bm25.search(claims.texts, num_candidates)
   unique, local = np.unique(rows, return_inverse=True)
   local = local.reshape(rows.shape)
   s = tinputs.settings

@@ -203,13 +203,15 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
                                                                prepared.qrels[split])
     result["hub"] = collection_eval.hub_share(rows)
     data = datasets.load(config.data)
+    bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
-    b_rows, b_scores = candidates.BM25Index(data.collection).search([texts[c] for c in claim_ids], 100)
+    b_rows, b_scores = bm25.search([texts[c] for c in claim_ids], 100)
     result["bm25_full_collection"] = search.full_collection_metrics(b_scores, b_rows, claim_ids, prepared.doc_ids,
                                                                     prepared.qrels[split])
     if config.hybrid.methods and split != "dev":
       dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
-      result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split)
+      result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
+                                 data, bm25)
   multihost.primary_writes(f"{out / f'eval_{split}.json'}",
                            lambda: atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2)))
   logging.info("%s on %s: reranking nDCG@10 %.4f%s -> %s", config.name, split, result["rerank"]["ndcg@10"],
@@ -218,10 +220,8 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   return result
 
 
-def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str) -> dict:
+def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str, data, bm25) -> dict:
   """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking and full collection)."""
-  data = datasets.load(config.data)
-  bm25 = candidates.BM25Index(data.collection)
   pools = {}
   for s in ("dev", split):
     claim_ids = [c.decode() for c in preds[s]["claim_id"]]
@@ -322,7 +322,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
     weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
-    bm25 = candidates.BM25Index(coll)
+    bm25 = source.bm25
     depth = max(s.top_k, config.hybrid.depth)
     pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
                                        {str(i): {} for i in range(len(texts))}, bm25, mesh, depth)
