@@ -25,6 +25,9 @@ def get_config(arg: str = ""):
       # Teacher-labelled pseudo-claims (collection sentences; mode=pseudo_claims builds them, distill reuses
       # them): `count` > 0 mixes them into training at `fraction` of the examples; they get the KL term only.
       pseudo=dict(count=0, fraction=0.5, seed=0, min_words=5, max_words=40, max_overlap=0.8),
+      # More negatives for the hard-label term (kd_jax/negatives.py): every other claim's candidates in the
+      # batch (in_batch) and `random` collection documents per claim, shared by the batch.
+      negatives=dict(in_batch=False, random=0),
   )
   # The teacher stage the chain runs when no teacher is found; it always uses this config's data.
   c.teacher = teacher.get_config(arg)

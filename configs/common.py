@@ -19,6 +19,9 @@ def data_config() -> ml_collections.ConfigDict:
       claim_wp_len=32, doc_wp_len=384,  # the teacher reads up to model.pair_len of claim + document
       claim_word_len=32, doc_word_len=128,
       vocab_size=20000,
+      # >0: words outside the vocabulary get one of this many hashed embedding rows instead of one shared <unk>,
+      # so rare terms (BM25's strength) stay apart (extra parameters: oov_buckets x model.embed_dim).
+      oov_buckets=0,
       max_claims=0,  # >0 keeps only the first N claims of each split (smoke runs)
   ))
 
@@ -57,6 +60,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       best_metric="ndcg@10", eval_batch_size=64, eval_split="dev",
       eval_at_start=True,  # a dev evaluation before the first step (the curve's starting point)
       list_size=0,  # >0: train on each claim's golds + random negatives, this many candidates (0 = all)
+      # Students: also search the whole collection with the dev claims at each evaluation (full_ndcg@10,
+      # full_recall@10, full_recall@100), so best_metric can choose the checkpoint that searches best.
+      eval_full_collection=False,
   )
   base.update(overrides)
   return ml_collections.ConfigDict(base)

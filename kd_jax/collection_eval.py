@@ -53,6 +53,20 @@ def hub_share(rows: np.ndarray, k: int = 10) -> dict:
   return {"k": k, "max_share": float(counts[best] / len(rows)), "row": int(docs[best])}
 
 
+def geometry(doc_vecs: np.ndarray, doc_words: np.ndarray) -> dict:
+  """How a dot-product index can produce hubs: the spread of document norms, how far norm follows length (in
+  words), and how much every vector points one way (mean cosine to the centroid; near 1, the shared direction
+  decides the ranking and the largest norms win for every claim)."""
+  vecs = np.asarray(doc_vecs, np.float64)
+  norms = np.linalg.norm(vecs, axis=1)
+  lengths = (np.asarray(doc_words) != 0).sum(1)
+  centroid = vecs.mean(0)
+  cos = vecs @ centroid / np.maximum(norms * np.linalg.norm(centroid), 1e-12)
+  corr = float(np.corrcoef(norms, lengths)[0, 1]) if norms.std() > 0 and lengths.std() > 0 else 0.0
+  return {"norm_mean": float(norms.mean()), "norm_cv": float(norms.std() / max(norms.mean(), 1e-12)),
+          "corr_norm_length": corr, "mean_cos_to_centroid": float(cos.mean())}
+
+
 def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, pair_len: int, source: Source, mesh,
                     num_candidates: int, batch_size: int) -> dict:
   """The cross-encoder reranking each claim's BM25 top `num_candidates`, and BM25's own order of those lists."""

@@ -105,18 +105,24 @@ def distillation_loss(student_logits: Array, teacher_logits: Array, mask: Array,
 def combined_loss(student_logits: Array, teacher_logits: Array, labels: Array, mask: Array,
                   temperature: float, alpha: float, hard: HardLoss = "listwise",
                   hard_row_mask: Array | None = None,
-                  row_weights: Array | None = None) -> tuple[Array, dict[str, Array]]:
+                  row_weights: Array | None = None,
+                  hard_logits: Array | None = None, hard_labels: Array | None = None,
+                  hard_mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
   """The paper's `alpha * distill + (1 - alpha) * hard`, mixed per row, and its parts for logging.
 
   A row without a hard target (`hard_row_mask` False, e.g. a teacher-labelled pseudo-claim, or no gold
   among its candidates for the listwise loss) contributes its distillation term alone, as with alpha=1.
   When every row has a hard target, the total equals `alpha * parts['distill'] + (1 - alpha) * parts['hard']`.
+  `hard_logits`/`hard_labels`/`hard_mask` ([batch, K + C], negatives.py) give the hard term a wider list than
+  the teacher scored: the claim's candidates plus extra negatives; the distillation term keeps `[batch, K]`.
   Returns `(total, {'distill': mean over valid rows, 'hard': mean over hard rows})`.
   """
+  if hard_logits is None:
+    hard_logits, hard_labels, hard_mask = student_logits, labels, mask
   if hard == "listwise":
-    hard_loss, has_target = _listwise_rows(student_logits, labels, mask)
+    hard_loss, has_target = _listwise_rows(hard_logits, hard_labels, hard_mask)
   elif hard == "pointwise":
-    hard_loss, has_target = _pointwise_rows(student_logits, labels, mask)
+    hard_loss, has_target = _pointwise_rows(hard_logits, hard_labels, hard_mask)
   else:
     raise ValueError(f"hard must be 'listwise' or 'pointwise', got {hard!r}")
   distill = _distill_rows(student_logits, teacher_logits, mask, temperature)

@@ -82,7 +82,8 @@ def ensure(tcfg, tdir: Path, p, count: int):
   rows, bm25 = candidates.BM25Index(coll).search(texts, prepared.shapes[0])
   tok = tokenize.load_wordpiece(pretrained.hf_model_dir(tcfg.data.tokenizer))
   claim_wp = tokenize.wordpiece_ids(tok, texts, tcfg.data.claim_wp_len)
-  claim_words = tokenize.word_ids({w: i for i, w in enumerate(prepared.vocab)}, texts, tcfg.data.claim_word_len)
+  claim_words = tokenize.word_ids({w: i for i, w in enumerate(prepared.vocab)}, texts, tcfg.data.claim_word_len,
+                                  prepared.oov_buckets)
   exs = examples(ids, claim_wp, claim_words, rows, bm25)
 
   scores = _load_progress(root, ids, rows)

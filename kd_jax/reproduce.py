@@ -218,6 +218,8 @@ def write_markdown(out: Path) -> None:
     text += "\n" + (out / "teacher.md").read_text()
   if (out / "transfer.md").is_file():  # benchmarks/transfer_table.py: the students on the other collection
     text += "\n" + (out / "transfer.md").read_text()
+  if (out / "ablation.md").is_file():  # experiments/ablation.py: what makes a student search the whole collection
+    text += "\n" + (out / "ablation.md").read_text()
   if (out / "pseudo.json").is_file():
     pseudo = json.loads((out / "pseudo.json").read_text())
     text += "\n" + pseudo_table.render(pseudo, pseudo["config"])

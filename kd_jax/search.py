@@ -70,6 +70,16 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   return np.asarray(scores), np.asarray(rows)
 
 
+def search_split(built: Built, params, prepared: Prepared, split: str, mesh, k: int = 100):
+  """Every claim of a prepared split searched over the whole collection: (scores [Q, k], rows [Q, k], claim ids)."""
+  src = prepared.source(split)
+  examples = [src[i] for i in range(len(src))]
+  claim_vecs = encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh)
+  doc_vecs = encode_collection(built, params, prepared, mesh)
+  scores, rows = top_k(built, params, claim_vecs, doc_vecs, k, mesh)
+  return scores, rows, [e["claim_id"].decode() for e in examples]
+
+
 def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
                batch_size: int = 256) -> np.ndarray:
   """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0)."""
@@ -138,14 +148,15 @@ def read_query_file(path: str | Path) -> list[str]:
   return texts
 
 
-def claim_word_ids(texts: list[str], vocab: list[str], max_len: int) -> np.ndarray:
-  """Student ids for free-text claims; refuses claims the student cannot read at all."""
+def claim_word_ids(texts: list[str], vocab: list[str], max_len: int, oov_buckets: int = 0) -> np.ndarray:
+  """Student ids for free-text claims; refuses claims without one word of the student's vocabulary (hashed
+  out-of-vocabulary rows alone carry too little to search with)."""
   index = {w: i for i, w in enumerate(vocab)}
-  ids = tokenize.word_ids(index, texts, max_len)
+  ids = tokenize.word_ids(index, texts, max_len, oov_buckets)
   for text, row in zip(texts, ids):
     if not text.strip():
       raise ValueError("Empty claim: pass some text to search for (--config.search.query='...').")
-    if not (row > 1).any():
+    if not ((row > 1) & (row < len(vocab))).any():
       raise ValueError(f"No word of the claim {text!r} is in the student's vocabulary "
                        f"({len(vocab):,} words): nothing to search with.")
   return ids

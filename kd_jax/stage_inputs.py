@@ -30,11 +30,15 @@ class StageInputs:
   def word_index(self) -> dict[str, int]:
     return {w: i for i, w in enumerate(self.vocab)}
 
+  @property
+  def oov_buckets(self) -> int:
+    return int(self.settings.get("oov_buckets", 0))
+
   def claim_words(self, texts: list[str]) -> np.ndarray:
-    return tokenize.word_ids(self.word_index, texts, self.settings["claim_word_len"])
+    return tokenize.word_ids(self.word_index, texts, self.settings["claim_word_len"], self.oov_buckets)
 
   def doc_words(self, texts: list[str]) -> np.ndarray:
-    return tokenize.word_ids(self.word_index, texts, self.settings["doc_word_len"])
+    return tokenize.word_ids(self.word_index, texts, self.settings["doc_word_len"], self.oov_buckets)
 
   @functools.cached_property
   def wordpiece(self):
@@ -48,7 +52,8 @@ def folder(stage: Path) -> Path:
 def save(stage: Path, prepared, data_cfg) -> None:
   """Stores the inputs of a stage trained on `prepared` (process 0 writes; every process returns once stored)."""
   settings = {"tokenizer": data_cfg.tokenizer, **{k: int(data_cfg[k]) for k in _LENGTHS},
-              "data": data_cfg.name, "prepared": prepared.root.name, "vocab_size": len(prepared.vocab)}
+              "data": data_cfg.name, "prepared": prepared.root.name, "vocab_size": len(prepared.vocab),
+              "oov_buckets": prepared.oov_buckets}
 
   def write():
     out = folder(stage)

@@ -202,6 +202,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["full_collection"] = search.full_collection_metrics(scores, rows, claim_ids, prepared.doc_ids,
                                                                prepared.qrels[split])
     result["hub"] = collection_eval.hub_share(rows)
+    result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
@@ -317,7 +318,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = _student(config, out, mesh)
   doc_vecs, doc_ids = _read_index(config, out, source, inputs)
-  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"])
+  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
   claim_vecs = search.encode_claims(built, params, ids, mesh)
   coll = source.collection()  # BM25 and the snippets
   if s.hybrid:

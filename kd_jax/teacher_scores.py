@@ -1,7 +1,7 @@
 """Teacher soft labels, computed once per training candidate list and streamed into distillation.
 
 Stored as a companion file keyed by claim id beside the teacher run
-(`<teacher_dir>/scores/<prepared-data folder>/<split>.npz`), together with the candidate rows they score:
+(`<teacher_dir>/scores/<prepared-data scores key>/<split>.npz`), together with the candidate rows they score:
 a student whose prepared data differ (other candidates, other claims) gets a clear error, never
 misaligned labels.
 """
@@ -18,7 +18,10 @@ from kd_jax.data.prepare import Prepared
 
 
 def path_for(teacher_dir: Path, prepared: Prepared, split: str) -> Path:
-  return Path(teacher_dir) / "scores" / prepared.root.name / f"{split}.npz"
+  """Scores stored under the prepared folder's own name (older runs), else under its scores key, which caches
+  differing only in the students' word inputs share (`lookup` still checks every claim's candidates)."""
+  own = Path(teacher_dir) / "scores" / prepared.root.name / f"{split}.npz"
+  return own if own.is_file() else Path(teacher_dir) / "scores" / prepared.scores_key / f"{split}.npz"
 
 
 def save(path: Path, claim_ids: np.ndarray, scores: np.ndarray, cand_index: np.ndarray) -> None:

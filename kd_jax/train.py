@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kd_jax import atomic, checkpoint, evaluate, list_sampling, losses, multihost, sharding, stage_inputs
+from kd_jax import (atomic, checkpoint, evaluate, list_sampling, losses, multihost, negatives, search,
+                    sharding, stage_inputs)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -54,16 +55,18 @@ def distill_loss_fn(temperature: float, alpha: float, hard: str) -> Callable:
   def fn(logits, batch):
     return losses.combined_loss(logits, batch["teacher_scores"], batch["cand_labels"], batch["cand_mask"],
                                 temperature=temperature, alpha=alpha, hard=hard,
-                                hard_row_mask=~batch["is_pseudo"])
+                                hard_row_mask=~batch["is_pseudo"], hard_logits=batch.get("wide_logits"),
+                                hard_labels=batch.get("wide_labels"), hard_mask=batch.get("wide_mask"))
   return fn
 
 
 def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None,
-                    list_size: int = 0) -> Callable:
+                    list_size: int = 0, in_batch: bool = False) -> Callable:
   """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores.
 
   `list_size` > 0 trains on that many of each claim's candidates: its golds plus random negatives, drawn anew at
-  every step (list_sampling.py).
+  every step (list_sampling.py). `in_batch`, or random negatives in the batch (`neg_words`), widen the students'
+  hard-label list beyond the claim's candidates (negatives.py).
   """
   def step(state, batch, rng, teacher_params=None):
     rng = jax.random.fold_in(rng, state["step"])
@@ -74,7 +77,14 @@ def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None =
       batch = dict(batch, teacher_scores=jax.lax.stop_gradient(teacher.logits(teacher_params, batch)))
 
     def objective(params):
-      return loss_fn(built.logits(params, batch, rng, train=True), batch)
+      if not (in_batch or "neg_words" in batch):
+        return loss_fn(built.logits(params, batch, rng, train=True), batch)
+      own, wide = built.wide_logits(params, batch, rng, in_batch)
+      neg_index = batch.get("neg_index")
+      extra = negatives.extra_doc_index(batch["cand_index"], neg_index, in_batch)
+      labels, mask = negatives.wide_targets(batch["cand_index"], batch["cand_labels"], batch["cand_mask"], extra,
+                                            negatives.extra_is_real(batch["cand_mask"], neg_index, in_batch))
+      return loss_fn(own, dict(batch, wide_logits=wide, wide_labels=labels, wide_mask=mask))
 
     (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -160,19 +170,27 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     teacher_params = jax.device_put(teacher_params, teacher_sh)
     tokens = "both"
   pair_len = config.model.get("pair_len", 0) or (config.teacher.model.pair_len if teacher is not None else 0)
-  transform = pipeline.gather_transform(prepared, tokens, pair_len, teacher_scores)
+  neg = config.get("distill", {}).get("negatives", {})  # students only (the teacher reads pairs)
+  transform = pipeline.gather_transform(prepared, tokens, pair_len, teacher_scores, neg.get("random", 0), config.seed)
   source = prepared.source("train") if train_source is None else train_source
   batches = pipeline.TrainBatches(source, tc.batch_size, config.seed, transform, jax.process_index(),
                                   jax.process_count())
-  step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0)), mesh, state_sh,
-                     teacher_sh)
+  step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0),
+                                     neg.get("in_batch", False)), mesh, state_sh, teacher_sh)
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
   log = Logbook(workdir, resume_step=start)
 
   def dev_metrics():
     pred = evaluate.predict_split(predict, state["params"], prepared, tc.eval_split, tc.eval_batch_size, mesh,
                                   built.tokens, config.model.get("pair_len", 0))
-    return evaluate.rerank_metrics(pred)
+    out = evaluate.rerank_metrics(pred)
+    if tc.get("eval_full_collection") and built.tokens == "words":
+      # What a student is for is searching the whole collection; with best_metric=full_ndcg@10 the checkpoint kept
+      # is the one that searches best, not the one that reranks best.
+      scores, rows, ids = search.search_split(built, state["params"], prepared, tc.eval_split, mesh)
+      full = search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[tc.eval_split])
+      out.update({f"full_{k}": full[k] for k in ("ndcg@10", "recall@10", "recall@100")})
+    return out
 
   initial = None
   if start == 0 and tc.get("eval_at_start", True):

@@ -10,7 +10,7 @@ import pytest
 import pytrec_eval
 
 from configs import cnn_student
-from kd_jax import collection, indexing, search, sharding, stage_inputs, stages, train
+from kd_jax import collection, collection_eval, indexing, search, sharding, stage_inputs, stages, train
 from kd_jax.data import datasets, tokenize
 from kd_jax.models import build as build_lib
 
@@ -121,3 +121,13 @@ def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   assert ids_a == ids_b and len(ids_a) == 5183
   np.testing.assert_array_equal(a, b)
   jax.clear_caches()
+
+
+def test_geometry_of_constructed_indexes():
+  lengths = np.array([[1] * n + [0] * (6 - n) for n in (1, 2, 3, 6)])
+  same_way = np.array([[1.0, 1.0]]) * np.array([[1], [2], [3], [6]])  # one direction, norm = length
+  g = collection_eval.geometry(same_way, lengths)
+  assert abs(g["mean_cos_to_centroid"] - 1) < 1e-9 and abs(g["corr_norm_length"] - 1) < 1e-9
+  spread = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])  # unit vectors, centroid zero
+  g = collection_eval.geometry(spread, lengths)
+  assert g["norm_cv"] == 0 and g["corr_norm_length"] == 0 and abs(g["mean_cos_to_centroid"]) < 1e-9

@@ -200,6 +200,38 @@ def test_word_vocab():
   assert ids.tolist() == [[2, 1, 1, 0]]
 
 
+def test_oov_buckets_hash_words_apart():
+  import zlib
+  vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "the", "cat"])}
+  ids = tokenize.word_ids(vocab, ["The zebra sat on the zebra", "the okapi"], 8, oov_buckets=7)
+  bucket = {w: 4 + zlib.crc32(w.encode()) % 7 for w in ("zebra", "sat", "on", "okapi")}  # independent of oov_id
+  assert ids.tolist() == [[2, bucket["zebra"], bucket["sat"], bucket["on"], 2, bucket["zebra"], 0, 0],
+                          [2, bucket["okapi"], 0, 0, 0, 0, 0, 0]]
+  assert ids.max() < 4 + 7
+
+
+def test_oov_buckets_share_the_teachers_scores_key(data_dir, tmp_path):
+  """A cache that differs only in the students' word inputs has its own folder but the teacher's scores key of the
+  default cache, so a student with hashed rare words or longer documents reuses the teacher's scores."""
+  base = common_config.data_config()
+  base.dir, base.cache_dir = str(data_dir), str(tmp_path)
+  common_config.shrink_data(base)
+  hashed = base.copy_and_resolve_references()
+  hashed.oov_buckets, hashed.doc_word_len = 64, 96
+  a, b = prepare.prepare(base), prepare.prepare(hashed)
+  assert a.root != b.root and a.scores_key == b.scores_key
+  default = common_config.data_config()
+  default.dir = str(data_dir)
+  # Caches made with the first student settings keep storing scores under their own name (existing teachers').
+  assert prepare.scores_key(default) == f"scifact-{prepare.fingerprint(default)}"
+  assert b.oov_buckets == 64 and a.oov_buckets == 0
+  words = b.docs_words
+  assert words.max() >= len(b.vocab) and words.max() < len(b.vocab) + 64  # some rare words hashed
+  assert not (words == 1).any()  # no shared <unk> left
+  np.testing.assert_array_equal(np.where(a.docs_words[:, :48] == 1, -1, a.docs_words[:, :48]),
+                                np.where(b.docs_words[:, :48] >= len(b.vocab), -1, b.docs_words[:, :48]))
+
+
 # ---------- prepared TFDS dataset and batches ----------
 
 @pytest.fixture(scope="module")

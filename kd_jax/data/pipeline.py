@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import grain
 import numpy as np
 
+from kd_jax import negatives
 from kd_jax.data import tokenize
 from kd_jax.data.prepare import Prepared
 
@@ -41,7 +42,9 @@ class TrainBatches:
   def _epoch(self, epoch: int) -> grain.MapDataset:
     ds = grain.MapDataset.source(self._source).shuffle(seed=self._seed + epoch)
     ds = ds[: self.steps_per_epoch * self._batch].batch(self._batch // self._nproc, batch_fn=_stack)
-    return ds[self._proc :: self._nproc].map(self._transform)
+    # The epoch rides along so per-row draws in the transform (random negatives) change every epoch.
+    return ds[self._proc :: self._nproc].map(
+        lambda b: self._transform({**b, "epoch": np.full(len(b["claim_id"]), epoch, np.int32)}))
 
   def __getitem__(self, step: int) -> Batch:
     epoch, i = divmod(step, self.steps_per_epoch)
@@ -114,14 +117,16 @@ def eval_batches(source, batch_size: int, transform: Callable[[Batch], Batch]) -
 
 
 def gather_transform(prepared: Prepared, tokens: str, pair_len: int = 0,
-                     teacher_scores: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable[[Batch], Batch]:
+                     teacher_scores: Callable[[np.ndarray], np.ndarray] | None = None,
+                     random_negatives: int = 0, seed: int = 0) -> Callable[[Batch], Batch]:
   """Adds the candidates' document tokens to a batch.
 
   tokens="words": `doc_words` [B, K, Ld] for the students. tokens="pairs": `pair_ids`, `pair_types`,
   `pair_mask` [B, K, pair_len] (`[CLS] claim [SEP] doc [SEP]`) for the teacher. tokens="both": both (online
   distillation, where the teacher runs inside the student's step). `teacher_scores`, when
   given, maps claim ids to stored teacher logits [B, K] (the distillation stage's soft labels) for the real
-  rows; pseudo-claim rows already carry theirs.
+  rows; pseudo-claim rows already carry theirs. `random_negatives` > 0 adds `neg_index` [B, R] and `neg_words`
+  [B, R, Ld]: R collection documents per row, drawn per (seed, claim, epoch) (negatives.py; training only).
   """
   if tokens not in ("words", "pairs", "both"):
     raise ValueError(f"tokens must be 'words', 'pairs' or 'both', got {tokens!r}")
@@ -131,6 +136,10 @@ def gather_transform(prepared: Prepared, tokens: str, pair_len: int = 0,
     batch.setdefault("row_mask", np.ones(len(batch["cand_index"]), bool))
     if tokens in ("words", "both"):
       batch["doc_words"] = prepared.docs_words[batch["cand_index"]]
+    if random_negatives:
+      batch["neg_index"] = negatives.random_rows(seed, batch["claim_id"], batch["epoch"], random_negatives,
+                                                 len(prepared.docs_words))
+      batch["neg_words"] = prepared.docs_words[batch["neg_index"]]
     if tokens in ("pairs", "both"):
       batch["pair_ids"], batch["pair_types"], batch["pair_mask"] = tokenize.pack_pairs(
           batch["claim_wp"], prepared.docs_wp[batch["cand_index"]], pair_len)

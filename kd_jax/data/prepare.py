@@ -30,11 +30,28 @@ _KEYS = ("name", "dir", "fever_train_file", "fever_test_file", "fever_wiki_dir",
          "claim_word_len", "doc_word_len", "vocab_size", "max_claims", "tokenizer")
 
 
+# Keys added after caches existed: part of the fingerprint only when set, so older caches keep their names.
+_OPTIONAL_KEYS = {"oov_buckets": 0}
+# Settings that shape only the students' word inputs, at the values the first caches were made with. The teacher's
+# scores do not depend on them: caches differing only here share one scores folder (scores_key).
+_STUDENT_ONLY = {"claim_word_len": 32, "doc_word_len": 128, "vocab_size": 20000, "oov_buckets": 0}
+
+
 def fingerprint(cfg) -> str:
   values = {k: str(cfg[k]) for k in _KEYS}
+  values.update({k: str(cfg[k]) for k, default in _OPTIONAL_KEYS.items() if cfg.get(k, default) != default})
   if cfg.name in ("fever_titles", "scifact"):
     values["dir"] = str(datasets.resolve_data_dir(cfg.dir))
   return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def scores_key(cfg) -> str:
+  """The name teacher scores of this data are stored under: the cache name with the student-only settings at
+  their first values (so a student reading longer documents reuses the teacher's scores of the same candidates)."""
+  canonical = cfg.copy_and_resolve_references()
+  with canonical.unlocked():
+    canonical.update(_STUDENT_ONLY)
+  return f"{cfg.name}-{fingerprint(canonical)}"
 
 
 def cache_root(cfg) -> Path:
@@ -57,6 +74,14 @@ class Prepared:
   @functools.cached_property
   def vocab(self) -> list[str]:
     return (self.root / "vocab.txt").read_text(encoding="utf-8").split("\n")
+
+  @property
+  def oov_buckets(self) -> int:
+    return int(self.meta.get("oov_buckets", 0))
+
+  @property
+  def scores_key(self) -> str:
+    return self.meta.get("scores_key", self.root.name)
 
   @functools.cached_property
   def doc_ids(self) -> list[str]:
@@ -118,13 +143,15 @@ def _build_if_missing(cfg, root: Path) -> None:
   shutil.rmtree(tmp, ignore_errors=True)
   tmp.mkdir(parents=True)
   np.save(tmp / "docs_wp.npy", tokenize.wordpiece_ids(tok, docs, cfg.doc_wp_len))
-  np.save(tmp / "docs_words.npy", tokenize.word_ids(vocab_index, docs, cfg.doc_word_len))
+  buckets = int(cfg.get("oov_buckets", 0))
+  np.save(tmp / "docs_words.npy", tokenize.word_ids(vocab_index, docs, cfg.doc_word_len, buckets))
   (tmp / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
   (tmp / "doc_ids.json").write_text(json.dumps(coll.ids))
 
   index = cands.BM25Index(coll)
   k = min(cfg.num_candidates, len(coll))
   meta = {"dataset": data.name, "num_docs": len(coll), "num_candidates": k, "vocab_size": len(vocab),
+          "oov_buckets": buckets, "scores_key": scores_key(cfg),
           "shapes": [k, cfg.claim_wp_len, cfg.claim_word_len], "splits": {}}
   generators, qrels = {}, {}
   for split in SPLITS:
@@ -132,7 +159,7 @@ def _build_if_missing(cfg, root: Path) -> None:
     natural = cands.candidates_for(index, claims, k, force_gold=False)
     c = cands.candidates_for(index, claims, k, force_gold=True) if split == "train" else natural
     generators[split] = _examples(claims, c, tokenize.wordpiece_ids(tok, claims.texts, cfg.claim_wp_len),
-                                  tokenize.word_ids(vocab_index, claims.texts, cfg.claim_word_len))
+                                  tokenize.word_ids(vocab_index, claims.texts, cfg.claim_word_len, buckets))
     qrels[split] = {q: claims.qrels[q] for q in claims.ids}
     meta["splits"][split] = dict(claims.stats, bm25_recall_at_k=cands.recall_at_k(natural),
                                  candidate_recall=cands.recall_at_k(c), gold_forced=split == "train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import re
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -72,10 +73,19 @@ def build_vocab(texts: Iterable[str], size: int) -> list[str]:
   return [PAD, UNK] + [w for w, _ in ranked[: max(size - 2, 0)]]
 
 
-def word_ids(vocab: dict[str, int], texts: list[str], max_len: int) -> np.ndarray:
-  """[n, max_len] int32 student ids: 0 padding, 1 out-of-vocabulary."""
+def oov_id(word: str, vocab_size: int, oov_buckets: int) -> int:
+  """A word outside the vocabulary: id 1 (`<unk>`), or with `oov_buckets` > 0 one of that many hashed rows after
+  the vocabulary. crc32, not hash(): the same word gets the same row in every process and every run."""
+  if not oov_buckets:
+    return 1
+  return vocab_size + zlib.crc32(word.encode("utf-8")) % oov_buckets
+
+
+def word_ids(vocab: dict[str, int], texts: list[str], max_len: int, oov_buckets: int = 0) -> np.ndarray:
+  """[n, max_len] int32 student ids: 0 padding, 1 out-of-vocabulary (or a hashed bucket, `oov_id`)."""
   out = np.zeros((len(texts), max_len), np.int32)
+  n = len(vocab)
   for i, t in enumerate(texts):
-    ids = [vocab.get(w, 1) for w in words(t)[:max_len]]
+    ids = [vocab[w] if w in vocab else oov_id(w, n, oov_buckets) for w in words(t)[:max_len]]
     out[i, : len(ids)] = ids
   return out

@@ -28,6 +28,8 @@ class Built:
   tokens: str  # batch tokens the model reads: "pairs" (teacher) or "words" (students)
   init: Callable[[jax.Array], Any]
   logits: Callable[..., jax.Array]  # (params, batch, rng=None, train=False) -> [B, K]
+  # Students only: (params, batch, rng, in_batch) -> (own [B, K], wide [B, K + C]); see negatives.py.
+  wide_logits: Callable[..., tuple[jax.Array, jax.Array]] | None = None
 
 
 def teacher_config(mcfg) -> TeacherConfig:
@@ -76,7 +78,8 @@ def build(mcfg, prepared: Prepared) -> Built:
 
     return Built("teacher", module, "pairs", init, logits)
 
-  config = student_config(mcfg, len(prepared.vocab))
+  # Embedding rows: the vocabulary, then the hashed rows of out-of-vocabulary words (data.oov_buckets).
+  config = student_config(mcfg, len(prepared.vocab) + prepared.oov_buckets)
   module = (students.CNNStudent if mcfg.kind == "cnn" else students.BiLSTMStudent)(config)
 
   def init(rng):
@@ -86,12 +89,16 @@ def build(mcfg, prepared: Prepared) -> Built:
       index, vectors = pretrained.glove_6b_50d()
       if vectors.shape[1] != config.embed_dim:
         raise ValueError(f"GloVe vectors are {vectors.shape[1]}-d but model.embed_dim={config.embed_dim}.")
-      params = students.with_embeddings(params, students.glove_embedding_matrix(prepared.vocab, index,
-                                                                                np.asarray(vectors)))
+      params = students.with_embeddings(params, students.glove_embedding_matrix(
+          prepared.vocab, index, np.asarray(vectors), extra_rows=prepared.oov_buckets))
     return params
 
   def logits(params, batch, rng=None, train=False):
     return module.apply({"params": params}, batch["claim_words"], batch["doc_words"], deterministic=not train,
                         rngs={"dropout": rng} if train else None)
 
-  return Built(mcfg.kind, module, "words", init, logits)
+  def wide_logits(params, batch, rng, in_batch):
+    return module.apply({"params": params}, batch["claim_words"], batch["doc_words"], batch.get("neg_words"),
+                        in_batch, deterministic=False, rngs={"dropout": rng}, method=module.scores_with_negatives)
+
+  return Built(mcfg.kind, module, "words", init, logits, wide_logits)

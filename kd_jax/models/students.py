@@ -167,6 +167,21 @@ class _DualEncoder(nn.Module):
     """Claims [B, Lc] and their candidates [B, K, Ld] -> scores [B, K]. Creates every parameter on init."""
     return self.score(self.encode_claims(claim_ids, deterministic), self.encode_docs(doc_ids, deterministic))
 
+  def scores_with_negatives(self, claim_ids: Array, doc_ids: Array, neg_ids: Array | None, in_batch: bool,
+                            deterministic: bool = True) -> tuple[Array, Array]:
+    """Scores of each claim's own candidates [B, K], and of its own candidates followed by the batch's extra
+    documents [B, K + C]: every claim's candidates (in_batch, C += B*K) and every row's random negatives
+    `neg_ids` [B, R, Ld] (C += B*R). Each document is encoded once; negatives.wide_targets labels the columns."""
+    claims = self.encode_claims(claim_ids, deterministic)
+    docs = self.encode_docs(doc_ids, deterministic)
+    own = self.score(claims, docs)
+    pool = [docs.reshape(-1, docs.shape[-1])] if in_batch else []
+    if neg_ids is not None:
+      pool.append(self.encode_docs(neg_ids.reshape(-1, neg_ids.shape[-1]), deterministic))
+    if not pool:
+      return own, own
+    return own, jnp.concatenate([own, self.score(claims, jnp.concatenate(pool))], axis=1)
+
 
 class CNNStudent(_DualEncoder):
   """Claim-independent CNN dual encoder (`config: CNNConfig`)."""
@@ -179,16 +194,17 @@ class BiLSTMStudent(_DualEncoder):
 
 
 def glove_embedding_matrix(vocab: list[str], glove_index: dict[str, int], glove_vectors: np.ndarray,
-                           rng_seed: int = 0) -> np.ndarray:
-  """Embedding table [len(vocab), dim] float32 for `vocab` (index -> word; 0 = '<pad>', 1 = '<unk>').
+                           rng_seed: int = 0, extra_rows: int = 0) -> np.ndarray:
+  """Embedding table [len(vocab) + extra_rows, dim] float32 for `vocab` (index -> word; 0 = '<pad>', 1 = '<unk>').
 
   Words found in GloVe (as given, else lowercased: GloVe 6B is uncased) get their GloVe row; the pad row
-  is zero; every other row (including '<unk>') is drawn from N(0, std of GloVe) so it starts on GloVe's scale.
+  is zero; every other row (including '<unk>' and the `extra_rows` hashed out-of-vocabulary rows) is drawn from
+  N(0, std of GloVe) so it starts on GloVe's scale.
   """
   vectors = np.asarray(glove_vectors)
   rng = np.random.default_rng(rng_seed)
   std = float(np.std(vectors, dtype=np.float64))
-  matrix = rng.normal(0.0, std, size=(len(vocab), vectors.shape[1])).astype(np.float32)
+  matrix = rng.normal(0.0, std, size=(len(vocab) + extra_rows, vectors.shape[1])).astype(np.float32)
   for i, word in enumerate(vocab):
     row = glove_index.get(word)
     if row is None:

@@ -1,0 +1,170 @@
+"""What makes a student worth searching with on its own: one row per lever (each alone, then all together), over
+seeds, on the whole collection. Writes results/ablation.json and results/ablation.md (part of RESULTS.md).
+
+  KD_JAX_DATA_DIR=../shared/data python -m experiments.ablation --workdir=workdir/reproduce \
+      --config.reproduce.teacher_dirs.scifact=workdir/teacher
+
+Stages live beside the reproduction's (same flags, same teacher), so the 'reproduction' rows reuse its finished
+students and an interrupted ablation continues. Every lever is a config override; settings are chosen by dev
+figures (the checkpoint kept is the best by dev), test figures are only reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from kd_jax import atomic, collection, logbook, reproduce, stages
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/reproduce.py", "The reproduction config.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "The reproduction's workdir.")
+_DATASET = flags.DEFINE_string("dataset", "scifact", "Dataset the students are trained and tested on.")
+_ROWS = flags.DEFINE_list("rows", [], "Only these row names (default: every row).")
+_TRANSFER = flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection for the hub and "
+                                 "transfer check of the combined rows (0: skip).")
+
+# Each lever: a short name (part of the stage name) and its config overrides.
+LEVERS = {
+    "fullsel": ("checkpoint chosen by dev full-collection nDCG@10",
+                {"train.eval_full_collection": True, "train.best_metric": "full_ndcg@10"}),
+    "inbatch": ("in-batch negatives", {"distill.negatives.in_batch": True}),
+    "rand8": ("8 random collection negatives per claim", {"distill.negatives.random": 8}),
+    "cos": ("cosine scoring (learned scale)", {"model.scoring": "cosine"}),
+    "oov2k": ("2,048 hashed rows for out-of-vocabulary words (vocabulary 18k: same budget)",
+              {"data.oov_buckets": 2048, "data.vocab_size": 18000}),
+    "doc256": ("documents cut at 256 words instead of 128", {"data.doc_word_len": 256}),
+}
+ALL = ("fullsel", "inbatch", "rand8", "cos", "oov2k", "doc256")
+# (row name, student kind, levers). The reproduction rows are the distilled students of results.json.
+ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))] + [
+    (f"CNN + fullsel + {name}", "cnn", ("fullsel", name)) for name in ALL[1:]] + [
+    ("CNN all levers", "cnn", ALL),
+    ("BiLSTM reproduction", "lstm", ()),
+    ("BiLSTM all levers", "lstm", ALL)]
+OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
+
+
+def stage_config(config, dataset: str, kind: str, levers, seed: int):
+  alpha, temperature = reproduce.distill_setting(config.reproduce, kind)
+  cfg = reproduce.student_config(config, dataset, kind, alpha, temperature, seed)
+  for lever in levers:
+    for key, value in LEVERS[lever][1].items():
+      node = cfg
+      *path, last = key.split(".")
+      for part in path:
+        node = node[part]
+      node[last] = value
+  if levers:
+    cfg.name += "+" + "+".join(levers)
+  return cfg
+
+
+def train_minutes(stage: Path) -> float:
+  """Wall minutes from the first to the last training record (dev evaluations included)."""
+  times = [r["time"] for r in logbook.read(stage) if r.get("split") == "train"]
+  return (max(times) - min(times)) / 60 if len(times) > 1 else float("nan")
+
+
+def transfer(cfg, workdir: Path, target: str, max_claims: int) -> dict:
+  """The stage on the other dataset's collection (zero-shot; reused when stored)."""
+  cfg = cfg.copy_and_resolve_references()
+  cfg.mode = "evaluate"
+  cfg.collection.update(dataset=target, name=target, max_claims=max_claims)
+  path = workdir / cfg.name / f"eval_{target}.json"
+  if path.is_file():
+    return json.loads(path.read_text())
+  return stages.evaluate_collection(cfg, str(workdir), collection.from_config(cfg))
+
+
+def run(config, workdir: Path, dataset: str, only: list[str], transfer_claims: int) -> dict:
+  out = {"command": "python -m experiments.ablation " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+         "dataset": dataset, "levers": {k: v[0] for k, v in LEVERS.items()}, "rows": {}}
+  started = time.time()
+  wd = workdir / dataset
+  for name, kind, levers in ROWS:
+    if only and name not in only:
+      continue
+    runs = []
+    for seed in config.reproduce.seeds:
+      cfg = stage_config(config, dataset, kind, levers, seed)
+      result = dict(reproduce.eval_stage(cfg, wd), train_minutes=train_minutes(wd / cfg.name),
+                    dev_best={m: reproduce.best_dev(wd / cfg.name, m) for m in ("ndcg@10", "full_ndcg@10")})
+      if transfer_claims and set(levers) == set(ALL):
+        result["transfer"] = transfer(cfg, wd, OTHER[dataset], transfer_claims)
+      runs.append(result)
+    out["rows"][name] = {"kind": kind, "levers": list(levers), "runs": runs}
+  out["wall_minutes"] = round((time.time() - started) / 60, 1)
+  return out
+
+
+def _ms(values) -> str:
+  return reproduce.mean_std([float(v) for v in values])
+
+
+def _pct(values) -> str:
+  values = [100 * float(v) for v in values]
+  return f"{np.mean(values):.1f} ± {np.std(values):.1f}%" if len(values) > 1 else f"{values[0]:.1f}%"
+
+
+def render(results: dict) -> str:
+  rows = results["rows"]
+  any_run = next(iter(rows.values()))["runs"][0]
+  bm25 = any_run["bm25_full_collection"]
+  lines = [f"## Ablation: what makes a student search the whole collection ({results['dataset']})", "",
+           f"Produced by `{results['command']}`. Means ± std over {len(next(iter(rows.values()))['runs'])} seeds, test split, whole collection unless marked rerank. Distilled students (the reproduction's "
+           "alpha/T). Each lever row adds one lever to checkpoint choice by dev full-collection nDCG@10; 'all "
+           "levers' combines every lever. Hub: the largest share of test claims with one document in the "
+           f"student's top 10. BM25 over the whole collection: nDCG@10 {bm25['ndcg@10']:.3f}, "
+           f"R@100 {bm25['recall@100']:.3f}.", "",
+           "Levers: " + "; ".join(f"`{k}` {v}" for k, v in results["levers"].items()) + ".", "",
+           "| row | params | full nDCG@10 | full R@100 | rerank nDCG@10 | + BM25 (gated) full nDCG@10 | "
+           "+ BM25 (linear) | hub | dev full nDCG@10 | train min |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for name, row in rows.items():
+    runs = row["runs"]
+    hyb = {m: _ms([r["hybrid"][m]["full_collection"]["test"]["ndcg@10"] for r in runs])
+           if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear")}
+    lines.append(
+        f"| {name} | {runs[0]['params']:,} | {_ms([r['full_collection']['ndcg@10'] for r in runs])} | "
+        f"{_ms([r['full_collection']['recall@100'] for r in runs])} | {_ms([r['rerank']['ndcg@10'] for r in runs])} | "
+        f"{hyb['gated']} | {hyb['linear']} | {_pct([r['hub']['max_share'] for r in runs])} | "
+        f"{_ms([r['dev_best']['full_ndcg@10'] for r in runs])} | {_ms([r['train_minutes'] for r in runs])} |")
+  transfers = {n: r for n, r in rows.items() if all("transfer" in x for x in r["runs"])}
+  if transfers:
+    target = next(iter(transfers.values()))["runs"][0]["transfer"]
+    lines += ["", f"The combined rows zero-shot on {target['collection']} (first {target['claims']} test claims; "
+              f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}):", "",
+              "| row | alone | + BM25 gated | + BM25 linear | hub |", "|---|---:|---:|---:|---:|"]
+    for name, row in transfers.items():
+      t = [r["transfer"] for r in row["runs"]]
+      lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
+                   f"{_ms([x['hybrid']['gated']['full_collection']['ndcg@10'] for x in t])} | "
+                   f"{_ms([x['hybrid']['linear']['full_collection']['ndcg@10'] for x in t])} | "
+                   f"{_pct([x['hub']['max_share'] for x in t])} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  results = run(config, Path(_WORKDIR.value), _DATASET.value, _ROWS.value, _TRANSFER.value)
+  out = Path(config.reproduce.results_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  stored = out / "ablation.json"
+  if _ROWS.value and stored.is_file():  # a partial run updates its rows, keeps the others
+    old = json.loads(stored.read_text())
+    results["rows"] = {**old["rows"], **results["rows"]}
+  atomic.write_text(stored, json.dumps(results, indent=2, default=float))
+  atomic.write_text(out / "ablation.md", render(results))
+  reproduce.write_markdown(out)
+  print(render(results))
+
+
+if __name__ == "__main__":
+  app.run(main)
