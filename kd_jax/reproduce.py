@@ -98,7 +98,12 @@ def eval_stage(cfg, workdir: Path) -> dict:
 
 
 # What makes two runs of a stage the same experiment (paths, e.g. the teacher's folder, may differ).
-_SAME = ("data", "model", "train", "distill.alpha", "distill.temperature", "distill.hard", "distill.pseudo")
+_SAME = ("data", "model", "train", "distill.alpha", "distill.temperature", "distill.hard", "distill.pseudo",
+         "distill.negatives")
+# Fields added after stages were trained, at the value that behaves as before they existed: a stage whose saved
+# config lacks one was trained that way.
+_ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False,
+          "distill.negatives": {"in_batch": False, "random": 0}}
 
 
 def _check_same_settings(cfg, stage: Path) -> None:
@@ -107,6 +112,12 @@ def _check_same_settings(cfg, stage: Path) -> None:
   if not saved.is_file():
     return
   old, new = json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort())
+  for key, value in _ADDED.items():
+    *path, last = key.split(".")
+    node = old
+    for part in path:
+      node = node.setdefault(part, {})
+    node.setdefault(last, value)
   def get(c, key):
     for part in key.split("."):
       c = c.get(part, {}) if isinstance(c, dict) else {}
