@@ -1,7 +1,8 @@
 """kd_jax entry point: `python run.py --config=configs/cnn_student.py --workdir=workdir [--config.x=y ...]`.
 
-`config.mode` picks the stage: train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search
-| reproduce | pseudo_table (README, "Modes").
+`config.mode` names the mode, looked up in `MODES`: kd_jax's own (train_teacher | score_candidates | pseudo_claims |
+distill | evaluate | index | search, one module each under kd_jax/modes/) and the experiments' (reproduce |
+pseudo_table, under experiments/). README, "Modes".
 """
 
 import re
@@ -10,8 +11,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kd_jax import stages
+from experiments import pseudo_table, reproduce
+from kd_jax import modes
 from kd_jax.data.jsonl import DataFormatError
+
+MODES = {**modes.MODES, "reproduce": reproduce.run, "pseudo_table": pseudo_table.run}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Experiment folder; each stage writes a subfolder.")
@@ -35,7 +39,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
-    stages.run(_CONFIG.value, _WORKDIR.value)
+    modes.run(_CONFIG.value, _WORKDIR.value, MODES)
   except (FileNotFoundError, ValueError, DataFormatError) as e:
     # Bad input, not a bug: one line that says what to do (the traceback stays available at -v 1).
     logging.debug("Traceback:", exc_info=True)

@@ -41,7 +41,7 @@ import numpy as np
 from flax import traverse_util
 
 from configs import cnn_student, common, lstm_student, teacher as teacher_configs
-from kd_jax import pretrained, train
+from kd_jax import losses, pretrained, train
 from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
 from kd_jax.models import build, size
 
@@ -190,7 +190,7 @@ def bench_train(prepared, models, s) -> tuple[str, dict]:
   for name, (cfg, batch, inputs) in cases.items():
     built, params = models[name]
     d, tc = cfg.get("distill"), cfg.train
-    loss_fn = train.hard_loss_fn if d is None else train.distill_loss_fn(d.temperature, d.alpha, d.hard)
+    loss_fn = losses.hard_loss_fn if d is None else losses.distill_loss_fn(d.temperature, d.alpha, d.hard)
     keys = inputs + ("cand_labels", "cand_mask") + (("teacher_scores", "is_pseudo") if d is not None else ())
     fns = {"ours": jax_trainer(built, params, tc, loss_fn, on_device(batch, keys))}
     if torch is not None:
@@ -342,7 +342,8 @@ def main() -> None:
     cfg.cache_dir = os.environ.get("KD_JAX_CACHE") or tmp
     cfg.num_candidates = K_RERANK
     prepared = prepare.prepare(cfg)
-    mcfgs = {"teacher": common.teacher_model(), **{k: common.student_model(k) for k in ("cnn", "lstm")}}
+    mcfgs = {"teacher": common.teacher_model(), "cnn": cnn_student.get_config().model,
+             "lstm": lstm_student.get_config().model}
     models = {}
     for name, mcfg in mcfgs.items():
       mcfg.glove = False  # fresh students: speed and size do not depend on the weights' values

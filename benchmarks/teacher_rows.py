@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from configs import common
-from kd_jax import metrics, pretrained, reproduce
+from experiments import reproduce, results_md
+from kd_jax import metrics, pretrained
 from kd_jax.data import prepare
 from kd_jax.models import bi_encoder, hf_weights
 
@@ -163,9 +164,9 @@ def main() -> None:
   command = "python -m benchmarks.teacher_rows " + " ".join(sys.argv[1:])
   result["command"] = command
   Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-  # Always `teacher.md` beside the JSON: RESULTS.md (reproduce.write_markdown) includes it under that name.
+  # Always `teacher.md` beside the JSON: RESULTS.md (experiments/results_md.py) includes it under that name.
   (Path(args.out).parent / "teacher.md").write_text(markdown(result, command))
-  reproduce.write_markdown(Path(args.out).parent)
+  results_md.write(Path(args.out).parent)
   for name in ("bm25", "minilm_bi_encoder_zero_shot"):
     print(name, {s: round(result[name][s]["rerank"]["ndcg@10"], 4) for s in ("dev", "test")})
 

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import speed  # noqa: E402
 from configs import common  # noqa: E402
-from kd_jax import pretrained, train  # noqa: E402
+from kd_jax import losses, pretrained, train  # noqa: E402
 from kd_jax.data import datasets, pipeline, prepare  # noqa: E402
 from kd_jax.models import build  # noqa: E402
 
@@ -77,12 +77,12 @@ def ours(prepared, length: int, overrides: dict, batch) -> tuple:
   tc = common.train_config(batch_size=4, steps=1000, learning_rate=5e-5)
   keys = ("pair_ids", "pair_types", "pair_mask", "cand_labels", "cand_mask")
   dev = speed.on_device(batch, keys)
-  run = speed.jax_trainer(built, built.init(jax.random.key(0)), tc, train.hard_loss_fn, dev)
+  run = speed.jax_trainer(built, built.init(jax.random.key(0)), tc, losses.hard_loss_fn, dev)
   # XLA's count of the step's floating-point work (a fresh trace: cost analysis needs an un-donated state).
   tx = train.make_optimizer(tc)
   params = jax.eval_shape(built.init, jax.random.key(0))
   state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "opt_state": jax.eval_shape(tx.init, params)}
-  lowered = jax.jit(train.make_train_step(built, tx, train.hard_loss_fn)).lower(state, dev, jax.random.key(0))
+  lowered = jax.jit(train.make_train_step(built, tx, losses.hard_loss_fn)).lower(state, dev, jax.random.key(0))
   cost = lowered.compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return run, float(cost["flops"])

@@ -21,7 +21,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from kd_jax import collection, reproduce, stages
+from experiments import reproduce, results_md
+from kd_jax import collection
+from kd_jax.modes import evaluate
+from kd_jax.models import registry
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/reproduce.py", "The reproduction config.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "The reproduction's workdir.")
@@ -51,8 +54,8 @@ def run(config, workdir: Path, max_claims: int) -> dict:
           path = stage / f"eval_{target}.json"
           result = json.loads(path.read_text()) if path.is_file() else {}
           if set(result.get("hybrid", {})) != set(cfg.hybrid.methods):  # missing, or made before a method existed
-            result = stages.evaluate_collection(cfg, str(workdir / trained_on), collection.from_config(cfg))
-          rows.setdefault(f"{reproduce.NAMES.get(kind, kind)} {label}", []).append(result)
+            result = evaluate.evaluate_collection(cfg, str(workdir / trained_on), collection.from_config(cfg))
+          rows.setdefault(f"{registry.display_name(kind)} {label}", []).append(result)
     if rows:
       out["pairs"][f"{trained_on} -> {target}"] = rows
   out["wall_minutes"] = round((time.time() - started) / 60, 1)
@@ -96,7 +99,7 @@ def main(argv):
   out = Path(_CONFIG.value.reproduce.results_dir)
   (out / "transfer.json").write_text(json.dumps(results, indent=2, default=float))
   (out / "transfer.md").write_text(render(results))
-  reproduce.write_markdown(out)
+  results_md.write(out)
   print(render(results))
 
 

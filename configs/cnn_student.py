@@ -14,7 +14,7 @@ def get_config(arg: str = ""):
   smoke = arg == "smoke"
   c = common.base_config("distill")
   c.name = "cnn_student"
-  c.model = common.student_model("cnn")
+  c.model = common.student_model("cnn", widths=(1, 2, 3, 5), num_filters=128)
   c.train = common.train_config(batch_size=32, steps=600, learning_rate=2e-3, eval_every=100,
                                 checkpoint_every=100)
   c.distill = dict(

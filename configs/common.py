@@ -42,13 +42,17 @@ def teacher_model() -> ml_collections.ConfigDict:
   ))
 
 
-def student_model(kind: str) -> ml_collections.ConfigDict:
+def student_model(kind: str, module: str = "", **own_fields) -> ml_collections.ConfigDict:
+  """Fields every student reads, plus the kind's own (its config file passes them, e.g. widths for the CNN).
+
+  kind: a registered student (cnn, lstm; kd_jax/models/registry.py). module: the module defining a student kind
+  outside kd_jax (imported first, so it registers itself), '' for the built-in ones.
+  """
   return ml_collections.ConfigDict(dict(
-      kind=kind,  # cnn | lstm
+      kind=kind, module=module,
       embed_dim=50, glove=True, freeze_embeddings=False, shared_towers=True,
       out_dim=256, scoring="dot", dropout_rate=0.1,
-      widths=(1, 2, 3, 5), num_filters=128,  # cnn
-      hidden=128, pooling="max",  # lstm
+      **own_fields,
   ))
 
 
@@ -70,8 +74,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def base_config(mode: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      mode=mode,  # train_teacher | score_candidates | pseudo_claims | distill | evaluate | index | search |
-                  # reproduce | pseudo_table
+      mode=mode,  # a name in run.MODES: train_teacher | score_candidates | pseudo_claims | distill | evaluate |
+                  # index | search (kd_jax/modes/) | reproduce | pseudo_table (experiments/)
       name="",  # stage folder under --workdir
       seed=0,
       resume=True,  # continue from the latest checkpoint in the stage folder

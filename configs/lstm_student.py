@@ -12,5 +12,5 @@ from configs import cnn_student, common
 def get_config(arg: str = ""):
   c = cnn_student.get_config(arg)
   c.name = "lstm_student"
-  c.model = common.student_model("lstm")
+  c.model = common.student_model("lstm", hidden=128, pooling="max")
   return c

@@ -21,7 +21,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from kd_jax import atomic, collection, logbook, reproduce, stages
+from experiments import reproduce, results_md
+from kd_jax import atomic, collection, logbook
+from kd_jax.modes import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/reproduce.py", "The reproduction config.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "The reproduction's workdir.")
@@ -49,6 +51,14 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
     ("BiLSTM reproduction", "lstm", ()),
     ("BiLSTM all levers", "lstm", ALL)]
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
+
+
+def levers_for(config, dataset: str, levers) -> tuple[str, ...]:
+  """The row's levers on this dataset: longer documents mean nothing where documents are page titles (the
+  reproduction's short_docs, cut at a few words), and would only pad them."""
+  if dataset in config.reproduce.short_docs:
+    return tuple(lever for lever in levers if lever != "doc256")
+  return tuple(levers)
 
 
 def stage_config(config, dataset: str, kind: str, levers, seed: int):
@@ -80,23 +90,26 @@ def transfer(cfg, workdir: Path, target: str, max_claims: int) -> dict:
   path = workdir / cfg.name / f"eval_{target}.json"
   if path.is_file():
     return json.loads(path.read_text())
-  return stages.evaluate_collection(cfg, str(workdir), collection.from_config(cfg))
+  return evaluate.evaluate_collection(cfg, str(workdir), collection.from_config(cfg))
 
 
 def run(config, workdir: Path, dataset: str, only: list[str], transfer_claims: int) -> dict:
-  out = {"command": "python -m experiments.ablation " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-         "dataset": dataset, "levers": {k: v[0] for k, v in LEVERS.items()}, "rows": {}}
+  """One dataset's rows: {"command", "rows": {name: {"kind", "levers", "runs": [one eval per seed]}}}."""
+  out = {"command": "python -m experiments.ablation " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "rows": {}}
   started = time.time()
   wd = workdir / dataset
+  seen = set()
   for name, kind, levers in ROWS:
-    if only and name not in only:
-      continue
+    levers = levers_for(config, dataset, levers)
+    if (only and name not in only) or (kind, levers) in seen:
+      continue  # not asked for, or the same stages as an earlier row (a lever that means nothing here)
+    seen.add((kind, levers))
     runs = []
     for seed in config.reproduce.seeds:
       cfg = stage_config(config, dataset, kind, levers, seed)
       result = dict(reproduce.eval_stage(cfg, wd), train_minutes=train_minutes(wd / cfg.name),
                     dev_best={m: reproduce.best_dev(wd / cfg.name, m) for m in ("ndcg@10", "full_ndcg@10")})
-      if transfer_claims and set(levers) == set(ALL):
+      if transfer_claims and set(levers) == set(levers_for(config, dataset, ALL)):
         result["transfer"] = transfer(cfg, wd, OTHER[dataset], transfer_claims)
       runs.append(result)
     out["rows"][name] = {"kind": kind, "levers": list(levers), "runs": runs}
@@ -113,57 +126,72 @@ def _pct(values) -> str:
   return f"{np.mean(values):.1f} ± {np.std(values):.1f}%" if len(values) > 1 else f"{values[0]:.1f}%"
 
 
-def render(results: dict) -> str:
+def render(whole: dict) -> str:
+  """The ablation section of RESULTS.md: one table per dataset, then the combined rows on the other collection."""
+  lines = ["## Ablation: what makes a student search the whole collection", "",
+           "Distilled students (the reproduction's alpha/T), means ± std over seeds, test split, whole collection "
+           "unless marked rerank. Each lever row adds one lever to checkpoint choice by dev full-collection nDCG@10 "
+           "(`fullsel`); 'all levers' combines every lever that applies (longer documents do not apply to page "
+           "titles). Hub: the largest share of test claims with one document in the student's top 10. Train "
+           "minutes are wall time on 2 CPU cores shared with other jobs: compare them within a table only.", "",
+           "Levers: " + "; ".join(f"`{k}` {v}" for k, v in whole["levers"].items()) + ".", ""]
+  for dataset, results in whole["datasets"].items():
+    lines += _dataset_table(dataset, results)
+  return "\n".join(lines) + "\n"
+
+
+def _dataset_table(dataset: str, results: dict) -> list[str]:
   rows = results["rows"]
-  any_run = next(iter(rows.values()))["runs"][0]
-  bm25 = any_run["bm25_full_collection"]
-  lines = [f"## Ablation: what makes a student search the whole collection ({results['dataset']})", "",
-           f"Produced by `{results['command']}`. Means ± std over {len(next(iter(rows.values()))['runs'])} seeds, test split, whole collection unless marked rerank. Distilled students (the reproduction's "
-           "alpha/T). Each lever row adds one lever to checkpoint choice by dev full-collection nDCG@10; 'all "
-           "levers' combines every lever. Hub: the largest share of test claims with one document in the "
-           f"student's top 10. BM25 over the whole collection: nDCG@10 {bm25['ndcg@10']:.3f}, "
-           f"R@100 {bm25['recall@100']:.3f}.", "",
-           "Levers: " + "; ".join(f"`{k}` {v}" for k, v in results["levers"].items()) + ".", "",
-           "| row | params | full nDCG@10 | full R@100 | rerank nDCG@10 | + BM25 (gated) full nDCG@10 | "
-           "+ BM25 (linear) | hub | dev full nDCG@10 | train min |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  first = next(iter(rows.values()))["runs"]
+  bm25 = first[0]["bm25_full_collection"]
+  lines = [f"### {dataset}", "", f"Produced by `{results['command']}`; {len(first)} seeds. BM25 over the whole "
+           f"collection: nDCG@10 {bm25['ndcg@10']:.3f}, R@100 {bm25['recall@100']:.3f}.", "",
+           "| row | levers | params | full nDCG@10 | full R@100 | rerank nDCG@10 | + BM25 gated | + BM25 linear | "
+           "hub | dev full nDCG@10 | train min |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, row in rows.items():
     runs = row["runs"]
     hyb = {m: _ms([r["hybrid"][m]["full_collection"]["test"]["ndcg@10"] for r in runs])
            if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear")}
     lines.append(
-        f"| {name} | {runs[0]['params']:,} | {_ms([r['full_collection']['ndcg@10'] for r in runs])} | "
+        f"| {name} | {' '.join(row['levers']) or '—'} | {runs[0]['params']:,} | "
+        f"{_ms([r['full_collection']['ndcg@10'] for r in runs])} | "
         f"{_ms([r['full_collection']['recall@100'] for r in runs])} | {_ms([r['rerank']['ndcg@10'] for r in runs])} | "
         f"{hyb['gated']} | {hyb['linear']} | {_pct([r['hub']['max_share'] for r in runs])} | "
         f"{_ms([r['dev_best']['full_ndcg@10'] for r in runs])} | {_ms([r['train_minutes'] for r in runs])} |")
   transfers = {n: r for n, r in rows.items() if all("transfer" in x for x in r["runs"])}
   if transfers:
     target = next(iter(transfers.values()))["runs"][0]["transfer"]
-    lines += ["", f"The combined rows zero-shot on {target['collection']} (first {target['claims']} test claims; "
-              f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}):", "",
-              "| row | alone | + BM25 gated | + BM25 linear | hub |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"Trained on {dataset}, zero-shot on {target['collection']} (first {target['claims']} test claims; "
+              f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}; fusion weights chosen on {dataset} "
+              "dev):", "", "| row | alone | + BM25 gated | + BM25 linear | hub |", "|---|---:|---:|---:|---:|"]
     for name, row in transfers.items():
       t = [r["transfer"] for r in row["runs"]]
       lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hybrid']['gated']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hybrid']['linear']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_pct([x['hub']['max_share'] for x in t])} |")
-  return "\n".join(lines) + "\n"
+  return lines + [""]
 
 
 def main(argv):
   del argv
   config = _CONFIG.value
-  results = run(config, Path(_WORKDIR.value), _DATASET.value, _ROWS.value, _TRANSFER.value)
+  dataset = _DATASET.value
+  results = run(config, Path(_WORKDIR.value), dataset, _ROWS.value, _TRANSFER.value)
   out = Path(config.reproduce.results_dir)
   out.mkdir(parents=True, exist_ok=True)
   stored = out / "ablation.json"
-  if _ROWS.value and stored.is_file():  # a partial run updates its rows, keeps the others
-    old = json.loads(stored.read_text())
-    results["rows"] = {**old["rows"], **results["rows"]}
-  atomic.write_text(stored, json.dumps(results, indent=2, default=float))
-  atomic.write_text(out / "ablation.md", render(results))
-  reproduce.write_markdown(out)
-  print(render(results))
+  # One file for every dataset: a run updates its dataset (its rows, if --rows names some) and keeps the others.
+  whole = json.loads(stored.read_text()) if stored.is_file() else {}
+  whole.setdefault("datasets", {})
+  whole["levers"] = {k: v[0] for k, v in LEVERS.items()}
+  if _ROWS.value and dataset in whole["datasets"]:
+    results["rows"] = {**whole["datasets"][dataset]["rows"], **results["rows"]}
+  whole["datasets"][dataset] = results
+  atomic.write_text(stored, json.dumps(whole, indent=2, default=float))
+  atomic.write_text(out / "ablation.md", render(whole))
+  results_md.write(out)
+  print(render(whole))
 
 
 if __name__ == "__main__":

@@ -342,8 +342,3 @@ class Checkpointer:
   def __exit__(self, *exc: object) -> None:
     self.close()
 
-
-def read_meta(directory: str | Path, step: int | None = None) -> dict:
-  """The JSON meta saved in run `directory` (latest step by default), e.g. to check a teacher run."""
-  with Checkpointer(directory) as checkpointer:
-    return checkpointer.read_meta(step)

@@ -8,7 +8,7 @@ same however many candidates survived padding; `row_weights` (`[batch]`, default
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -135,3 +135,21 @@ def combined_loss(student_logits: Array, teacher_logits: Array, labels: Array, m
   parts = {"distill": _row_mean(distill, valid_rows, row_weights),
            "hard": _row_mean(hard_loss, hard_rows, row_weights)}
   return total, parts
+
+
+# Objectives over a batch dict: what the train step calls as `loss_fn(logits, batch) -> (loss, parts)`.
+
+def hard_loss_fn(logits, batch):
+  """Teacher objective: listwise softmax cross-entropy against the gold documents."""
+  loss = listwise_hard_loss(logits, batch["cand_labels"], batch["cand_mask"])
+  return loss, {"hard": loss}
+
+
+def distill_loss_fn(temperature: float, alpha: float, hard: str) -> Callable:
+  """Student objective: `alpha * T^2 KL(teacher || student) + (1 - alpha) * hard`; pseudo rows distil only."""
+  def fn(logits, batch):
+    return combined_loss(logits, batch["teacher_scores"], batch["cand_labels"], batch["cand_mask"],
+                         temperature=temperature, alpha=alpha, hard=hard, hard_row_mask=~batch["is_pseudo"],
+                         hard_logits=batch.get("wide_logits"), hard_labels=batch.get("wide_labels"),
+                         hard_mask=batch.get("wide_mask"))
+  return fn

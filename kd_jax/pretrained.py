@@ -65,3 +65,25 @@ def glove_6b_50d() -> tuple[dict[str, int], np.ndarray]:
     raise MissingAssetError(f"GloVe files in {root} disagree: {len(words)} words, {vectors.shape[0]} vectors. "
                             f"Reinstall: {GLOVE_INSTALL}")
   return {w: i for i, w in enumerate(words)}, vectors
+
+
+def glove_embedding_matrix(vocab: list[str], glove_index: dict[str, int], glove_vectors: np.ndarray,
+                           rng_seed: int = 0, extra_rows: int = 0) -> np.ndarray:
+  """Embedding table [len(vocab) + extra_rows, dim] float32 for `vocab` (index -> word; 0 = '<pad>', 1 = '<unk>').
+
+  Words found in GloVe (as given, else lowercased: GloVe 6B is uncased) get their GloVe row; the pad row
+  is zero; every other row (including '<unk>' and the `extra_rows` hashed out-of-vocabulary rows) is drawn from
+  N(0, std of GloVe) so it starts on GloVe's scale.
+  """
+  vectors = np.asarray(glove_vectors)
+  rng = np.random.default_rng(rng_seed)
+  std = float(np.std(vectors, dtype=np.float64))
+  matrix = rng.normal(0.0, std, size=(len(vocab) + extra_rows, vectors.shape[1])).astype(np.float32)
+  for i, word in enumerate(vocab):
+    row = glove_index.get(word)
+    if row is None:
+      row = glove_index.get(word.lower())
+    if row is not None and i not in (0, 1):  # not <pad> or <unk>
+      matrix[i] = vectors[row]
+  matrix[0] = 0.0  # <pad>
+  return matrix

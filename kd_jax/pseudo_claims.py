@@ -97,7 +97,7 @@ def ensure(tcfg, tdir: Path, p, count: int):
       chunk_start = time.time()
       chunk = exs[len(scores): len(scores) + CHUNK]
       pred = evaluate.predict_source(predict, params, chunk, prepared, tcfg.train.eval_batch_size, mesh,
-                                     built.tokens, tcfg.model.pair_len)
+                                     built.tokens, built.pair_len)
       scores = np.concatenate([scores, pred["scores"]]) if len(scores) else pred["scores"]
       _save_progress(root, ids[: len(scores)], rows[: len(scores)], scores)
       logging.info("[pseudo] %d/%d scored (%.1f pseudo-claims/s)", len(scores), len(exs),

@@ -22,11 +22,25 @@ from kd_jax.data.prepare import Prepared
 from kd_jax.models.build import Built
 
 
+# Jitted functions per (module, mesh, shape settings): building them anew at every call would retrace and recompile
+# each time (an index built chunk by chunk, a search claim by claim). The module is kept in the value, so its id is
+# never reused while cached.
+_JITTED: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _cached(module, key: tuple, make):
+  full = (id(module),) + key
+  if full not in _JITTED:
+    _JITTED[full] = (module, make())
+  return _JITTED[full][1]
+
+
 def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, method: str) -> np.ndarray:
   """Vectors [n, D] for token rows [n, L], in fixed-size batches (one compile), padding the last one."""
   step = batch_size - batch_size % mesh.shape["data"] or mesh.shape["data"]
-  fn = jax.jit(lambda p, x: built.module.apply({"params": p}, x, method=getattr(built.module, method)),
-               in_shardings=(None, sharding.batch_sharding(mesh)), out_shardings=sharding.replicated(mesh))
+  fn = _cached(built.module, ("encode", method, mesh), lambda: jax.jit(
+      lambda p, x: built.module.apply({"params": p}, x, method=getattr(built.module, method)),
+      in_shardings=(None, sharding.batch_sharding(mesh)), out_shardings=sharding.replicated(mesh)))
   out = []
   for start in range(0, len(ids), step):
     chunk = ids[start:start + step]
@@ -47,27 +61,50 @@ def encode_claims(built: Built, params, word_ids: np.ndarray, mesh, batch_size: 
   return _encode_rows(built, params, word_ids, mesh, batch_size, "encode_claims")
 
 
-def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, mesh):
+def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, mesh,
+          chunk_rows: int = 1 << 18, approx_recall: float = 0.0):
   """Exact top-k (scores [Q, k], rows [Q, k]) of every claim over the whole collection, best first.
 
-  Documents are split by rows over `data` (padded to a multiple of it; padding can never be returned).
-  Scores use the model's own `score` (dot or scaled cosine), so search and training agree.
+  `doc_vecs` may be a memory-mapped array larger than memory: documents are scored `chunk_rows` at a time (each
+  chunk split by rows over `data`, padded to one fixed shape so one compile serves every chunk; padding can never
+  be returned), and each chunk's top k is merged into the running best. Ties go to the lower row, as in one
+  `lax.top_k` over everything. Scores use the model's own `score` (dot or scaled cosine), so search and training
+  agree. `approx_recall` > 0 takes each chunk's top k with `lax.approx_max_k` at that recall target instead (exact
+  on CPU, where XLA has no approximate kernel; faster on TPU).
   """
   n, d = doc_vecs.shape
   shards = mesh.shape["data"]
-  padded_n = -(-n // shards) * shards
-  docs = np.concatenate([doc_vecs, np.zeros((padded_n - n, d), doc_vecs.dtype)])
+  step = min(chunk_rows, n)
+  step = -(-step // shards) * shards
+  kc = min(k, step)
   k = min(k, n)
 
-  @jax.jit
-  def search(p, claims, docs):
-    scores = built.module.apply({"params": p}, claims, docs, method=built.module.score)  # [Q, N]
-    scores = jnp.where(jnp.arange(padded_n)[None] < n, scores, -jnp.inf)
-    return jax.lax.top_k(scores, k)
+  def make():
+    @jax.jit
+    def search_chunk(p, claims, docs, valid):
+      scores = built.module.apply({"params": p}, claims, docs, method=built.module.score)  # [Q, step]
+      scores = jnp.where(jnp.arange(step)[None] < valid, scores, -jnp.inf)
+      if approx_recall:
+        return jax.lax.approx_max_k(scores, kc, recall_target=approx_recall)
+      return jax.lax.top_k(scores, kc)
+    return search_chunk
+  search = _cached(built.module, ("top_k", step, kc, approx_recall), make)
 
-  docs = jax.device_put(docs, NamedSharding(mesh, P("data", None)))
-  scores, rows = search(params, jnp.asarray(claim_vecs), docs)
-  return np.asarray(scores), np.asarray(rows)
+  claims = jnp.asarray(claim_vecs)
+  best_scores = np.zeros((len(claim_vecs), 0), np.float32)
+  best_rows = np.zeros((len(claim_vecs), 0), np.int64)
+  for start in range(0, n, step):
+    chunk = np.asarray(doc_vecs[start:start + step], np.float32)
+    valid = len(chunk)
+    if valid < step:
+      chunk = np.concatenate([chunk, np.zeros((step - valid, d), np.float32)])
+    scores, rows = search(params, claims, jax.device_put(chunk, NamedSharding(mesh, P("data", None))), valid)
+    merged_scores = np.concatenate([best_scores, np.asarray(scores)], axis=1)
+    merged_rows = np.concatenate([best_rows, np.asarray(rows).astype(np.int64) + start], axis=1)
+    order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]  # earlier chunks first among ties
+    best_scores = np.take_along_axis(merged_scores, order, 1)
+    best_rows = np.take_along_axis(merged_rows, order, 1)
+  return best_scores, best_rows
 
 
 def search_split(built: Built, params, prepared: Prepared, split: str, mesh, k: int = 100):

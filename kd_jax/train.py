@@ -18,14 +18,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kd_jax import (atomic, checkpoint, evaluate, list_sampling, losses, multihost, negatives, search,
-                    sharding, stage_inputs)
+from kd_jax import (atomic, checkpoint, evaluate, list_sampling, multihost, negatives, search, sharding,
+                    stage_inputs)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
+from kd_jax.models import registry
 from kd_jax.models.build import Built
 
-SYNC_EVERY = 10  # CPU fake-device collectives abort if too many steps are in flight (TOOLCHAIN.md)
+# XLA's CPU collectives (the 8 fake devices of the tests) abort when too many steps are queued without a sync.
+SYNC_EVERY = 10
 
 
 def decay_mask(params):
@@ -42,22 +44,6 @@ def make_optimizer(tc) -> optax.GradientTransformation:
                                                 max(tc.steps, tc.warmup_steps + 1), end_value=tc.learning_rate * 0.01)
   return optax.chain(optax.clip_by_global_norm(tc.grad_clip),
                      optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask))
-
-
-def hard_loss_fn(logits, batch):
-  """Teacher objective: listwise softmax cross-entropy against the gold documents."""
-  loss = losses.listwise_hard_loss(logits, batch["cand_labels"], batch["cand_mask"])
-  return loss, {"hard": loss}
-
-
-def distill_loss_fn(temperature: float, alpha: float, hard: str) -> Callable:
-  """Student objective: `alpha * T^2 KL(teacher || student) + (1 - alpha) * hard`; pseudo rows distil only."""
-  def fn(logits, batch):
-    return losses.combined_loss(logits, batch["teacher_scores"], batch["cand_labels"], batch["cand_mask"],
-                                temperature=temperature, alpha=alpha, hard=hard,
-                                hard_row_mask=~batch["is_pseudo"], hard_logits=batch.get("wide_logits"),
-                                hard_labels=batch.get("wide_labels"), hard_mask=batch.get("wide_mask"))
-  return fn
 
 
 def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None,
@@ -169,7 +155,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     teacher_sh = sharding.param_shardings(teacher_params, mesh)
     teacher_params = jax.device_put(teacher_params, teacher_sh)
     tokens = "both"
-  pair_len = config.model.get("pair_len", 0) or (config.teacher.model.pair_len if teacher is not None else 0)
+  pair_len = built.pair_len or (teacher[0].pair_len if teacher is not None else 0)  # the pairs a teacher reads
   neg = config.get("distill", {}).get("negatives", {})  # students only (the teacher reads pairs)
   transform = pipeline.gather_transform(prepared, tokens, pair_len, teacher_scores, neg.get("random", 0), config.seed)
   source = prepared.source("train") if train_source is None else train_source
@@ -182,7 +168,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
 
   def dev_metrics():
     pred = evaluate.predict_split(predict, state["params"], prepared, tc.eval_split, tc.eval_batch_size, mesh,
-                                  built.tokens, config.model.get("pair_len", 0))
+                                  built.tokens, built.pair_len)
     out = evaluate.rerank_metrics(pred)
     if tc.get("eval_full_collection") and built.tokens == "words":
       # What a student is for is searching the whole collection; with best_metric=full_ndcg@10 the checkpoint kept
@@ -250,12 +236,13 @@ def restore_params(workdir: Path, built: Built, config, mesh, best: bool = True)
   return params, shardings
 
 
-_MODEL_NAMES = {"teacher": "a teacher", "cnn": "a cnn student", "lstm": "an lstm student"}
-
-
 def describe_model(kind: str | None) -> str:
-  """'a teacher', 'a cnn student', 'an lstm student' (for messages)."""
-  return _MODEL_NAMES.get(kind, f"a model of kind {kind!r}")
+  """'a teacher', 'a CNN student', 'a BiLSTM student' (for messages; registry display names)."""
+  if kind == "teacher":
+    return "a teacher"
+  if not kind:
+    return f"a model of kind {kind!r}"
+  return f"a {registry.display_name(kind)} student"
 
 
 def saved_model_kind(run_dir: Path) -> str | None:

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import atomic, logbook, search, sharding, stages, teacher_scores, train
+from kd_jax import atomic, logbook, losses, modes, search, sharding, teacher_scores, train
+from kd_jax.modes import distill, evaluate, index, stage, train_teacher
 from kd_jax.checkpoint import CheckpointCorruptError, Checkpointer, abstract_like
 from kd_jax.data import beir, candidates, datasets, fever, prepare
 from kd_jax.data.jsonl import DataFormatError, read_jsonl
@@ -299,36 +300,37 @@ class _Stop(Exception):
   """Ends a stage where a test has seen enough."""
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_missing_teacher_dir_is_trained_in_place(tmp_path, monkeypatch, data_dir):
   config = _smoke(cnn_student, data_dir, tmp_path / "cache")
   config.distill.teacher_dir = str(tmp_path / "my_teacher")
   trained = []
 
   def fake_train_teacher(tcfg, workdir):  # stands in for minutes of training: leaves a finished run
-    trained.append(stages.stage_dir(tcfg, workdir))
+    trained.append(stage.stage_dir(tcfg, workdir))
     trained[-1].mkdir(parents=True)
     (trained[-1] / "complete.json").write_text("{}")
     raise _Stop
 
-  monkeypatch.setattr(stages, "train_teacher", fake_train_teacher)
+  monkeypatch.setattr(train_teacher, "train_teacher", fake_train_teacher)
   config.distill.train_teacher_if_missing = False
   with pytest.raises(FileNotFoundError) as info:
-    stages.distill(config, str(tmp_path / "work"))
+    distill.distill(config, str(tmp_path / "work"))
   assert _one_line(info) == (f"No finished teacher in {tmp_path / 'my_teacher'}: train it (python run.py "
                              f"--config=configs/teacher.py --workdir={tmp_path} --config.name=my_teacher) or set "
                              "--config.distill.teacher_dir.")
   config.distill.train_teacher_if_missing = True
   with pytest.raises(_Stop):
-    stages.distill(config, str(tmp_path / "work"))
+    distill.distill(config, str(tmp_path / "work"))
   assert trained == [tmp_path / "my_teacher"] and not (tmp_path / "teacher").exists()
-  tdir, tcfg = stages._teacher_config(config, str(tmp_path / "work"))
+  tdir, tcfg = stage.teacher_config(config, str(tmp_path / "work"))
   assert tdir == tmp_path / "my_teacher" and (tdir / "complete.json").is_file()  # the next run reuses it
   # '.' has no name to train into: it is resolved to the folder it means.
   (tmp_path / "here").mkdir()
   monkeypatch.chdir(tmp_path / "here")
   config.distill.teacher_dir = "."
-  tdir, tcfg = stages._teacher_config(config, "work")
-  assert stages.stage_dir(tcfg, str(tdir.parent)) == tmp_path / "here"
+  tdir, tcfg = stage.teacher_config(config, "work")
+  assert stage.stage_dir(tcfg, str(tdir.parent)) == tmp_path / "here"
 
 
 def test_student_folder_as_teacher_dir(tmp_path, data_dir):
@@ -339,9 +341,9 @@ def test_student_folder_as_teacher_dir(tmp_path, data_dir):
   config.distill.teacher_dir = str(student)
   before = _files(tmp_path)
   with pytest.raises(ValueError) as info:
-    stages.distill(config, str(tmp_path / "work"))
+    distill.distill(config, str(tmp_path / "work"))
   assert _one_line(info) == (
-      f"{student} holds a cnn student (model.kind='cnn' in {student / 'config.json'}), not a teacher: point "
+      f"{student} holds a CNN student (model.kind='cnn' in {student / 'config.json'}), not a teacher: point "
       "--config.distill.teacher_dir at a teacher run (configs/teacher.py), or leave it empty for <workdir>/teacher.")
   assert _files(tmp_path) == before
 
@@ -362,19 +364,20 @@ def cnn_run(data_dir, tmp_path_factory):
   return run, cache, prepared
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_lstm_config_on_cnn_checkpoints(cnn_run, data_dir):
   run, cache, prepared = cnn_run
   config = _smoke(lstm_student, data_dir, cache)
   built = build_lib.build(config.model, prepared)
   expected = (f"{run} holds checkpoints of another model (first mismatch: params/encoder/OptimizedLSTMCell_0/hf/bias "
-              "is not in the save); this folder holds a cnn student, the config asks for an lstm student: point "
+              "is not in the save); this folder holds a CNN student, the config asks for a BiLSTM student: point "
               "--workdir/--config.name at the right run.")
   with pytest.raises(ValueError) as info:
     train.restore_params(run, built, config, sharding.make_mesh(1, 1))
   assert _one_line(info) == expected
   before = {p: p.read_bytes() for p in _files(run) if p.is_file()}
   with pytest.raises(ValueError) as info:  # resuming: the same message, and the run folder left as it was
-    train.fit(config, run, prepared, built, train.hard_loss_fn)
+    train.fit(config, run, prepared, built, losses.hard_loss_fn)
   assert _one_line(info) == expected
   assert {p: p.read_bytes() for p in _files(run) if p.is_file()} == before
 
@@ -385,7 +388,7 @@ def test_teacher_config_on_student_checkpoints(cnn_run, data_dir):
   with pytest.raises(ValueError) as info:
     train.restore_params(run, build_lib.build(config.model, prepared), config, sharding.make_mesh(1, 1))
   assert re.fullmatch(rf"{re.escape(str(run))} holds checkpoints of another model \(first mismatch: params/\S+ "
-                      r"(is not in the save|is saved but not expected)\); this folder holds a cnn student, the config "
+                      r"(is not in the save|is saved but not expected)\); this folder holds a CNN student, the config "
                       r"asks for a teacher: point --workdir/--config.name at the right run\.", _one_line(info))
 
 
@@ -454,7 +457,7 @@ def _unwritable(tmp_path: Path) -> Path:
 def _no_prepare(monkeypatch):
   def fail(cfg):
     raise AssertionError("the writability check must come before preparing the data")
-  monkeypatch.setattr(stages.prepare, "prepare", fail)
+  monkeypatch.setattr(prepare, "prepare", fail)
 
 
 def test_read_only_workdir_fails_before_evaluating(tmp_path, monkeypatch, data_dir):
@@ -462,19 +465,19 @@ def test_read_only_workdir_fails_before_evaluating(tmp_path, monkeypatch, data_d
   config = _smoke(cnn_student, data_dir, tmp_path / "cache")
   _no_prepare(monkeypatch)
   with pytest.raises(ValueError) as info:
-    stages.evaluate_stage(config, str(ro / "work"))
+    evaluate.evaluate_stage(config, str(ro / "work"))
   assert re.fullmatch(rf"Output folder {re.escape(str(ro / 'work' / 'cnn_student'))} is not writable \(.+ in "
                       rf"{re.escape(str(ro))}\): pass another --workdir, or make it writable\.", _one_line(info))
-  for stage in (stages.distill, stages.train_teacher, stages.index_stage):
+  for mode in (distill.distill, train_teacher.train_teacher, index.index_stage):
     with pytest.raises(ValueError, match=r"^Output folder .* is not writable"):
-      stage(config, str(ro / "work"))
+      mode(config, str(ro / "work"))
   config.mode = "pseudo_claims"
   with pytest.raises(ValueError, match=r"^Output folder .*pseudo is not writable"):
-    stages.run(config, str(ro / "work"))
+    modes.run(config, str(ro / "work"))
   blocked = tmp_path / "a_file"
   blocked.write_text("")
   with pytest.raises(ValueError) as info:
-    stages.evaluate_stage(config, str(blocked / "work"))
+    evaluate.evaluate_stage(config, str(blocked / "work"))
   assert _one_line(info) == (f"Output folder {blocked / 'work' / 'cnn_student'} cannot be created: {blocked} is a "
                              "file, not a folder: pass another --workdir.")
 
@@ -484,7 +487,7 @@ def test_read_only_cache_fails_before_preparing(tmp_path, monkeypatch, data_dir)
   config = _smoke(cnn_student, data_dir, ro / "cache")
   _no_prepare(monkeypatch)
   with pytest.raises(ValueError) as info:
-    stages.distill(config, str(tmp_path / "work"))
+    distill.distill(config, str(tmp_path / "work"))
   assert re.fullmatch(rf"Prepared-data cache {re.escape(str(ro / 'cache'))} is not writable \(.+\): pass "
                       r"--config.data.cache_dir=/a/writable/folder \(or set KD_JAX_CACHE\), or make it writable\.",
                       _one_line(info))

@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from kd_jax.checkpoint import Checkpointer, abstract_like, read_meta
+from kd_jax.checkpoint import Checkpointer, abstract_like
 
 
 class _MLP(nn.Module):
@@ -63,6 +63,7 @@ def _assert_same(restored, expected, shardings) -> None:
     assert got.sharding == sharding
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_moments_are_nonzero(host_state):
   mu = host_state["opt_state"][0].mu
   assert all(np.abs(np.asarray(leaf)).min() > 0 for leaf in jax.tree.leaves(mu))
@@ -177,7 +178,8 @@ def test_meta_round_trip(tmp_path, host_state):
     ckpt.wait()
     assert ckpt.read_meta() == meta
     assert ckpt.restore(abstract_like(host_state))[1] == meta
-  assert read_meta(tmp_path, step=10) == meta
+  with Checkpointer(tmp_path) as reader:  # a fresh reader, as another process would open it
+    assert reader.read_meta(step=10) == meta
 
 
 def test_missing_checkpoint(tmp_path, host_state):
@@ -190,8 +192,8 @@ def test_missing_checkpoint(tmp_path, host_state):
       ckpt.restore(abstract_like(host_state), best=True)
   message = str(info.value)
   assert "\n" not in message and str(run) in message and "train it first" in message
-  with pytest.raises(FileNotFoundError):
-    read_meta(run)
+  with pytest.raises(FileNotFoundError), Checkpointer(run) as reader:
+    reader.read_meta()
   assert not run.exists()  # Looking for a run must not create its folders.
 
 

@@ -10,7 +10,8 @@ import pytest
 import pytrec_eval
 
 from configs import cnn_student
-from kd_jax import collection, collection_eval, indexing, search, sharding, stage_inputs, stages, train
+from kd_jax import collection, collection_eval, indexing, modes, search, sharding, stage_inputs, train
+from kd_jax.modes import evaluate
 from kd_jax.data import datasets, tokenize
 from kd_jax.models import build as build_lib
 
@@ -23,7 +24,7 @@ def stage(data_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("collection")
   c = cnn_student.get_config("smoke")
   c.data.dir, c.data.cache_dir = str(data_dir), str(root / "cache")
-  stages.run(c, str(root / "work"))
+  modes.run(c, str(root / "work"))
   return c, root
 
 
@@ -43,7 +44,7 @@ def test_the_stage_folder_carries_its_vocabulary(stage):
 
 def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   c, root = stage
-  result = stages.evaluate_stage(_on(c, dataset="fever_titles", max_claims=300), str(root / "work"))
+  result = evaluate.evaluate_stage(_on(c, dataset="fever_titles", max_claims=300), str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
   assert saved == json.loads(json.dumps(result))
@@ -92,9 +93,9 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   jsonl.write_text("\n".join(json.dumps(d) for d in docs))
   on = _on(c, path=str(jsonl))
   on.mode = "index"
-  stages.run(on, str(work))
+  modes.run(on, str(work))
   on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency cancer risk", 3
-  hits = stages.run(on, str(work))
+  hits = modes.run(on, str(work))
   assert sorted(h[0] for h in hits[0]) == ["d1", "d2", "d3"]
   assert "d1" in capsys.readouterr().out
   assert not any((tmp_path / "no_cache").glob("*")), "the stage read the prepared-data cache"

@@ -210,6 +210,7 @@ def test_oov_buckets_hash_words_apart():
   assert ids.max() < 4 + 7
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_oov_buckets_share_the_teachers_scores_key(data_dir, tmp_path):
   """A cache that differs only in the students' word inputs has its own folder but the teacher's scores key of the
   default cache, so a student with hashed rare words or longer documents reuses the teacher's scores."""
@@ -243,6 +244,7 @@ def prepared(data_dir, tmp_path_factory):
   return cfg, prepare.prepare(cfg)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_tfds_round_trip(prepared, scifact):
   cfg, p = prepared
   data, index = scifact

@@ -115,6 +115,7 @@ def test_invariant_to_a_constant_added_to_logits():
     np.testing.assert_allclose(float(got), float(base), rtol=1e-5)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 @pytest.mark.parametrize("hard", ["listwise", "pointwise"])
 def test_masked_candidates_have_zero_gradient_and_no_effect(hard):
   s, t, labels, mask = _batch()
@@ -165,6 +166,7 @@ def test_alpha_zero_and_one_give_the_parts(hard):
                              float(losses.distillation_loss(s, t, mask, 2.0)), rtol=1e-6)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 @pytest.mark.parametrize("hard", ["listwise", "pointwise"])
 def test_gradients_match_finite_differences_in_float64(hard):
   with jax.enable_x64(True):

@@ -204,7 +204,7 @@ def test_a_failed_write_on_process_0_is_an_error_on_every_process(tmp_path):
 def test_importing_kd_jax_and_its_configs_leaves_the_backend_alone():
   """jax.distributed.initialize() must come before anything starts the JAX backend."""
   code = ("from jax._src import xla_bridge as xb\n"
-          "import run, kd_jax.stages, kd_jax.reproduce, kd_jax.pseudo_table\n"
+          "import run, kd_jax.modes, experiments.reproduce, experiments.pseudo_table, experiments.ablation\n"
           "from configs import cnn_student, lstm_student, teacher, reproduce, pseudo_table\n"
           "[m.get_config() for m in (cnn_student, lstm_student, teacher, reproduce, pseudo_table)]\n"
           "assert not xb._backends, 'an import started the JAX backend'\n")

@@ -87,6 +87,7 @@ def test_random_rows_depend_on_claim_seed_and_epoch_only():
   assert full.min() >= 0 and full.max() < 1000
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_scores_with_negatives_match_the_plain_scores(data_dir, tmp_path):
   c = cnn_student.get_config("smoke")
   c.data.dir, c.data.cache_dir = str(data_dir), str(tmp_path)
@@ -113,7 +114,7 @@ def _one_step(config, prepared, mesh):
   built = build_lib.build(config.model, prepared)
   tx = train.make_optimizer(config.train)
   state, state_sh = train.init_state(built, tx, jax.random.key(0), mesh)
-  step = train.jit_step(train.make_train_step(built, tx, train.distill_loss_fn(2.0, 0.5, "listwise"),
+  step = train.jit_step(train.make_train_step(built, tx, losses.distill_loss_fn(2.0, 0.5, "listwise"),
                                               in_batch=True), mesh, state_sh)
   batch = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(
       prepared, "words", random_negatives=4))[0]
@@ -122,6 +123,7 @@ def _one_step(config, prepared, mesh):
   return jax.device_get(state["params"]), {k: float(v) for k, v in metrics.items()}
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_sharded_step_with_negatives_equals_single_device(data_dir, tmp_path):
   c = cnn_student.get_config("smoke")
   c.data.dir, c.data.cache_dir = str(data_dir), str(tmp_path)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from kd_jax import pseudo_claims, train
+from kd_jax import losses, pseudo_claims
 from kd_jax.data import datasets, pipeline, pseudo
 
 
@@ -49,6 +49,7 @@ def scifact(data_dir):
   return datasets.load_beir(data_dir / "scifact")
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_real_scifact_pseudo_claims_exclude_dev_and_test_claims(scifact):
   banned = scifact.splits["dev"].texts + scifact.splits["test"].texts
   got = pseudo.sample(scifact.collection, 3000, seed=0, eval_claims=banned, min_words=5, max_words=40)
@@ -67,6 +68,7 @@ def test_real_scifact_pseudo_claims_exclude_dev_and_test_claims(scifact):
   assert any(guard.overlaps(text) for text, _ in pool)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_sample_order_is_a_prefix_and_seeded(scifact):
   big = pseudo.sample(scifact.collection, 200, seed=3, eval_claims=[])
   small = pseudo.sample(scifact.collection, 50, seed=3, eval_claims=[])
@@ -142,7 +144,7 @@ def test_pseudo_rows_contribute_only_the_distillation_term(alpha):
   temperature = 2.0
   batch, student = _batch(num_real=5, num_pseudo=3)
   assert not batch["cand_labels"][5:].any()  # stored pseudo examples carry no labels
-  loss_fn = train.distill_loss_fn(temperature, alpha, "listwise")
+  loss_fn = losses.distill_loss_fn(temperature, alpha, "listwise")
   total, parts = loss_fn(student, batch)
   kl = _np_kl_rows(student, batch["teacher_scores"], temperature)
   hard = _np_listwise_rows(student, batch["cand_labels"])
@@ -161,7 +163,7 @@ def test_pseudo_rows_contribute_only_the_distillation_term(alpha):
 
 def test_all_pseudo_batch_is_pure_kl():
   batch, student = _batch(num_real=0, num_pseudo=6, seed=1)
-  total, _ = train.distill_loss_fn(3.0, 0.0, "pointwise")(student, batch)
+  total, _ = losses.distill_loss_fn(3.0, 0.0, "pointwise")(student, batch)
   np.testing.assert_allclose(float(total), _np_kl_rows(student, batch["teacher_scores"], 3.0).mean(), rtol=1e-5)
 
 
@@ -223,6 +225,7 @@ def _fake(monkeypatch, **kw):
   return fake
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_stored_pseudo_claims_are_reused_as_prefixes_and_grown(teacher_run, scifact):
   tcfg, tdir, p, mp = teacher_run
   fake = _fake(mp)
@@ -240,6 +243,7 @@ def test_stored_pseudo_claims_are_reused_as_prefixes_and_grown(teacher_run, scif
   assert fake.scored == 30 and [more[i]["claim_id"].decode() for i in range(30)] == [c.id for c in drawn]
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_killed_scoring_resumes_from_progress(teacher_run):
   tcfg, tdir, p, mp = teacher_run
   _fake(mp, fail_after_chunks=2)
@@ -249,6 +253,7 @@ def test_killed_scoring_resumes_from_progress(teacher_run):
   assert len(pseudo_claims.ensure(tcfg, tdir, p, 20)) == 20 and fake.scored == 4
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_an_exhausted_pool_is_stored_once(teacher_run):
   tcfg, tdir, p, mp = teacher_run
   p.min_words = p.max_words = 40  # a few hundred sentences

@@ -6,7 +6,7 @@ import pytest
 
 from configs import pseudo_table as pseudo_table_config
 from configs import reproduce as reproduce_config
-from kd_jax import pseudo_table, reproduce
+from experiments import pseudo_table, reproduce
 from kd_jax.data import datasets
 
 

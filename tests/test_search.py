@@ -19,6 +19,7 @@ def setup(data_dir, tmp_path_factory):
   return c, prepared
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 @pytest.mark.parametrize("module,scoring", [(cnn_student, "dot"), (lstm_student, "cosine")])
 def test_sharded_top_k_equals_numpy_brute_force(module, scoring, setup):
   c, prepared = setup
@@ -43,8 +44,34 @@ def test_sharded_top_k_equals_numpy_brute_force(module, scoring, setup):
   np.testing.assert_allclose(scores, np.take_along_axis(brute, want_rows, 1), rtol=1e-4, atol=1e-4)
   assert (rows < 1203).all()
   assert (rows == want_rows).mean() > 0.99  # near-ties may swap in float32
+  # In chunks (a memory-mapped table, 3 chunks of 400 rows + a padded last one): the same top 10.
+  table = np.lib.format.open_memmap(setup[1].root.parent / f"vecs_{scoring}.npy", mode="w+", dtype=np.float32,
+                                    shape=doc_vecs.shape)
+  table[:] = doc_vecs
+  chunked_scores, chunked_rows = search.top_k(built, params, claim_vecs, table, 10, mesh, chunk_rows=397)
+  np.testing.assert_array_equal(chunked_rows, rows)
+  np.testing.assert_allclose(chunked_scores, scores, rtol=1e-6, atol=1e-6)
 
 
+def test_chunked_top_k_merges_ties_and_padding_like_one_top_k():
+  """Constructed scores with ties across chunk borders: the merge keeps the lower rows, padding never appears."""
+  class Dot:  # the `built` interface top_k uses: module.apply(..., method=module.score)
+    class module:  # noqa: N801
+      score = "score"
+
+      @staticmethod
+      def apply(_, claims, docs, method):
+        return claims @ docs.T
+  docs = np.array([[1.0], [3.0], [3.0], [2.0], [3.0], [0.5], [3.0]], np.float32)  # ties at rows 1, 2, 4, 6
+  claims = np.array([[1.0], [-1.0]], np.float32)
+  mesh = sharding.make_mesh(1, 1)
+  for chunk in (1, 2, 3, 7, 100):
+    scores, rows = search.top_k(Dot, {}, claims, docs, 5, mesh, chunk_rows=chunk)
+    assert rows.tolist() == [[1, 2, 4, 6, 3], [5, 0, 3, 1, 2]], chunk
+    np.testing.assert_array_equal(scores[0], [3, 3, 3, 3, 2])
+
+
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_index_then_search_matches_direct_scoring(setup, tmp_path):
   c, prepared = setup
   built = build_lib.build(c.model, prepared)

@@ -145,6 +145,7 @@ def test_sentence_transformers_cosine(tok, loaded):
   assert cosine == pytest.approx(0.755, abs=0.01)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_padding_invariance(tok, loaded, teacher_params):
   e = tok.encode("Aspirin lowers fever.", "Aspirin is an analgesic that reduces fever and inflammation.")
   ids, types, mask = _batch([e, e])
@@ -158,6 +159,7 @@ def test_padding_invariance(tok, loaded, teacher_params):
   np.testing.assert_allclose(logits[1], logits[0], atol=1e-5)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_cross_encoder_shape_dropout_and_bf16(tok, loaded, teacher_params):
   pairs = [("A man is eating food.", "Bread is food."), ("The sky is blue.", "Bread is food."),
            ("Fever is a symptom.", "Aspirin reduces fever.")]
@@ -184,6 +186,7 @@ def test_cross_encoder_shape_dropout_and_bf16(tok, loaded, teacher_params):
   assert {x.dtype for x in jax.tree.leaves(bf16_params)} == {jnp.dtype(jnp.float32)}
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_init_loads_pretrained_encoder(model_dir, hf_weights, teacher_params, loaded):
   enc = teacher_params["encoder"]
   np.testing.assert_array_equal(enc["embeddings"]["word_embeddings"]["embedding"],
@@ -232,6 +235,7 @@ def _tiny_tensors(prefix: str = "") -> dict[str, np.ndarray]:
   return {prefix + k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_loads_prefixed_checkpoint_and_skips_heads(tmp_path, model_dir):
   t = _tiny_tensors("bert.")
   heads = {"bert.pooler.dense.weight": np.zeros((8, 8), np.float32), "classifier.weight": np.zeros((1, 8), np.float32),
@@ -260,6 +264,7 @@ def test_clear_errors(tmp_path, model_dir):
     load_bert_encoder_params(_tiny_checkpoint(tmp_path / "wrong", model_dir, wrong))
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_seg_cosine_head_and_bf16_products_match_references(tok, loaded, teacher_params, model_dir):
   """head='seg_cosine' = scale x cosine of the claim's and document's mean token vectors (NumPy on the encoder's
   output); matmul='bf16_f32' stays within bf16 rounding of f32, and gives gradients close to f32's."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import cnn_student, lstm_student, teacher as teacher_config
-from kd_jax import sharding, teacher_scores, train
+from kd_jax import losses, sharding, teacher_scores, train
 from kd_jax.data import candidates, datasets, pipeline, prepare
 from kd_jax.models import build as build_lib
 
@@ -36,7 +36,7 @@ def _one_step(config, prepared, mesh):
   built = build_lib.build(config.model, prepared)
   tx = train.make_optimizer(config.train)
   state, state_sh = train.init_state(built, tx, jax.random.key(0), mesh)
-  loss_fn = train.hard_loss_fn if built.kind == "teacher" else train.distill_loss_fn(2.0, 0.5, "listwise")
+  loss_fn = losses.hard_loss_fn if built.kind == "teacher" else losses.distill_loss_fn(2.0, 0.5, "listwise")
   step = train.jit_step(train.make_train_step(built, tx, loss_fn), mesh, state_sh)
   batches = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(
       prepared, built.tokens, config.model.get("pair_len", 0)))
@@ -48,6 +48,7 @@ def _one_step(config, prepared, mesh):
 
 @pytest.mark.parametrize("module,meshes", [
     (cnn_student, [(8, 1)]), (lstm_student, [(8, 1)]), (teacher_config, [(8, 1), (4, 2)])])
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_sharded_step_equals_single_device(module, meshes, data_dir, cache_dir):
   config = _config(module, data_dir, cache_dir)
   prepared = prepare.prepare(config.data)
@@ -58,14 +59,15 @@ def test_sharded_step_equals_single_device(module, meshes, data_dir, cache_dir):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_killed_run_resumes_to_identical_params(data_dir, cache_dir, tmp_path):
   config = _config(cnn_student, data_dir, cache_dir, steps=8, checkpoint_every=4, eval_every=100)
   prepared = prepare.prepare(config.data)
   built = build_lib.build(config.model, prepared)
-  straight = train.fit(config, tmp_path / "straight", prepared, built, train.hard_loss_fn)
-  train.fit(config, tmp_path / "killed", prepared, built, train.hard_loss_fn, stop_after=4)
+  straight = train.fit(config, tmp_path / "straight", prepared, built, losses.hard_loss_fn)
+  train.fit(config, tmp_path / "killed", prepared, built, losses.hard_loss_fn, stop_after=4)
   assert not (tmp_path / "killed" / "complete.json").exists()
-  resumed = train.fit(config, tmp_path / "killed", prepared, built, train.hard_loss_fn)
+  resumed = train.fit(config, tmp_path / "killed", prepared, built, losses.hard_loss_fn)
   assert resumed.initial_metrics is None  # it continued, not restarted
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6),
                resumed.params, straight.params)
@@ -140,6 +142,7 @@ def _one_line_error(proc, *needles):
     assert needle in last, proc.stderr[-2000:]
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_bad_input_gives_one_line_errors(data_dir, cache_dir, tmp_path):
   common = [f"--workdir={tmp_path}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache_dir}"]
   _one_line_error(_run(["--config=configs/cnn_student.py:smoke", "--config.train.no_such_key=1", *common],
@@ -157,6 +160,7 @@ def test_bad_input_gives_one_line_errors(data_dir, cache_dir, tmp_path):
                         f"--workdir={tmp_path}"], check=False), "--config.data.dir")
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_online_teacher_equals_stored_scores(data_dir, cache_dir, tmp_path):
   """distill.online computes, inside the step, the same soft labels score_candidates stores."""
   from kd_jax import evaluate
@@ -175,8 +179,8 @@ def test_online_teacher_equals_stored_scores(data_dir, cache_dir, tmp_path):
 
   student = build_lib.build(student_cfg.model, prepared)
   tx = train.make_optimizer(student_cfg.train)
-  loss_fn = train.distill_loss_fn(2.0, 0.5, "listwise")
-  losses = []
+  loss_fn = losses.distill_loss_fn(2.0, 0.5, "listwise")
+  distill_terms = []
   for online in (False, True):
     state, state_sh = train.init_state(student, tx, jax.random.key(0), mesh)
     tokens = "both" if online else "words"
@@ -186,10 +190,11 @@ def test_online_teacher_equals_stored_scores(data_dir, cache_dir, tmp_path):
                           tsh if online else None)
     extra = (jax.device_put(tparams, tsh),) if online else ()
     _, metrics = step(state, sharding.put_batch(batch, mesh), jax.random.key(1), *extra)
-    losses.append(float(metrics["distill"]))
-  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    distill_terms.append(float(metrics["distill"]))
+  np.testing.assert_allclose(distill_terms[1], distill_terms[0], rtol=1e-4)
 
 
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_frozen_embeddings_stay_put(data_dir, cache_dir):
   """freeze_embeddings: no gradient reaches the table and weight decay does not shrink it either."""
   config = _config(cnn_student, data_dir, cache_dir)
@@ -203,7 +208,7 @@ def test_frozen_embeddings_stay_put(data_dir, cache_dir):
   before = np.asarray(state["params"]["encoder"]["tokens"]["embed"]["embedding"])
   kernel = np.asarray(state["params"]["encoder"]["proj"]["kernel"]) if "proj" in state["params"]["encoder"] \
       else None
-  step = train.jit_step(train.make_train_step(built, tx, train.hard_loss_fn), mesh, state_sh)
+  step = train.jit_step(train.make_train_step(built, tx, losses.hard_loss_fn), mesh, state_sh)
   batch = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(prepared, "words"))[0]
   for _ in range(3):
     state, _ = step(state, sharding.put_batch(batch, mesh), jax.random.key(1))

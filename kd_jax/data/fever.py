@@ -70,7 +70,7 @@ def read_wiki_pages(wiki_dir: Path) -> Iterator[tuple[str, str]]:
   wiki_dir = Path(wiki_dir)
   files = sorted(wiki_dir.glob("wiki-*.jsonl"))
   if not files:
-    raise FileNotFoundError(f"No wiki-*.jsonl files in {wiki_dir}; point data.fever.wiki_dir at FEVER's wiki-pages/.")
+    raise FileNotFoundError(f"No wiki-*.jsonl files in {wiki_dir}; point --config.data.fever_wiki_dir at FEVER's wiki-pages/.")
   for path in files:
     for _, obj in read_jsonl(path, required=("id", "text")):
       if obj["id"]:

@@ -24,22 +24,19 @@ from kd_jax.data import candidates as cands
 from kd_jax.data import datasets, tfds_builder, tokenize
 
 SPLITS = ("train", "dev", "test")
-# Settings that determine the prepared files (everything in config.data except the cache location).
-_KEYS = ("name", "dir", "fever_train_file", "fever_test_file", "fever_wiki_dir", "beir_dir", "beir_train_split",
-         "beir_test_split", "dev_fraction", "split_seed", "num_candidates", "claim_wp_len", "doc_wp_len",
-         "claim_word_len", "doc_word_len", "vocab_size", "max_claims", "tokenizer")
-
-
-# Keys added after caches existed: part of the fingerprint only when set, so older caches keep their names.
-_OPTIONAL_KEYS = {"oov_buckets": 0}
+# The prepared files depend on every field of config.data except where the cache is: the fingerprint hashes them
+# all, so a new data field invalidates caches without being listed anywhere.
+_WHERE = ("cache_dir",)
+# Fields added after caches existed, at the value that behaves as before: hashed only when set otherwise, so older
+# caches keep their names.
+_ADDED = {"oov_buckets": 0}
 # Settings that shape only the students' word inputs, at the values the first caches were made with. The teacher's
 # scores do not depend on them: caches differing only here share one scores folder (scores_key).
 _STUDENT_ONLY = {"claim_word_len": 32, "doc_word_len": 128, "vocab_size": 20000, "oov_buckets": 0}
 
 
 def fingerprint(cfg) -> str:
-  values = {k: str(cfg[k]) for k in _KEYS}
-  values.update({k: str(cfg[k]) for k, default in _OPTIONAL_KEYS.items() if cfg.get(k, default) != default})
+  values = {k: str(v) for k, v in cfg.items() if k not in _WHERE and not (k in _ADDED and v == _ADDED[k])}
   if cfg.name in ("fever_titles", "scifact"):
     values["dir"] = str(datasets.resolve_data_dir(cfg.dir))
   return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]

@@ -15,10 +15,9 @@ import numpy as np
 
 from kd_jax import pretrained
 from kd_jax.data.prepare import Prepared
-from kd_jax.models import hf_weights, students
+from kd_jax.models import hf_weights, registry, students
 from kd_jax.models.teacher import CrossEncoder, TeacherConfig
 
-KINDS = ("teacher", "cnn", "lstm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +29,7 @@ class Built:
   logits: Callable[..., jax.Array]  # (params, batch, rng=None, train=False) -> [B, K]
   # Students only: (params, batch, rng, in_batch) -> (own [B, K], wide [B, K + C]); see negatives.py.
   wide_logits: Callable[..., tuple[jax.Array, jax.Array]] | None = None
+  pair_len: int = 0  # the teacher's `[CLS] claim [SEP] doc [SEP]` length; 0 for students (they read words)
 
 
 def teacher_config(mcfg) -> TeacherConfig:
@@ -47,20 +47,7 @@ def teacher_config(mcfg) -> TeacherConfig:
                        intermediate_size=4 * mcfg.hidden_size, **compute)
 
 
-def student_config(mcfg, vocab_size: int):
-  common = dict(vocab_size=vocab_size, embed_dim=mcfg.embed_dim, freeze_embeddings=mcfg.freeze_embeddings,
-                shared_towers=mcfg.shared_towers, out_dim=mcfg.out_dim, scoring=mcfg.scoring,
-                dropout_rate=mcfg.dropout_rate)
-  if mcfg.kind == "cnn":
-    return students.CNNConfig(widths=tuple(mcfg.widths), num_filters=mcfg.num_filters, **common)
-  if mcfg.kind == "lstm":
-    return students.BiLSTMConfig(hidden=mcfg.hidden, pooling=mcfg.pooling, **common)
-  raise ValueError(f"Unknown student kind {mcfg.kind!r}: use one of {KINDS[1:]}.")
-
-
 def build(mcfg, prepared: Prepared) -> Built:
-  if mcfg.kind not in KINDS:
-    raise ValueError(f"Unknown model.kind {mcfg.kind!r}: use one of {KINDS}.")
   if mcfg.kind == "teacher":
     config = teacher_config(mcfg)
     module = CrossEncoder(config)
@@ -76,11 +63,12 @@ def build(mcfg, prepared: Prepared) -> Built:
                          rngs={"dropout": rng} if train else None)
       return out.reshape(b, k)
 
-    return Built("teacher", module, "pairs", init, logits)
+    return Built("teacher", module, "pairs", init, logits, pair_len=mcfg.pair_len)
 
   # Embedding rows: the vocabulary, then the hashed rows of out-of-vocabulary words (data.oov_buckets).
-  config = student_config(mcfg, len(prepared.vocab) + prepared.oov_buckets)
-  module = (students.CNNStudent if mcfg.kind == "cnn" else students.BiLSTMStudent)(config)
+  kind = registry.student(mcfg.kind, mcfg.get("module", ""))  # raises, naming the known kinds, for unknown ones
+  config = kind.make_config(mcfg, len(prepared.vocab) + prepared.oov_buckets)
+  module = kind.model_cls(config)
 
   def init(rng):
     claims = jnp.ones((1, 4), jnp.int32)
@@ -89,7 +77,7 @@ def build(mcfg, prepared: Prepared) -> Built:
       index, vectors = pretrained.glove_6b_50d()
       if vectors.shape[1] != config.embed_dim:
         raise ValueError(f"GloVe vectors are {vectors.shape[1]}-d but model.embed_dim={config.embed_dim}.")
-      params = students.with_embeddings(params, students.glove_embedding_matrix(
+      params = students.with_embeddings(params, pretrained.glove_embedding_matrix(
           prepared.vocab, index, np.asarray(vectors), extra_rows=prepared.oov_buckets))
     return params
 

@@ -12,9 +12,3 @@ def count_params(params: Any) -> int:
   """Total number of scalars in a pytree of arrays (params, a variables dict, or `jax.eval_shape` output)."""
   return int(sum(np.prod(np.shape(leaf), dtype=np.int64) for leaf in jax.tree_util.tree_leaves(params)))
 
-
-def param_table(named_params: dict[str, Any]) -> str:
-  """Markdown table of parameter counts, one row per named model, in the order given."""
-  lines = ["| model | parameters |", "|---|---:|"]
-  lines += [f"| {name} | {count_params(params):,} |" for name, params in named_params.items()]
-  return "\n".join(lines)

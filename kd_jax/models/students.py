@@ -60,7 +60,7 @@ def masked_mean(x: Array, mask: Array) -> Array:
   return total / jnp.maximum(jnp.sum(mask, axis=-1), 1)[..., None].astype(x.dtype)
 
 
-class _Embed(nn.Module):
+class Embed(nn.Module):
   """Word embeddings with padded positions zeroed, so the pad row's values never matter."""
   config: StudentConfig
 
@@ -80,7 +80,7 @@ class CNNEncoder(nn.Module):
   @nn.compact
   def __call__(self, ids: Array, deterministic: bool = True) -> Array:
     cfg = self.config
-    x, mask = _Embed(cfg, name="tokens")(ids)
+    x, mask = Embed(cfg, name="tokens")(ids)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     # 'SAME' pads by a width-only amount, and padded positions are zero on input, so a valid position's
     # window reads the same zeros whether the sequence ends or trailing padding follows: padding-invariant.
@@ -97,7 +97,7 @@ class BiLSTMEncoder(nn.Module):
   @nn.compact
   def __call__(self, ids: Array, deterministic: bool = True) -> Array:
     cfg = self.config
-    x, mask = _Embed(cfg, name="tokens")(ids)
+    x, mask = Embed(cfg, name="tokens")(ids)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
     h = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)), nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)),
@@ -123,7 +123,7 @@ def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
 
-class _DualEncoder(nn.Module):
+class DualEncoder(nn.Module):
   """Two towers (or one, shared) plus the dot/cosine scorer; subclasses name the tower type."""
   config: StudentConfig
   encoder_cls: ClassVar[type[nn.Module]]  # the tower, set by subclasses
@@ -183,36 +183,14 @@ class _DualEncoder(nn.Module):
     return own, jnp.concatenate([own, self.score(claims, jnp.concatenate(pool))], axis=1)
 
 
-class CNNStudent(_DualEncoder):
+class CNNStudent(DualEncoder):
   """Claim-independent CNN dual encoder (`config: CNNConfig`)."""
   encoder_cls: ClassVar[type[nn.Module]] = CNNEncoder
 
 
-class BiLSTMStudent(_DualEncoder):
+class BiLSTMStudent(DualEncoder):
   """Claim-independent BiLSTM dual encoder (`config: BiLSTMConfig`)."""
   encoder_cls: ClassVar[type[nn.Module]] = BiLSTMEncoder
-
-
-def glove_embedding_matrix(vocab: list[str], glove_index: dict[str, int], glove_vectors: np.ndarray,
-                           rng_seed: int = 0, extra_rows: int = 0) -> np.ndarray:
-  """Embedding table [len(vocab) + extra_rows, dim] float32 for `vocab` (index -> word; 0 = '<pad>', 1 = '<unk>').
-
-  Words found in GloVe (as given, else lowercased: GloVe 6B is uncased) get their GloVe row; the pad row
-  is zero; every other row (including '<unk>' and the `extra_rows` hashed out-of-vocabulary rows) is drawn from
-  N(0, std of GloVe) so it starts on GloVe's scale.
-  """
-  vectors = np.asarray(glove_vectors)
-  rng = np.random.default_rng(rng_seed)
-  std = float(np.std(vectors, dtype=np.float64))
-  matrix = rng.normal(0.0, std, size=(len(vocab) + extra_rows, vectors.shape[1])).astype(np.float32)
-  for i, word in enumerate(vocab):
-    row = glove_index.get(word)
-    if row is None:
-      row = glove_index.get(word.lower())
-    if row is not None and i not in (PAD_ID, OOV_ID):
-      matrix[i] = vectors[row]
-  matrix[PAD_ID] = 0.0
-  return matrix
 
 
 def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
@@ -229,3 +207,10 @@ def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
       raise ValueError(f"embedding {'/'.join(path)} has shape {flat[path].shape}, matrix has {np.shape(matrix)}")
     flat[path] = jnp.asarray(matrix, dtype=flat[path].dtype)
   return traverse_util.unflatten_dict(flat)
+
+
+# Registered last, so the registry sees complete classes (kd_jax/models/registry.py).
+from kd_jax.models import registry  # noqa: E402  pylint: disable=wrong-import-position
+
+registry.register_student("cnn", "CNN", CNNConfig, CNNStudent)
+registry.register_student("lstm", "BiLSTM", BiLSTMConfig, BiLSTMStudent)

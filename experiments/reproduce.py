@@ -1,12 +1,13 @@
 """The paper's table, measured: teacher, and each student with and without distillation, over seeds.
 
 `python run.py --config=configs/reproduce.py --workdir=workdir/reproduce` runs every missing stage (finished
-ones are reused, so an interrupted reproduction continues) and writes `results/RESULTS.md`, `results.json`
-and the plots.
+ones are reused, so an interrupted reproduction continues) and writes `results/results.json`, its section
+`results/reproduction.md` of RESULTS.md, and the plots.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shlex
@@ -17,11 +18,13 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from kd_jax import atomic, logbook, multihost, stages
+from experiments import results_md
+from kd_jax import atomic, logbook, multihost
+from kd_jax.modes import distill, evaluate
 from kd_jax.data import candidates, datasets
+from kd_jax.models import registry
 from kd_jax.search import full_collection_metrics
 
-NAMES = {"cnn": "CNN", "lstm": "BiLSTM"}  # display names of student kinds
 RERANK = ("mrr@10", "map", "ndcg@10", "recall@1", "recall@5", "recall@10")
 FULL = ("ndcg@10", "recall@10", "recall@100")
 
@@ -91,15 +94,16 @@ def eval_stage(cfg, workdir: Path) -> dict:
     stored = json.loads(path.read_text())
     if "full_collection" not in stored or set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods):
       return stored
-    return stages.evaluate_stage(cfg, str(workdir))  # made before a fusion method existed: the figures again
+    return evaluate.evaluate_stage(cfg, str(workdir))  # made before a fusion method existed: the figures again
   if cfg.mode == "distill":
-    return stages.distill(cfg, str(workdir))
-  return stages.evaluate_stage(cfg, str(workdir))
+    return distill.distill(cfg, str(workdir))
+  return evaluate.evaluate_stage(cfg, str(workdir))
 
 
-# What makes two runs of a stage the same experiment (paths, e.g. the teacher's folder, may differ).
-_SAME = ("data", "model", "train", "distill.alpha", "distill.temperature", "distill.hard", "distill.pseudo",
-         "distill.negatives")
+# What makes two runs of a stage the same experiment: these config subtrees, whole, less the fields that only say
+# where things are (a field added to a subtree counts without being listed here).
+_SUBTREES = ("data", "model", "train", "distill")
+_WHERE = ("data.cache_dir", "distill.teacher_dir", "distill.train_teacher_if_missing")
 # Fields added after stages were trained, at the value that behaves as before they existed: a stage whose saved
 # config lacks one was trained that way.
 _ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False,
@@ -112,20 +116,28 @@ def _check_same_settings(cfg, stage: Path) -> None:
   if not saved.is_file():
     return
   old, new = json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort())
-  for key, value in _ADDED.items():
+  for key, value in _ADDED.items():  # only inside subtrees the stage has (a teacher has no distill settings)
     *path, last = key.split(".")
     node = old
     for part in path:
-      node = node.setdefault(part, {})
-    node.setdefault(last, value)
-  def get(c, key):
-    for part in key.split("."):
-      c = c.get(part, {}) if isinstance(c, dict) else {}
-    return c
-  differ = [k for k in _SAME if get(old, k) != get(new, k)]
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(last, value)
+  old["model"], new["model"] = registry.model_fields(old.get("model", {})), registry.model_fields(new["model"])
+  differ = [k for k in _SUBTREES if _digest(old, k) != _digest(new, k)]
   if differ:
     raise ValueError(f"{stage} was trained with other {', '.join(differ)} settings than asked for now: pass another "
                      "--workdir (or delete that folder) to train it afresh.")
+
+
+def _digest(config: dict, subtree: str) -> str:
+  """A hash of one config subtree without its location fields (JSON with sorted keys, so order never matters)."""
+  tree = dict(config.get(subtree) or {})
+  for key in _WHERE:
+    top, field = key.split(".")
+    if top == subtree:
+      tree.pop(field, None)
+  return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def bm25_full_collection(data_cfg) -> dict:
@@ -153,7 +165,7 @@ def run(config, workdir: str) -> dict:
       for label, a in (("hard labels only", 0.0), ("distilled", alpha)):
         for seed in r.seeds:
           cfg = student_config(config, dataset, kind, a, temperature, seed)
-          rows.setdefault(f"{NAMES.get(kind, kind)} {label}", []).append(eval_stage(cfg, wd))
+          rows.setdefault(f"{registry.display_name(kind)} {label}", []).append(eval_stage(cfg, wd))
     tcfg = teacher_config(config, dataset)
     tcfg.mode = "evaluate"
     tdir = Path(config.reproduce.teacher_dirs.get(dataset, "") or wd / tcfg.name)
@@ -180,11 +192,11 @@ def run(config, workdir: str) -> dict:
 
 
 def write_results(results: dict, out: Path) -> None:
-  """results.json (keeping the datasets this run did not cover), RESULTS.md and the plots."""
+  """results.json (keeping the datasets this run did not cover), its section of RESULTS.md and the plots."""
   out.mkdir(parents=True, exist_ok=True)
   _keep_other_datasets(results, out / "results.json")
   atomic.write_text(out / "results.json", json.dumps(results, indent=2, default=float))
-  write_markdown(out)
+  write_section(out)
   plot(results, out)
   logging.info("Wrote %s", out / "RESULTS.md")
 
@@ -217,24 +229,11 @@ def dataset_teacher_desc(t: dict, pairs: str = "") -> str:
           f"learning rate {tc['learning_rate']:g}.")
 
 
-def write_markdown(out: Path) -> None:
-  """RESULTS.md from the stored tables: the reproduction (results.json), the teacher's reference rows
-  (teacher.md), then pseudo-claims (pseudo.json)."""
-  from kd_jax import pseudo_table  # pylint: disable=import-outside-toplevel
-  text = ""
-  if (out / "results.json").is_file():
-    results = json.loads((out / "results.json").read_text())
-    text = render(results, ml_collections.ConfigDict(results["config"]))
-  if (out / "teacher.md").is_file():  # benchmarks/teacher_rows.py: the rows that explain the teacher
-    text += "\n" + (out / "teacher.md").read_text()
-  if (out / "transfer.md").is_file():  # benchmarks/transfer_table.py: the students on the other collection
-    text += "\n" + (out / "transfer.md").read_text()
-  if (out / "ablation.md").is_file():  # experiments/ablation.py: what makes a student search the whole collection
-    text += "\n" + (out / "ablation.md").read_text()
-  if (out / "pseudo.json").is_file():
-    pseudo = json.loads((out / "pseudo.json").read_text())
-    text += "\n" + pseudo_table.render(pseudo, pseudo["config"])
-  atomic.write_text(out / "RESULTS.md", text)
+def write_section(out: Path) -> None:
+  """results/reproduction.md from results.json, then RESULTS.md again."""
+  results = json.loads((out / "results.json").read_text())
+  atomic.write_text(out / "reproduction.md", render(results, ml_collections.ConfigDict(results["config"])))
+  results_md.write(out)
 
 
 def mean_std(values: list[float]) -> str:
@@ -301,7 +300,7 @@ def _settings_text(r) -> str:
   if len(set(settings.values())) <= 1:
     return f"alpha={r.alpha}, T={r.temperature}" if not settings else "alpha={:g}, T={:g}".format(
         *next(iter(settings.values())))
-  return "; ".join(f"{NAMES.get(k, k)} alpha={a:g}, T={t:g}" for k, (a, t) in
+  return "; ".join(f"{registry.display_name(k)} alpha={a:g}, T={t:g}" for k, (a, t) in
                    settings.items()) + " (each chosen on dev)"
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from kd_jax import atomic, multihost, reproduce
+from experiments import reproduce, results_md
+from kd_jax import atomic, multihost
 from kd_jax.data import prepare
 from kd_jax.models import build as build_lib
+from kd_jax.models import registry
 from kd_jax.models.size import count_params
 
-NAMES = reproduce.NAMES
 
 
 def student_config(config, dataset: str, kind: str, count: int, seed: int):
@@ -70,7 +71,7 @@ def run(config, workdir: str) -> dict:
     multihost.primary_writes(f"{path}", lambda: _write_json(path, results))
 
   def write_report():
-    reproduce.write_markdown(out)
+    write_section(out)
     plot(results, out)
   multihost.primary_writes(f"the report in {out}", write_report)
   logging.info("Wrote %s and %s", path, out / "RESULTS.md")
@@ -90,11 +91,18 @@ def _teacher_params(config, dataset: str) -> int:
 
 def _steps(config: dict) -> str:
   train = {k: config["students"][k]["train"] for k in config["reproduce"]["students"]}
-  return ", ".join(f"{NAMES.get(k, k)} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
+  return ", ".join(f"{registry.display_name(k)} {t['steps']} x {t['batch_size']} claims" for k, t in train.items())
 
 
 def _per_dataset(x) -> str:
   return ", ".join(f"{v} ({k})" for k, v in x.items()) if isinstance(x, dict) else str(x)
+
+
+def write_section(out: Path) -> None:
+  """results/pseudo.md from pseudo.json, then RESULTS.md again."""
+  results = json.loads((out / "pseudo.json").read_text())
+  atomic.write_text(out / "pseudo.md", render(results, results["config"]))
+  results_md.write(out)
 
 
 def render(results: dict, config: dict) -> str:
@@ -118,7 +126,7 @@ def render(results: dict, config: dict) -> str:
     for kind, by_count in d["runs"].items():
       for count, xs in by_count.items():
         ratio = f"{d['teacher_params'] / xs[0]['params']:.1f}x"
-        name = NAMES.get(kind, kind)
+        name = registry.display_name(kind)
         for variant, label in (("", name), ("hybrid_linear", f"{name} + BM25 (linear)"),
                                ("hybrid_rrf", f"{name} + BM25 (RRF)")):
           if variant and variant not in xs[0]:
@@ -139,7 +147,7 @@ def plot(results: dict, out: Path) -> None:
   for ax, dataset, d in panels:
     for kind, by_count in d["runs"].items():
       xs = sorted(by_count, key=int)
-      name = NAMES.get(kind, kind)
+      name = registry.display_name(kind)
       for variant, style, label in (("", "o-", name), ("hybrid_linear", "s--", f"{name} + BM25")):
         if variant and variant not in by_count[xs[0]][0]:
           continue

@@ -1,0 +1,68 @@
+"""mode=distill: the chain [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from kd_jax import losses, multihost, pseudo_claims, sharding, summary, teacher_scores, train
+from kd_jax.data import pipeline, prepare
+from kd_jax.models import build as build_lib
+from kd_jax.models.size import count_params
+from kd_jax.modes import stage
+from kd_jax.modes import train_teacher as train_teacher_mode
+from kd_jax.modes.evaluate import evaluate_stage
+from kd_jax.modes.score_candidates import score_candidates
+from kd_jax.modes.stage import stage_dir
+
+
+def distill(config, workdir: str) -> dict:
+  """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
+  tdir, tcfg = stage.teacher_config(config, workdir)
+  stage.check_writable(config.data, stage_dir(config, workdir))  # before the teacher's hours, not after them
+  prepared = prepare.prepare(config.data)
+  if not (tdir / "complete.json").is_file() and not teacher_scores.path_for(tdir, prepared, "train").is_file():
+    if not config.distill.train_teacher_if_missing:
+      raise stage.no_teacher(tdir)
+    logging.info("No finished teacher in %s: training it first.", tdir)
+    train_teacher_mode.train_teacher(tcfg, str(tdir.parent))
+  else:
+    logging.info("Using the finished teacher in %s.", tdir)
+  built = build_lib.build(config.model, prepared)
+  out = stage_dir(config, workdir)
+  source = _train_source(config, tdir, tcfg, prepared)
+  if config.distill.online:
+    teacher_built = build_lib.build(tcfg.model, prepared)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    tparams, _ = train.restore_params(tdir, teacher_built, tcfg, mesh)
+    result = train.fit(config, out, prepared, built, _loss(config), teacher=(teacher_built, tparams),
+                       train_source=source)
+  else:
+    path = score_candidates(tcfg, tdir)
+    lookup = teacher_scores.lookup(path, prepared.source("train"))
+    result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup, train_source=source)
+  logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
+  result = evaluate_stage(config, workdir)
+  teacher_eval = tdir / "eval_test.json"
+  table = summary.render(result, json.loads(teacher_eval.read_text()) if teacher_eval.is_file() else None, out, tdir)
+  if multihost.is_primary():
+    print("\n" + table)
+  return result
+
+
+def _train_source(config, tdir: Path, tcfg, prepared):
+  """The labelled train split, or (distill.pseudo.count > 0) it mixed with teacher-labelled pseudo-claims."""
+  p = config.distill.pseudo
+  if not p.count:
+    return None
+  fake = pseudo_claims.ensure(tcfg, tdir, p, p.count)
+  mixed = pipeline.MixedSource(prepared.source("train"), fake, p.fraction)
+  logging.info("Training on %d labelled claims and %d pseudo-claims (%d + %d slots an epoch).",
+               len(prepared.source("train")), len(fake), mixed.num_real, mixed.num_pseudo)
+  return mixed
+
+
+def _loss(config):
+  d = config.distill
+  return losses.distill_loss_fn(d.temperature, d.alpha, d.hard)

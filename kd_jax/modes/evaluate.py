@@ -1,0 +1,157 @@
+"""mode=evaluate: a stage's test figures (reranking, whole collection, fusions with BM25) in `eval_test.json`, or
+with `config.collection` set, zero-shot figures on that collection in `eval_<collection>.json`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from kd_jax import (atomic, collection, collection_eval, evaluate, hybrid, indexing, multihost, search, sharding,
+                    stage_inputs, train)
+from kd_jax.data import candidates, datasets, prepare
+from kd_jax.models import build as build_lib
+from kd_jax.models.size import count_params
+from kd_jax.modes import stage
+from kd_jax.modes.stage import stage_dir
+
+
+def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
+  """Reranks `split`'s candidates with the stage's best checkpoint; writes `eval_<split>.json`. With
+  `config.collection` set, evaluates on that collection instead (evaluate_collection)."""
+  source = collection.from_config(config)
+  if source is not None:
+    return evaluate_collection(config, workdir, source)
+  out = stage_dir(config, workdir)
+  stage.check_writable(config.data, out)  # the figures are computed for minutes, then written
+  prepared = prepare.prepare(config.data)
+  if not stage_inputs.stored(out):  # stages trained before their folders carried their inputs
+    stage_inputs.save(out, prepared, config.data)
+  built = build_lib.build(config.model, prepared)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  params, params_sh = train.restore_params(out, built, config, mesh)
+  predict = evaluate.make_predict(built, mesh, params_sh)
+  pred = evaluate.predict_split(predict, params, prepared, split, config.train.eval_batch_size, mesh, built.tokens,
+                                built.pair_len)
+  bm25 = evaluate.rerank_metrics({**pred, "scores": _bm25_scores(prepared, split)})
+  result = {"split": split, "model": config.name, "params": count_params(params),
+            "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
+            "bm25_recall_at_k": prepared.meta["splits"][split]["bm25_recall_at_k"],
+            "rerank_claims_per_s": float(pred.get("claims_per_s", float("nan")))}
+  if built.kind == "teacher" and split != "dev":
+    # The teacher with a per-list BM25 term: linear fusion of min-max scores, the teacher's share chosen on dev.
+    dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens,
+                                 built.pair_len)
+    bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
+    result["dev_rerank"] = evaluate.rerank_metrics(dev)
+    result["bm25_term"] = hybrid.choose(lambda w: hybrid.rerank_metrics(dev, bm25_cands["dev"], "linear", w),
+                                        lambda w: hybrid.rerank_metrics(pred, bm25_cands[split], "linear", w))
+  if built.kind != "teacher":
+    # What a claim-independent model is for: every document encoded once, the whole collection searched.
+    doc_vecs = search.encode_collection(built, params, prepared, mesh)
+    claim_ids = [c.decode() for c in pred["claim_id"]]
+    claims = np.stack([prepared.source(split)[i]["claim_words"] for i in range(len(claim_ids))])
+    claim_vecs = search.encode_claims(built, params, claims, mesh)
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh)
+    result["full_collection"] = search.full_collection_metrics(scores, rows, claim_ids, prepared.doc_ids,
+                                                               prepared.qrels[split])
+    result["hub"] = collection_eval.hub_share(rows)
+    result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
+    data = datasets.load(config.data)
+    bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
+    texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
+    b_rows, b_scores = bm25.search([texts[c] for c in claim_ids], 100)
+    result["bm25_full_collection"] = search.full_collection_metrics(b_scores, b_rows, claim_ids, prepared.doc_ids,
+                                                                    prepared.qrels[split])
+    if config.hybrid.methods and split != "dev":
+      dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
+      result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
+                                 data, bm25)
+  multihost.primary_writes(f"{out / f'eval_{split}.json'}",
+                           lambda: atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2)))
+  logging.info("%s on %s: reranking nDCG@10 %.4f%s -> %s", config.name, split, result["rerank"]["ndcg@10"],
+               f", whole collection {result['full_collection']['ndcg@10']:.4f}" if "full_collection" in result else "",
+               out / f"eval_{split}.json")
+  return result
+
+
+def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str, data, bm25) -> dict:
+  """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking and full collection)."""
+  pools = {}
+  for s in ("dev", split):
+    claim_ids = [c.decode() for c in preds[s]["claim_id"]]
+    text = dict(zip(data.splits[s].ids, data.splits[s].texts))
+    src = prepared.source(s)
+    claim_vecs = search.encode_claims(built, params, np.stack([src[i]["claim_words"] for i in range(len(src))]),
+                                      mesh)
+    pools[s] = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, [text[c] for c in claim_ids],
+                                           claim_ids, prepared.qrels[s], bm25, mesh, config.hybrid.depth)
+  bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
+  out = {}
+  for m in config.hybrid.methods:
+    out[m] = {
+        "rerank": hybrid.choose(lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w),
+                                lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w)),
+        "full_collection": hybrid.choose(
+            lambda w: hybrid.full_collection_metrics(pools["dev"], m, w, prepared.doc_ids, config.hybrid.depth),
+            lambda w: hybrid.full_collection_metrics(pools[split], m, w, prepared.doc_ids, config.hybrid.depth))}
+    logging.info("Hybrid %s: full-collection weight %.1f (dev nDCG@10 %.4f) -> %s nDCG@10 %.4f", m,
+                 out[m]["full_collection"]["weight"], out[m]["full_collection"]["dev_ndcg@10"], split,
+                 out[m]["full_collection"]["test"]["ndcg@10"])
+  return out
+
+
+def _bm25_scores(prepared, split: str) -> np.ndarray:
+  src = prepared.source(split)
+  return np.stack([src[i]["bm25_scores"] for i in range(len(src))])
+
+
+def evaluate_collection(config, workdir: str, source) -> dict:
+  """A finished student (and its teacher) zero-shot on `source`: `<stage>/eval_<collection>.json`."""
+  out = stage_dir(config, workdir)
+  stage.check_writable(config.data, out)
+  weights = {}
+  if config.hybrid.methods:
+    # The fusion weights come from the stage's own dev set: evaluated there first if missing (or made before a
+    # fusion method existed).
+    if len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods):
+      own = ml_collections.ConfigDict(config.to_dict())
+      own.collection.update(path="", dataset="", name="")
+      evaluate_stage(own, workdir)
+    weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  built, params, inputs = stage.student(config, out, mesh)
+  index = indexing.build_index(built, params, inputs, source, indexing.index_root(out, source.name), mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+  doc_vecs, doc_ids, _ = index.read()
+  result = {"model": config.name, "trained_on": inputs.settings["data"],
+            **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
+                                              config.hybrid.depth)}
+  tdir, tcfg = stage.teacher_config(config, workdir)
+  if (tdir / "complete.json").is_file():
+    result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
+  path = out / f"eval_{source.name}.json"
+  multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
+  collection_eval.log_summary(result)
+  return result
+
+
+def _teacher_on(tcfg, tdir: Path, source, num_candidates: int, mesh) -> dict:
+  """The teacher reranking `source`'s BM25 candidates, stored in the teacher's folder (every student distilled from
+  it shares the figures: `<teacher>/eval_<collection>.json`)."""
+  path = tdir / f"eval_{source.name}.json"
+  if path.is_file():
+    stored = json.loads(path.read_text())
+    if stored.get("claims_asked") == source.max_claims and stored.get("num_candidates") == num_candidates:
+      return stored
+  tinputs = stage.stage_inputs_of(tcfg, tdir)
+  tbuilt = build_lib.build(tcfg.model, tinputs)
+  tparams, _ = train.restore_params(tdir, tbuilt, tcfg, mesh)
+  result = {**collection_eval.teacher_figures(tbuilt, tparams, tinputs, tbuilt.pair_len, source, mesh,
+                                              num_candidates, tcfg.train.eval_batch_size),
+            "claims_asked": source.max_claims, "collection": source.name}
+  multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
+  return result

@@ -1,0 +1,26 @@
+"""mode=index: a finished student encodes a whole collection once (`<stage>/index/<collection>/`), streamed and
+resumable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from kd_jax import indexing, sharding
+from kd_jax.modes import stage
+from kd_jax.modes.stage import stage_dir
+
+
+def index_stage(config, workdir: str) -> Path:
+  """Encodes a whole collection once with the stage's best student: `<stage>/index/<collection>/`, streamed and
+  resumable."""
+  out = stage_dir(config, workdir)
+  source = stage.source_of(config)
+  root = indexing.index_root(out, source.name)
+  stage.check_writable(config.data, root)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  built, params, inputs = stage.student(config, out, mesh)
+  index = indexing.build_index(built, params, inputs, source, root, mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+  logging.info("Index of %s by %s: %s", source.name, config.name, index.root)
+  return index.root

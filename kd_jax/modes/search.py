@@ -1,0 +1,76 @@
+"""mode=search: top-k documents for a claim (or a file of claims) from a stored index, alone or fused with BM25."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from kd_jax import fusion, hybrid, indexing, multihost, search, sharding
+from kd_jax.modes import stage
+from kd_jax.modes.stage import stage_dir
+
+
+def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str]]:
+  index = search.Index(indexing.index_root(out, source.name))
+  if not index.exists():
+    flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
+    raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
+                            f"{flags}.")
+  doc_vecs, doc_ids, meta = index.read()
+  if meta.get("prepared") != inputs.settings["prepared"]:
+    raise ValueError(f"The index in {index.root} was built by another training of this stage ({meta.get('prepared')})"
+                     ": delete it and rebuild it with --config.mode=index.")
+  return doc_vecs, doc_ids
+
+
+def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
+  """Top-k documents for `search.query` (or each line of `search.query_file`) from a stored index."""
+  s = config.search
+  if s.query_file:
+    texts = search.read_query_file(s.query_file)
+  else:
+    texts = [s.query]
+  out = stage_dir(config, workdir)
+  source = stage.source_of(config)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  built, params, inputs = stage.student(config, out, mesh)
+  doc_vecs, doc_ids = _read_index(config, out, source, inputs)
+  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
+  claim_vecs = search.encode_claims(built, params, ids, mesh)
+  coll = source.collection()  # BM25 and the snippets
+  if s.hybrid:
+    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
+    bm25 = source.bm25
+    depth = max(s.top_k, config.hybrid.depth)
+    pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
+                                       {str(i): {} for i in range(len(texts))}, bm25, mesh, depth)
+    fused = fusion.fuse(s.hybrid, pool.student, pool.bm25, weight, pool.mask)
+    best = np.argsort(-fused, axis=1, kind="stable")[:, : s.top_k]
+    scores, rows = np.take_along_axis(fused, best, 1), np.take_along_axis(pool.rows, best, 1)
+    logging.info("Hybrid search: %s fusion with BM25, student weight %.2f", s.hybrid, weight)
+  else:
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh)
+  results = []
+  for text, sc, rw in zip(texts, scores, rows):
+    hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc)]
+    if multihost.is_primary():  # one copy of the answer, not one per host
+      print(f"\n{text}")
+      for rank, (doc_id, v, snippet) in enumerate(hits, 1):
+        print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
+    results.append(hits)
+  return results
+
+
+def _hybrid_weight(method: str, weight: float, out: Path) -> float:
+  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method`."""
+  if weight >= 0:
+    return weight
+  path = out / "eval_test.json"
+  chosen = json.loads(path.read_text()).get("hybrid", {}).get(method) if path.is_file() else None
+  if chosen is None:
+    raise FileNotFoundError(f"No dev-chosen {method} fusion weight in {path}: run --config.mode=evaluate first, or "
+                            "pass --config.search.hybrid_weight=0.5.")
+  return float(chosen["full_collection"]["weight"])
