@@ -1,8 +1,9 @@
 """Student kinds by name: `model.kind` -> its config dataclass, its Linen model and its display name.
 
-A student module registers itself when imported (`register_student` at its bottom). The built-in students live in
-`kd_jax/models/students.py`; another one is a module of its own, named by `model.module` in its config, so adding a
-student touches that module and that config and nothing else (tests/support/tiny_student.py is one).
+A student module registers itself when imported (`register_student` at its bottom); this module imports none of
+them, so it sits below every student. The built-in kinds register when the model builder (models/build.py) is
+imported; another kind is a module of its own, named by `model.module` in its config, so adding a student touches
+that module and that config and nothing else (tests/support/tiny_student.py is one).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ _STUDENTS: dict[str, "StudentKind"] = {}
 class StudentKind:
   kind: str  # model.kind
   display: str  # in tables, e.g. "BiLSTM"
-  config_cls: type  # a students.StudentConfig dataclass: its fields are the model config fields the kind reads
-  model_cls: type  # a dual encoder (students.DualEncoder subclass) taking that config
+  config_cls: type  # a frozen dataclass: its fields are the model config fields the kind reads
+  model_cls: type  # the Linen dual encoder built from that config
 
   @property
   def fields(self) -> tuple[str, ...]:
@@ -45,7 +46,6 @@ def register_student(kind: str, display: str, config_cls: type, model_cls: type)
 
 def student(kind: str, module: str = "") -> StudentKind:
   """The registered kind, importing `module` first (a student defined outside kd_jax registers on import)."""
-  importlib.import_module("kd_jax.models.students")  # the built-in kinds
   if module:
     try:
       importlib.import_module(module)
@@ -59,7 +59,6 @@ def student(kind: str, module: str = "") -> StudentKind:
 
 
 def known() -> list[str]:
-  importlib.import_module("kd_jax.models.students")
   return sorted(_STUDENTS)
 
 

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from kd_jax.models import registry
+
 Array = jax.Array
 PAD_ID = 0
 OOV_ID = 1
@@ -208,9 +210,6 @@ def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
     flat[path] = jnp.asarray(matrix, dtype=flat[path].dtype)
   return traverse_util.unflatten_dict(flat)
 
-
-# Registered last, so the registry sees complete classes (kd_jax/models/registry.py).
-from kd_jax.models import registry  # noqa: E402  pylint: disable=wrong-import-position
 
 registry.register_student("cnn", "CNN", CNNConfig, CNNStudent)
 registry.register_student("lstm", "BiLSTM", BiLSTMConfig, BiLSTMStudent)
