@@ -182,9 +182,8 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   stored = out / "ablation.json"
   # One file for every dataset: a run updates its dataset (its rows, if --rows names some) and keeps the others.
-  whole = json.loads(stored.read_text()) if stored.is_file() else {}
-  whole.setdefault("datasets", {})
-  whole["levers"] = {k: v[0] for k, v in LEVERS.items()}
+  old = json.loads(stored.read_text()) if stored.is_file() else {}
+  whole = {"levers": {k: v[0] for k, v in LEVERS.items()}, "datasets": old.get("datasets", {})}
   if _ROWS.value and dataset in whole["datasets"]:
     results["rows"] = {**whole["datasets"][dataset]["rows"], **results["rows"]}
   whole["datasets"][dataset] = results
