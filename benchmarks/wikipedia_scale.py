@@ -32,7 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import atomic, search, sharding
+from kd_jax import atomic, compact, search, sharding
 from kd_jax.data import datasets
 from kd_jax.modes import stage as stage_lib
 
@@ -102,7 +102,8 @@ def build_index(args, built, params, mesh, lengths, probs, width) -> dict:
 
 
 def compact_forms(f32_path: Path) -> dict:
-  """bfloat16 (the top 16 bits, rounded) and int8 with one float32 scale per row, written chunk by chunk."""
+  """bfloat16 and int8 with one float32 scale per row (kd_jax/compact.py, what mode=index writes with
+  --config.index.dtype), converted chunk by chunk."""
   table = np.load(f32_path, mmap_mode="r")
   n, d = table.shape
   bf16 = np.lib.format.open_memmap(f32_path.with_name("doc_vecs_bf16.npy"), mode="w+", dtype=np.uint16, shape=(n, d))
@@ -110,8 +111,8 @@ def compact_forms(f32_path: Path) -> dict:
   scales = np.lib.format.open_memmap(f32_path.with_name("doc_scales.npy"), mode="w+", dtype=np.float32, shape=(n,))
   for start in range(0, n, 1 << 18):
     x = np.asarray(table[start:start + (1 << 18)])
-    bf16[start:start + len(x)] = to_bf16(x)
-    q, s = to_int8(x)
+    bf16[start:start + len(x)] = compact.to_bf16(x)
+    q, s = compact.to_int8(x)
     int8[start:start + len(x)], scales[start:start + len(x)] = q, s
   for m in (bf16, int8, scales):
     m.flush()
@@ -121,32 +122,12 @@ def compact_forms(f32_path: Path) -> dict:
   return sizes
 
 
-def to_bf16(x: np.ndarray) -> np.ndarray:
-  """float32 -> bfloat16 bits (round to nearest even), stored as uint16."""
-  bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
-  return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def from_bf16(b: np.ndarray) -> np.ndarray:
-  return (b.astype(np.uint32) << 16).view(np.float32)
-
-
-def to_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Symmetric per-row int8: x ~= q * scale, scale = max|x| / 127."""
-  scale = np.maximum(np.abs(x).max(1), 1e-12) / 127.0
-  return np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8), scale.astype(np.float32)
-
-
-def from_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-  return q.astype(np.float32) * scale[:, None]
-
-
 def compact_recall_on_scifact(built, params, mesh, data, doc_ids_words, inputs) -> dict:
   """Whole-collection SciFact test figures with the index stored as float32, bfloat16 and int8 (decoded to score)."""
   vecs = search.encode_docs(built, params, doc_ids_words, mesh)
   test = data.splits["test"]
   claims = search.encode_claims(built, params, inputs.claim_words(test.texts), mesh)
-  forms = {"float32": vecs, "bfloat16": from_bf16(to_bf16(vecs)), "int8": from_int8(*to_int8(vecs))}
+  forms = {dtype: compact.decode(*compact.encode(vecs, dtype), dtype) for dtype in compact.DTYPES}
   out, exact_rows = {}, None
   for name, table in forms.items():
     scores, rows = search.top_k(built, params, claims, table, 100, mesh)

@@ -91,6 +91,9 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # names its index (<stage>/index/<name>/) and eval_<name>.json; empty: the folder, file or dataset name.
       # max_claims: evaluate on the first N test claims of the collection (0 = all).
       collection=dict(path="", dataset="", name="", max_claims=0),
+      # How mode=index stores document vectors: float32, bfloat16 (half the bytes) or int8 with a scale per row (a
+      # quarter); compact indexes live beside the float32 one (<stage>/index/<name>-<dtype>/), search reads either.
+      index=dict(dtype="float32"),
       # mode=search: a claim, or a file of one claim per line. hybrid='linear', 'rrf' or 'gated' fuses the student
       # with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0),

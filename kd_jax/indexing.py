@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, multihost, search
+from kd_jax import atomic, compact, multihost, search
 from kd_jax.collection import Source
 from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
 
 
-def index_root(stage: Path, name: str) -> Path:
-  return Path(stage) / "index" / name
+def index_root(stage: Path, name: str, dtype: str = "float32") -> Path:
+  """`<stage>/index/<collection>/`, or `<collection>-<dtype>/` for a compact one (both may exist side by side)."""
+  return Path(stage) / "index" / (name if compact.check(dtype) == "float32" else f"{name}-{dtype}")
 
 
 def build_index(built: Built, params, inputs: StageInputs, source: Source, out: Path, mesh, meta: dict,
-                chunk: int = 16384, stop_after_chunks: int | None = None) -> search.Index:
-  """Encodes `source` into `out` (resuming a partial run); `stop_after_chunks` ends early, as if killed (tests)."""
+                chunk: int = 16384, stop_after_chunks: int | None = None, dtype: str = "float32") -> search.Index:
+  """Encodes `source` into `out` (resuming a partial run), stored as `dtype` (compact.py); `stop_after_chunks` ends
+  early, as if killed (tests)."""
   index = search.Index(out)
   if index.exists():
     logging.info("Index %s is complete; reusing it (delete it to rebuild).", out)
@@ -37,29 +39,31 @@ def build_index(built: Built, params, inputs: StageInputs, source: Source, out: 
   if not ids:
     raise ValueError(f"Collection {source.name} holds no documents.")
   dim = int(search.encode_claims(built, params, inputs.claim_words([""]), mesh).shape[1])
-  done = _start(out, ids, dim)
+  done = _start(out, ids, dim, compact.check(dtype))
   started, first = time.time(), done
   docs = itertools.islice(source.documents(), done, None)
   for i, batch in enumerate(iter(lambda: list(itertools.islice(docs, chunk)), [])):
     if stop_after_chunks is not None and i >= stop_after_chunks:
       return index
     vecs = search.encode_docs(built, params, inputs.doc_words([text for _, text in batch]), mesh)
-    multihost.primary_writes(f"index rows {done}.. of {out}", lambda v=vecs, d=done: _write_rows(out, d, v))
+    multihost.primary_writes(f"index rows {done}.. of {out}", lambda v=vecs, d=done: _write_rows(out, d, v, dtype))
     done += len(batch)
     rate = (done - first) / max(time.time() - started, 1e-9)
     logging.info("[index %s] %d/%d documents (%.0f docs/s, %.0f s left)", source.name, done, len(ids), rate,
                  (len(ids) - done) / max(rate, 1e-9))
   multihost.primary_writes(f"the index {out}", lambda: atomic.write_text(
-      out / "meta.json", json.dumps({**meta, "collection": source.name, "num_docs": len(ids), "dim": dim}, indent=2)))
+      out / "meta.json", json.dumps({**meta, "collection": source.name, "num_docs": len(ids), "dim": dim,
+                                     "dtype": dtype}, indent=2)))
   return index
 
 
-def _start(out: Path, ids: list[str], dim: int) -> int:
+def _start(out: Path, ids: list[str], dim: int, dtype: str) -> int:
   """Rows already encoded by an earlier run of the same collection (0 for a fresh start, which sets up the files)."""
   progress = out / "progress.json"
   if progress.is_file() and (out / "doc_ids.json").is_file() and (out / "doc_vecs.npy").is_file():
     state = json.loads(progress.read_text())
-    if json.loads((out / "doc_ids.json").read_text()) == ids and state["dim"] == dim:
+    if (json.loads((out / "doc_ids.json").read_text()) == ids and state["dim"] == dim
+        and state.get("dtype", "float32") == dtype):
       logging.info("Resuming the index in %s at document %d of %d", out, state["done"], len(ids))
       return int(state["done"])
     logging.warning("%s holds a partial index of another collection or model: starting afresh.", out)
@@ -68,15 +72,23 @@ def _start(out: Path, ids: list[str], dim: int) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)
     atomic.write_text(out / "doc_ids.json", json.dumps(ids))
-    np.lib.format.open_memmap(out / "doc_vecs.npy", mode="w+", dtype=np.float32, shape=(len(ids), dim)).flush()
-    atomic.write_text(progress, json.dumps({"done": 0, "dim": dim}))
+    np.lib.format.open_memmap(out / "doc_vecs.npy", mode="w+", dtype=compact.STORED[dtype],
+                              shape=(len(ids), dim)).flush()
+    if dtype == "int8":
+      np.lib.format.open_memmap(out / "doc_scales.npy", mode="w+", dtype=np.float32, shape=(len(ids),)).flush()
+    atomic.write_text(progress, json.dumps({"done": 0, "dim": dim, "dtype": dtype}))
   multihost.primary_writes(f"a fresh index in {out}", fresh)
   return 0
 
 
-def _write_rows(out: Path, start: int, vecs: np.ndarray) -> None:
-  table = np.lib.format.open_memmap(out / "doc_vecs.npy", mode="r+")
-  table[start:start + len(vecs)] = vecs
-  table.flush()  # on disk before progress.json says so
-  del table
-  atomic.write_text(out / "progress.json", json.dumps({"done": start + len(vecs), "dim": int(vecs.shape[1])}))
+def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
+  stored, scales = compact.encode(vecs, dtype)
+  for name, rows in (("doc_vecs.npy", stored), ("doc_scales.npy", scales)):
+    if rows is None:
+      continue
+    table = np.lib.format.open_memmap(out / name, mode="r+")
+    table[start:start + len(rows)] = rows
+    table.flush()  # on disk before progress.json says so
+    del table
+  atomic.write_text(out / "progress.json", json.dumps({"done": start + len(vecs), "dim": int(vecs.shape[1]),
+                                                       "dtype": dtype}))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from kd_jax import atomic, metrics, sharding
+from kd_jax import atomic, compact, metrics, sharding
 from kd_jax.data import tokenize
 from kd_jax.data.jsonl import read_lines
 from kd_jax.data.prepare import Prepared
@@ -120,7 +120,8 @@ def search_split(built: Built, params, prepared: Prepared, split: str, mesh, k: 
 def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
                batch_size: int = 256) -> np.ndarray:
   """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0)."""
-  fn = jax.jit(lambda p, c, d: built.module.apply({"params": p}, c, d, method=built.module.score))
+  fn = _cached(built.module, ("score",), lambda: jax.jit(
+      lambda p, c, d: built.module.apply({"params": p}, c, d, method=built.module.score)))
   out = []
   for start in range(0, len(rows), batch_size):
     r = rows[start:start + batch_size]
@@ -166,10 +167,14 @@ class Index:
     atomic.write_text(self.root / "meta.json", json.dumps(meta, indent=2))
 
   def read(self) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """(float32 vectors [N, D], document ids, meta); a compact index (meta `dtype`, compact.py) is decoded."""
     if not self.exists():
       raise FileNotFoundError(f"No index in {self.root}: build it first with --config.mode=index.")
-    return (np.load(self.root / "doc_vecs.npy"), json.loads((self.root / "doc_ids.json").read_text()),
-            json.loads((self.root / "meta.json").read_text()))
+    meta = json.loads((self.root / "meta.json").read_text())
+    dtype = meta.get("dtype", "float32")
+    stored = np.load(self.root / "doc_vecs.npy", mmap_mode="r")
+    scales = np.load(self.root / "doc_scales.npy") if dtype == "int8" else None
+    return compact.decode(stored, scales, dtype), json.loads((self.root / "doc_ids.json").read_text()), meta
 
 
 def read_query_file(path: str | Path) -> list[str]:

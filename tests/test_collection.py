@@ -121,6 +121,15 @@ def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   b, ids_b, _ = resumed.read()
   assert ids_a == ids_b and len(ids_a) == 5183
   np.testing.assert_array_equal(a, b)
+  # A compact index: killed and resumed the same way, and its decoded vectors within int8's half step of float32.
+  kw = dict(chunk=2000, dtype="int8")
+  indexing.build_index(built, params, inputs, source, tmp_path / "int8", mesh, {}, stop_after_chunks=1, **kw)
+  small = indexing.build_index(built, params, inputs, source, tmp_path / "int8", mesh, {}, **kw)
+  q, ids_q, meta = small.read()
+  assert meta["dtype"] == "int8" and ids_q == ids_a and np.load(tmp_path / "int8" / "doc_vecs.npy").dtype == np.int8
+  step = np.abs(a).max(1, keepdims=True) / 127
+  assert (np.abs(q - a) <= step / 2 + 1e-6).all()
+  assert indexing.index_root(run_dir, "scifact", "int8").name == "scifact-int8"
   jax.clear_caches()
 
 

@@ -124,8 +124,10 @@ def evaluate_collection(config, workdir: str, source) -> dict:
     weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = stage.student(config, out, mesh)
-  index = indexing.build_index(built, params, inputs, source, indexing.index_root(out, source.name), mesh,
-                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+  dtype = stage.index_dtype(config)
+  root = indexing.index_root(out, source.name, dtype)
+  index = indexing.build_index(built, params, inputs, source, root, mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"]}, dtype=dtype)
   doc_vecs, doc_ids, _ = index.read()
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
@@ -133,7 +135,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
-  path = out / f"eval_{source.name}.json"
+  path = out / f"eval_{root.name}.json"  # eval_<collection>.json, or eval_<collection>-int8.json for a compact index
+  result["index_dtype"] = dtype
   multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   collection_eval.log_summary(result)
   return result

@@ -16,11 +16,12 @@ def index_stage(config, workdir: str) -> Path:
   resumable."""
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
-  root = indexing.index_root(out, source.name)
+  root = indexing.index_root(out, source.name, stage.index_dtype(config))
   stage.check_writable(config.data, root)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = stage.student(config, out, mesh)
   index = indexing.build_index(built, params, inputs, source, root, mesh,
-                               {"model": config.name, "prepared": inputs.settings["prepared"]})
+                               {"model": config.name, "prepared": inputs.settings["prepared"]},
+                               dtype=stage.index_dtype(config))
   logging.info("Index of %s by %s: %s", source.name, config.name, index.root)
   return index.root

@@ -14,7 +14,7 @@ from kd_jax.modes.stage import stage_dir
 
 
 def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str]]:
-  index = search.Index(indexing.index_root(out, source.name))
+  index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config)))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
     raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"

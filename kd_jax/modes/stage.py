@@ -95,6 +95,11 @@ def student(config, stage: Path, mesh):
   return built, params, inputs
 
 
+def index_dtype(config) -> str:
+  """How the index of mode=index/search/evaluate is stored (`index.dtype`; float32 for configs saved before it)."""
+  return config.get("index", {}).get("dtype", "float32")
+
+
 def source_of(config) -> collection.Source:
   """The collection `config.collection` names, else the stage's own training collection."""
   own = ml_collections.ConfigDict(config.data.to_dict())
