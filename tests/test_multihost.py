@@ -163,7 +163,10 @@ def test_a_killed_process_stops_the_other_within_a_minute(victim, runs, tmp_path
     assert time.time() - killed < 60
     assert code != 0
     log = (tmp_path / f"p{1 - victim}.log").read_text()
-    assert "another task died" in log or "detected fatal errors" in log, log[-3000:]
+    # The death reaches the survivor either through the coordination service (heartbeats) or, when the kill lands
+    # inside a collective, through Gloo's TCP transport failing mid-message; both end the survivor.
+    assert any(m in log for m in ("another task died", "detected fatal errors", "gloo::", "Connection closed by peer",
+                                  "Connection reset by peer")), log[-3000:]
   finally:
     for p in procs:
       if p.poll() is None:
@@ -204,7 +207,7 @@ def test_a_failed_write_on_process_0_is_an_error_on_every_process(tmp_path):
 def test_importing_kd_jax_and_its_configs_leaves_the_backend_alone():
   """jax.distributed.initialize() must come before anything starts the JAX backend."""
   code = ("from jax._src import xla_bridge as xb\n"
-          "import run, kd_jax.modes, experiments.reproduce, experiments.pseudo_table, experiments.ablation\n"
+          "import run, kd_jax.modes, experiments.reproduce, experiments.pseudo_table, experiments.results_md\n"
           "from configs import cnn_student, lstm_student, teacher, reproduce, pseudo_table\n"
           "[m.get_config() for m in (cnn_student, lstm_student, teacher, reproduce, pseudo_table)]\n"
           "assert not xb._backends, 'an import started the JAX backend'\n")
