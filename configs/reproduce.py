@@ -25,6 +25,11 @@ def get_config(arg: str = ""):
   c.students.lstm.train.steps = 300
   for s in (c.students.cnn, c.students.lstm):
     s.train.eval_every = s.train.checkpoint_every = 50
+    # The paper's recipe: the candidate lists alone, the checkpoint that reranks best on dev. experiments/ablation.py
+    # adds the whole-collection levers (the students' configs turn the chosen ones on) to these stages.
+    s.distill.negatives = dict(in_batch=False, random=0)
+    s.train.eval_full_collection = False
+    s.train.best_metric = "ndcg@10"
   for s in (c.students.cnn, c.students.lstm):
     del s["teacher"]
   c.reproduce = dict(
