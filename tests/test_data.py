@@ -289,3 +289,17 @@ def test_eval_batches_cover_split_once(prepared):
   ids = np.concatenate([b["claim_id"][b["row_mask"]] for b in batches])
   assert len(ids) == len(src) == len(set(ids))
   assert batches[0]["pair_ids"].shape == (16, 10, 64)
+
+
+def test_datasets_by_name_and_unknown_names(tmp_path):
+  assert set(datasets.LOADERS) >= {"fever_titles", "fever", "scifact", "beir"}
+  cfg = common_config.data_config()
+  cfg.name = "msmarco"
+  with pytest.raises(ValueError, match=r"Unknown data.name 'msmarco': use one of fever_titles, fever, scifact, beir"):
+    datasets.load(cfg)
+  datasets.register("tiny_for_test", lambda c: ("loaded", c.name))  # a dataset defined elsewhere, by name
+  try:
+    cfg.name = "tiny_for_test"
+    assert datasets.load(cfg) == ("loaded", "tiny_for_test")
+  finally:
+    del datasets.LOADERS["tiny_for_test"]

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from kd_jax.data import beir, fever
 from kd_jax.data.jsonl import require_file
@@ -165,23 +166,51 @@ def _configured(cfg, field: str, example: str) -> Path:
   return Path(value).expanduser()
 
 
+def _fever_titles(cfg) -> RetrievalData:
+  root = resolve_data_dir(cfg.dir) / "fever"
+  return load_fever(root / "paper_test_pages.jsonl", root / "paper_dev.jsonl", dev_fraction=cfg.dev_fraction,
+                    seed=cfg.split_seed, name=cfg.name)
+
+
+def _fever(cfg) -> RetrievalData:
+  train_file = require_file(_configured(cfg, "fever_train_file", "/path/to/fever/train.jsonl"), "FEVER claim file",
+                            "Check --config.data.fever_train_file.")
+  test_file = require_file(_configured(cfg, "fever_test_file", "/path/to/fever/paper_dev.jsonl"),
+                           "FEVER claim file", "Check --config.data.fever_test_file.")
+  return load_fever(train_file, test_file, Path(cfg.fever_wiki_dir).expanduser() if cfg.fever_wiki_dir else None,
+                    dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
+
+
+def _scifact(cfg) -> RetrievalData:
+  return load_beir(resolve_data_dir(cfg.dir) / "scifact", dev_fraction=cfg.dev_fraction, seed=cfg.split_seed,
+                   name=cfg.name)
+
+
+def _beir(cfg) -> RetrievalData:
+  return load_beir(_configured(cfg, "beir_dir", "/path/to/beir/<dataset>"), train_split=cfg.beir_train_split,
+                   test_split=cfg.beir_test_split, dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
+
+
+# Datasets by `data.name`: a loader takes the `config.data` ConfigDict. `register` adds one (e.g. from a module a
+# config imports) without touching this file.
+LOADERS: dict[str, Callable[[Any], RetrievalData]] = {}
+
+
+def register(name: str, loader: Callable[[Any], RetrievalData]) -> None:
+  if name in LOADERS and LOADERS[name] is not loader:
+    raise ValueError(f"Dataset {name!r} is registered twice.")
+  LOADERS[name] = loader
+
+
+for _name, _loader in (("fever_titles", _fever_titles), ("fever", _fever), ("scifact", _scifact), ("beir", _beir)):
+  register(_name, _loader)
+# Under data.dir, shipped with the project's data (no other path to configure): their location is part of what a
+# prepared cache depends on.
+IN_DATA_DIR = ("fever_titles", "scifact")
+
+
 def load(cfg) -> RetrievalData:
-  """Dispatches on `cfg.name` (a `config.data` ConfigDict or any object with the same fields)."""
-  if cfg.name == "fever_titles":
-    root = resolve_data_dir(cfg.dir) / "fever"
-    return load_fever(root / "paper_test_pages.jsonl", root / "paper_dev.jsonl", dev_fraction=cfg.dev_fraction,
-                      seed=cfg.split_seed, name=cfg.name)
-  if cfg.name == "fever":
-    train_file = require_file(_configured(cfg, "fever_train_file", "/path/to/fever/train.jsonl"), "FEVER claim file",
-                              "Check --config.data.fever_train_file.")
-    test_file = require_file(_configured(cfg, "fever_test_file", "/path/to/fever/paper_dev.jsonl"),
-                             "FEVER claim file", "Check --config.data.fever_test_file.")
-    return load_fever(train_file, test_file, Path(cfg.fever_wiki_dir).expanduser() if cfg.fever_wiki_dir else None,
-                      dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
-  if cfg.name == "scifact":
-    return load_beir(resolve_data_dir(cfg.dir) / "scifact", dev_fraction=cfg.dev_fraction, seed=cfg.split_seed,
-                     name=cfg.name)
-  if cfg.name == "beir":
-    return load_beir(_configured(cfg, "beir_dir", "/path/to/beir/<dataset>"), train_split=cfg.beir_train_split,
-                     test_split=cfg.beir_test_split, dev_fraction=cfg.dev_fraction, seed=cfg.split_seed, name=cfg.name)
-  raise ValueError(f"Unknown data.name {cfg.name!r}: use fever_titles, scifact, fever or beir.")
+  """The dataset `cfg.name` names (a `config.data` ConfigDict or any object with the same fields)."""
+  if cfg.name not in LOADERS:
+    raise ValueError(f"Unknown data.name {cfg.name!r}: use one of {', '.join(LOADERS)}.")
+  return LOADERS[cfg.name](cfg)

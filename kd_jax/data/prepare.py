@@ -37,7 +37,7 @@ _STUDENT_ONLY = {"claim_word_len": 32, "doc_word_len": 128, "vocab_size": 20000,
 
 def fingerprint(cfg) -> str:
   values = {k: str(v) for k, v in cfg.items() if k not in _WHERE and not (k in _ADDED and v == _ADDED[k])}
-  if cfg.name in ("fever_titles", "scifact"):
+  if cfg.name in datasets.IN_DATA_DIR:
     values["dir"] = str(datasets.resolve_data_dir(cfg.dir))
   return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
