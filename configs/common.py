@@ -94,11 +94,15 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # How mode=index stores document vectors: float32, bfloat16 (half the bytes) or int8 with a scale per row (a
       # quarter); compact indexes live beside the float32 one (<stage>/index/<name>-<dtype>/), search reads either.
       index=dict(dtype="float32"),
-      # mode=search: a claim, or a file of one claim per line. hybrid='linear', 'rrf' or 'gated' fuses the student
+      # mode=search: a claim, or a file of one claim per line. hybrid=linear, rrf, gated or coverage fuses the student
       # with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
-      hybrid=dict(methods=("linear", "rrf", "gated"), depth=100),
+      hybrid=dict(methods=("linear", "rrf", "gated", "coverage"), depth=100),
+      # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): `bank`
+      # collection documents read as claims; each document's mean of its `k` best bank scores is subtracted, at a
+      # weight chosen on dev.
+      hub_norm=dict(bank=2000, k=10, seed=0),
   ))
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import evaluate, hybrid, metrics, search, sharding, stage_inputs
+from kd_jax import evaluate, hubness, hybrid, metrics, search, sharding, stage_inputs
 from kd_jax.collection import Source
 from kd_jax.data import tokenize
 from kd_jax.models.build import Built
 
 
 def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_vecs: np.ndarray,
-                    doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100) -> dict:
-  """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection."""
+                    doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
+                    hub_norm: dict | None = None) -> dict:
+  """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
+  `hub_norm` (settings and the stage's dev-chosen `beta`), the student alone with the hub correction too."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -39,10 +41,32 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                                                                        claims.qrels)},
          "hub": hub_share(s_rows)}
   pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, claims.texts, claims.ids, claims.qrels,
-                                     bm25, mesh, depth)
+                                     bm25, mesh, depth, *reach_of(inputs, claims.texts, coll))
   out["hybrid"] = {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
                    for m, w in weights.items()}
+  if hub_norm is not None:
+    bank = hubness.bank_rows(len(doc_ids), hub_norm["bank"], hub_norm["seed"])
+    bank_vecs = search.encode_claims(built, params, inputs.claim_words([coll.document(int(r)) for r in bank]), mesh)
+    penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, hub_norm["k"])
+    h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
+                                    doc_bias=hub_norm["beta"] * penalty)
+    out["hub_norm"] = {**hub_norm, "full_collection": search.full_collection_metrics(
+        h_scores, h_rows, claims.ids, doc_ids, claims.qrels), "hub": hub_share(h_rows)}
   return out
+
+
+def hub_norm_settings(config) -> dict:
+  """Bank size, k and seed of the hub correction (defaults for configs saved before it existed)."""
+  h = config.get("hub_norm", None)
+  return {"bank": int(h.bank), "k": int(h.k), "seed": int(h.seed)} if h else {"bank": 2000, "k": 10, "seed": 0}
+
+
+def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[np.ndarray, object]:
+  """(claim coverage [Q], document coverage of chosen rows): the shares of words the stage's vocabulary knows, which
+  the coverage fusion weighs the student by (only the documents a pool holds are tokenised)."""
+  size = len(inputs.vocab)
+  doc_cov_of = lambda rows: tokenize.coverage(inputs.doc_words([coll.document(int(r)) for r in rows]), size)  # noqa: E731
+  return tokenize.coverage(inputs.claim_words(texts), size), doc_cov_of
 
 
 def hub_share(rows: np.ndarray, k: int = 10) -> dict:
@@ -95,6 +119,13 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
           "claims": len(claims), "pair_len": pair_len}
 
 
+def own_dev_hub_norm(stage: Path) -> dict | None:
+  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored."""
+  path = Path(stage) / "eval_test.json"
+  h = json.loads(path.read_text()).get("hub_norm") if path.is_file() else None
+  return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
+
+
 def own_dev_weights(stage: Path, methods) -> dict[str, float]:
   """The fusion weights the stage chose on its own dev set (its eval_test.json), for the methods it has."""
   path = Path(stage) / "eval_test.json"
@@ -106,6 +137,8 @@ def log_summary(result: dict) -> None:
   f = lambda x: f"{x['full_collection']['ndcg@10']:.3f}"  # noqa: E731
   parts = [f"BM25 {f(result['bm25'])}", f"student {f(result['student'])}"]
   parts += [f"hybrid {m} (w={h['weight']:g}) {f(h)}" for m, h in result["hybrid"].items()]
+  if "hub_norm" in result:
+    parts.append(f"student with hub correction (beta={result['hub_norm']['beta']:g}) {f(result['hub_norm'])}")
   if "teacher" in result:
     parts.append(f"teacher rerank {result['teacher']['rerank']['ndcg@10']:.3f}")
   logging.info("%s on %s (nDCG@10, whole collection): %s; hub: one document in the top 10 of %.1f%% of claims",

@@ -11,13 +11,19 @@ top lists) with a validity mask, and `weight` is the student's share: 1 gives th
   top 10 that BM25 matches and ranks in its top 100). A student that cannot read a collection returns the same few "hub"
   documents for every claim, which BM25 rarely ranks: the fusion then falls back to BM25 for that claim, without
   labels. A weight chosen on the training collection's dev set can then be carried to other collections.
+- coverage: linear, with the student's share scaled per (claim, document) by `reach`, the share of the claim's words
+  times the share of the document's words that are in the student's vocabulary (tokenize.coverage). A student
+  speaks only for text it can read: on its own collection nearly every word is known and this is the linear fusion;
+  on a collection of unknown names (page titles read by a SciFact student) BM25 keeps the say. Measured on the
+  first two transfer rows before it was built: SciFact CNN on FEVER-titles 0.899 against BM25's 0.903 (linear 0.835,
+  gated 0.858), with the in-domain gain of linear fusion kept.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("linear", "rrf", "gated")
+METHODS = ("linear", "rrf", "gated", "coverage")
 
 
 def minmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -62,10 +68,23 @@ def gated(student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray
   return np.where(mask, fused, -np.inf)
 
 
-def fuse(method: str, student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray) -> np.ndarray:
-  """Fused scores [Q, U] (-inf where `mask` is False)."""
+def covered(student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray, reach: np.ndarray) -> np.ndarray:
+  share = weight * reach
+  fused = share * minmax(student, mask) + (1.0 - share) * minmax(bm25, mask)
+  return np.where(mask, fused, -np.inf)
+
+
+def fuse(method: str, student: np.ndarray, bm25: np.ndarray, weight: float, mask: np.ndarray,
+         reach: np.ndarray | None = None) -> np.ndarray:
+  """Fused scores [Q, U] (-inf where `mask` is False). `reach` [Q, U] in [0, 1]: what share of each pair's text
+  the student reads (the coverage method needs it; the others ignore it)."""
   if not 0.0 <= weight <= 1.0:
     raise ValueError(f"Fusion weight must be in [0, 1] (the student's share), got {weight}.")
+  if method == "coverage":
+    if reach is None:
+      raise ValueError("coverage fusion needs the share of each claim's and document's words the student knows "
+                       "(reach); its caller passes none.")
+    return covered(student, bm25, weight, mask, reach)
   if method == "linear":
     return linear(student, bm25, weight, mask)
   if method == "rrf":
@@ -73,6 +92,17 @@ def fuse(method: str, student: np.ndarray, bm25: np.ndarray, weight: float, mask
   if method == "gated":
     return gated(student, bm25, weight, mask)
   raise ValueError(f"Unknown fusion method {method!r}: use one of {METHODS}.")
+
+
+def pair_reach(rows: np.ndarray, claim_cov: np.ndarray, doc_cov_of) -> np.ndarray:
+  """[Q, U] reach of each pool entry: its claim's coverage [Q] times its document's; `doc_cov_of(unique rows)` gives
+  document coverage only for the rows the pool holds (a large collection is never tokenised whole). Padding
+  (rows < 0) has 0."""
+  real = rows >= 0
+  unique, inverse = np.unique(rows[real], return_inverse=True)
+  doc = np.zeros(rows.shape)
+  doc[real] = np.asarray(doc_cov_of(unique), np.float64)[inverse]
+  return np.asarray(claim_cov, np.float64)[:, None] * doc
 
 
 def union_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

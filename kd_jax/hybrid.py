@@ -28,25 +28,31 @@ class Pool:
   mask: np.ndarray
   claim_ids: list[str]
   qrels: dict[str, dict[str, int]]
+  reach: np.ndarray | None = None  # [Q, U] share of each pair's words the student knows (coverage fusion)
 
 
 def full_collection_pool(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, texts: list[str],
-                         claim_ids: list[str], qrels, bm25: BM25Index, mesh, depth: int = 100) -> Pool:
+                         claim_ids: list[str], qrels, bm25: BM25Index, mesh, depth: int = 100,
+                         claim_cov: np.ndarray | None = None, doc_cov_of=None) -> Pool:
+  """`claim_cov` [Q] and `doc_cov_of(rows) -> [n]` (tokenize.coverage of the claims and of chosen documents) give
+  the pool its `reach`, which the coverage fusion needs."""
   _, s_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh)
   b_rows, _ = bm25.search(texts, depth)
   rows, mask = fusion.union_rows(s_rows, b_rows)
+  reach = None if claim_cov is None else fusion.pair_reach(rows, claim_cov, doc_cov_of)
   return Pool(student=search.score_rows(built, params, claim_vecs, doc_vecs, rows), bm25=bm25.score_rows(texts, rows),
-              rows=rows, mask=mask, claim_ids=claim_ids, qrels={q: qrels[q] for q in claim_ids})
+              rows=rows, mask=mask, claim_ids=claim_ids, qrels={q: qrels[q] for q in claim_ids}, reach=reach)
 
 
 def full_collection_metrics(pool: Pool, method: str, weight: float, doc_ids: list[str], depth: int = 100) -> dict:
-  fused = fusion.fuse(method, pool.student, pool.bm25, weight, pool.mask)
+  fused = fusion.fuse(method, pool.student, pool.bm25, weight, pool.mask, pool.reach)
   run = search.run_from_arrays(fused, pool.rows, pool.mask, pool.claim_ids, doc_ids, depth)
   return metrics.evaluate_run(run, pool.qrels, ks=(1, 5, 10, 100))
 
 
-def rerank_metrics(pred: dict[str, np.ndarray], bm25_scores: np.ndarray, method: str, weight: float) -> dict:
-  fused = fusion.fuse(method, pred["scores"], bm25_scores, weight, pred["mask"].astype(bool))
+def rerank_metrics(pred: dict[str, np.ndarray], bm25_scores: np.ndarray, method: str, weight: float,
+                   reach: np.ndarray | None = None) -> dict:
+  fused = fusion.fuse(method, pred["scores"], bm25_scores, weight, pred["mask"].astype(bool), reach)
   return metrics.evaluate_candidates(fused, pred["labels"], pred["mask"], pred["num_relevant"])
 
 

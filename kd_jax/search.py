@@ -62,7 +62,7 @@ def encode_claims(built: Built, params, word_ids: np.ndarray, mesh, batch_size: 
 
 
 def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, mesh,
-          chunk_rows: int = 1 << 18, approx_recall: float = 0.0):
+          chunk_rows: int = 1 << 18, approx_recall: float = 0.0, doc_bias: np.ndarray | None = None):
   """Exact top-k (scores [Q, k], rows [Q, k]) of every claim over the whole collection, best first.
 
   `doc_vecs` may be a memory-mapped array larger than memory: documents are scored `chunk_rows` at a time (each
@@ -70,7 +70,8 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   be returned), and each chunk's top k is merged into the running best. Ties go to the lower row, as in one
   `lax.top_k` over everything. Scores use the model's own `score` (dot or scaled cosine), so search and training
   agree. `approx_recall` > 0 takes each chunk's top k with `lax.approx_max_k` at that recall target instead (exact
-  on CPU, where XLA has no approximate kernel; faster on TPU).
+  on CPU, where XLA has no approximate kernel; faster on TPU). `doc_bias` [N] is subtracted from every claim's
+  score of each document (hubness.py's correction).
   """
   n, d = doc_vecs.shape
   shards = mesh.shape["data"]
@@ -81,8 +82,8 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
 
   def make():
     @jax.jit
-    def search_chunk(p, claims, docs, valid):
-      scores = built.module.apply({"params": p}, claims, docs, method=built.module.score)  # [Q, step]
+    def search_chunk(p, claims, docs, bias, valid):
+      scores = built.module.apply({"params": p}, claims, docs, method=built.module.score) - bias[None]  # [Q, step]
       scores = jnp.where(jnp.arange(step)[None] < valid, scores, -jnp.inf)
       if approx_recall:
         return jax.lax.approx_max_k(scores, kc, recall_target=approx_recall)
@@ -96,9 +97,13 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   for start in range(0, n, step):
     chunk = np.asarray(doc_vecs[start:start + step], np.float32)
     valid = len(chunk)
+    bias = np.zeros(step, np.float32)
+    if doc_bias is not None:
+      bias[:valid] = doc_bias[start:start + step]
     if valid < step:
       chunk = np.concatenate([chunk, np.zeros((step - valid, d), np.float32)])
-    scores, rows = search(params, claims, jax.device_put(chunk, NamedSharding(mesh, P("data", None))), valid)
+    scores, rows = search(params, claims, jax.device_put(chunk, NamedSharding(mesh, P("data", None))),
+                          jax.device_put(bias, NamedSharding(mesh, P("data"))), valid)
     merged_scores = np.concatenate([best_scores, np.asarray(scores)], axis=1)
     merged_rows = np.concatenate([best_rows, np.asarray(rows).astype(np.int64) + start], axis=1)
     order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]  # earlier chunks first among ties
@@ -118,14 +123,17 @@ def search_split(built: Built, params, prepared: Prepared, split: str, mesh, k: 
 
 
 def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
-               batch_size: int = 256) -> np.ndarray:
-  """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0)."""
+               batch_size: int = 256, doc_bias: np.ndarray | None = None) -> np.ndarray:
+  """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0), less
+  `doc_bias` [N] as in top_k."""
   fn = _cached(built.module, ("score",), lambda: jax.jit(
       lambda p, c, d: built.module.apply({"params": p}, c, d, method=built.module.score)))
   out = []
   for start in range(0, len(rows), batch_size):
     r = rows[start:start + batch_size]
     scores = np.asarray(fn(params, claim_vecs[start:start + batch_size], doc_vecs[np.maximum(r, 0)]))
+    if doc_bias is not None:
+      scores = scores - doc_bias[np.maximum(r, 0)]
     out.append(np.where(r >= 0, scores, 0.0))
   return np.concatenate(out).astype(np.float32)
 

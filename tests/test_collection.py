@@ -10,7 +10,7 @@ import pytest
 import pytrec_eval
 
 from configs import cnn_student
-from kd_jax import collection, collection_eval, indexing, modes, search, sharding, stage_inputs, train
+from kd_jax import collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs, train
 from kd_jax.modes import evaluate
 from kd_jax.data import datasets, tokenize
 from kd_jax.models import build as build_lib
@@ -78,6 +78,22 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   recall = np.mean([m["recall_100"] for m in measures.values()])
   np.testing.assert_allclose(saved["student"]["full_collection"]["ndcg@10"], ndcg, atol=2e-3)
   np.testing.assert_allclose(saved["student"]["full_collection"]["recall@100"], recall, atol=2e-3)
+
+  # The hub correction on the target, at the beta the stage chose on its own dev: the bank's queries are the target's
+  # documents cut to claim length; each document loses beta x the mean of its 10 best bank scores (not its own).
+  hn = saved["hub_norm"]
+  assert hn["beta"] == json.loads((run_dir / "eval_test.json").read_text())["hub_norm"]["beta"]
+  bank = hubness.bank_rows(len(coll), hn["bank"], hn["seed"])
+  bank_scores = apply(tokenize.word_ids(index, [coll.document(int(r)) for r in bank], c.data.claim_word_len),
+                      "encode_claims") @ d.T
+  bank_scores[np.arange(len(bank)), bank] = -np.inf
+  penalty = np.sort(bank_scores, axis=0)[::-1][: hn["k"]].mean(0)
+  fixed = scores - hn["beta"] * penalty[None]
+  top = np.argsort(-fixed, axis=1, kind="stable")[:, :100]
+  run = {cid: {coll.ids[r]: float(fixed[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
+  measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+  np.testing.assert_allclose(hn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
+                             atol=2e-3)
 
 
 def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path, capsys):

@@ -210,6 +210,19 @@ def test_oov_buckets_hash_words_apart():
   assert ids.max() < 4 + 7
 
 
+@pytest.mark.parametrize("buckets", [0, 7])
+def test_coverage_is_the_share_of_known_words(buckets):
+  vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "the", "cat"])}
+  texts = ["The zebra sat on the cat", "the cat", "okapi", ""]
+  ids = tokenize.word_ids(vocab, texts, 8, oov_buckets=buckets)
+  expected = []
+  for t in texts:  # counted on the words themselves, not on ids
+    ws = tokenize.words(t)[:8]
+    expected.append(sum(w in vocab for w in ws) / len(ws) if ws else 0.0)
+  np.testing.assert_allclose(tokenize.coverage(ids, len(vocab)), expected)
+  assert expected == [0.5, 1.0, 0.0, 0.0]
+
+
 @pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
 def test_oov_buckets_share_the_teachers_scores_key(data_dir, tmp_path):
   """A cache that differs only in the students' word inputs has its own folder but the teacher's scores key of the

@@ -20,9 +20,9 @@ def _agreement_reference(student, bm25, mask, top, depth):
   return np.array(out)
 
 
-def _reference(method, student, bm25, weight, mask, k=60.0):
+def _reference(method, student, bm25, weight, mask, reach, k=60.0):
   """Per claim, loops over its valid documents: min-max linear interpolation (gated: the weight scaled by the
-  claim's agreement), or weighted RRF (ties share a rank)."""
+  claim's agreement; coverage: by the pair's reach), or weighted RRF (ties share a rank)."""
   out = np.full(student.shape, -np.inf)
   if method == "gated":
     gate = _agreement_reference(student, bm25, mask, 10, 100)
@@ -31,9 +31,10 @@ def _reference(method, student, bm25, weight, mask, k=60.0):
     s, b = [float(student[i, j]) for j in idx], [float(bm25[i, j]) for j in idx]
     w = weight * gate[i] if method == "gated" else weight
     for n, j in enumerate(idx):
-      if method in ("linear", "gated"):
+      if method in ("linear", "gated", "coverage"):
         norm = lambda v, x: (x - min(v)) / (max(v) - min(v)) if max(v) > min(v) else 0.0  # noqa: E731
-        out[i, j] = w * norm(s, s[n]) + (1 - w) * norm(b, b[n])
+        wj = weight * reach[i, j] if method == "coverage" else w
+        out[i, j] = wj * norm(s, s[n]) + (1 - wj) * norm(b, b[n])
       else:
         rank = lambda v, x: 1 + sum(y > x for y in v)  # noqa: E731
         out[i, j] = weight / (k + rank(s, s[n])) + (1 - weight) / (k + rank(b, b[n]))
@@ -55,8 +56,9 @@ def _arrays(q=6, u=20, seed=0, ties=False):
 @pytest.mark.parametrize("ties", [False, True])
 def test_fuse_matches_reference(method, weight, ties):
   student, bm25, mask = _arrays(ties=ties)
-  np.testing.assert_allclose(fusion.fuse(method, student, bm25, weight, mask),
-                             _reference(method, student, bm25, weight, mask), rtol=1e-6)
+  reach = np.random.default_rng(9).random(student.shape)
+  np.testing.assert_allclose(fusion.fuse(method, student, bm25, weight, mask, reach),
+                             _reference(method, student, bm25, weight, mask, reach), rtol=1e-6)
 
 
 def _order(scores, mask):
@@ -75,8 +77,9 @@ def _order(scores, mask):
 def test_weight_one_is_the_student_and_zero_is_bm25(method, ties):
   student, bm25, mask = _arrays(ties=ties, seed=1)
   bm25 = np.maximum(bm25, 1.0)  # gated: every document matched by BM25 (weight 1 is the student only then)
-  assert _order(fusion.fuse(method, student, bm25, 1.0, mask), mask) == _order(student, mask)
-  assert _order(fusion.fuse(method, student, bm25, 0.0, mask), mask) == _order(bm25, mask)
+  reach = np.ones(student.shape)  # coverage: every word known (weight 1 is the student only then)
+  assert _order(fusion.fuse(method, student, bm25, 1.0, mask, reach), mask) == _order(student, mask)
+  assert _order(fusion.fuse(method, student, bm25, 0.0, mask, reach), mask) == _order(bm25, mask)
   assert _order(student, mask) != _order(bm25, mask)  # the two systems do disagree
 
 
@@ -110,8 +113,9 @@ def test_rerank_hybrid_at_the_ends_equals_each_system(method):
   pred, bm25 = _candidates()
   student_alone = metrics.evaluate_candidates(pred["scores"], pred["labels"], pred["mask"], pred["num_relevant"])
   bm25_alone = metrics.evaluate_candidates(bm25, pred["labels"], pred["mask"], pred["num_relevant"])
-  assert hybrid.rerank_metrics(pred, bm25, method, 1.0) == student_alone
-  assert hybrid.rerank_metrics(pred, bm25, method, 0.0) == bm25_alone
+  reach = np.ones(bm25.shape)
+  assert hybrid.rerank_metrics(pred, bm25, method, 1.0, reach) == student_alone
+  assert hybrid.rerank_metrics(pred, bm25, method, 0.0, reach) == bm25_alone
   assert student_alone != bm25_alone
 
 
@@ -131,7 +135,7 @@ def _pool(q=12, n_docs=300, depth=20, seed=3):
   rows, mask = fusion.union_rows(s_rows, b_rows)
   safe = np.where(mask, rows, 0)
   pool = hybrid.Pool(student=np.take_along_axis(s_all, safe, 1), bm25=np.take_along_axis(b_all, safe, 1), rows=rows,
-                     mask=mask, claim_ids=claim_ids, qrels=qrels)
+                     mask=mask, claim_ids=claim_ids, qrels=qrels, reach=np.where(mask, 1.0, 0.0))
   # Each system searching alone: its own top `depth` over every document, as a pytrec-style run.
   alone = {name: metrics.evaluate_run({c: {doc_ids[j]: float(full[i, j]) for j in np.argsort(-full[i])[:depth]}
                                        for i, c in enumerate(claim_ids)}, qrels, ks=(1, 5, 10, 100))
@@ -178,3 +182,26 @@ def test_agreement_matches_reference_and_gates_the_student(ties):
   student[0, 100:110], student[0, :10] = 0.0, 10.0  # now its top 10 are BM25's too: the plain linear fusion
   np.testing.assert_allclose(fusion.fuse("gated", student, bm25, 0.6, full), fusion.fuse("linear", student, bm25,
                                                                                        0.6, full))
+
+
+def test_coverage_gives_the_student_a_say_only_where_it_reads():
+  student, bm25, mask = _arrays(q=4, u=25, seed=5)
+  reach = np.ones(student.shape)
+  reach[1] = 0.0  # claim 1: none of its words known -> BM25's order, whatever the weight
+  reach[2, :] = 0.5  # claim 2: half -> linear at half the weight
+  fused = fusion.fuse("coverage", student, bm25, 0.8, mask, reach)
+  np.testing.assert_allclose(fused[0], fusion.fuse("linear", student, bm25, 0.8, mask)[0])
+  assert _order(fused[1:2], mask[1:2]) == _order(bm25[1:2], mask[1:2])
+  np.testing.assert_allclose(fused[2], fusion.fuse("linear", student, bm25, 0.4, mask)[2])
+  with pytest.raises(ValueError, match="coverage fusion needs"):
+    fusion.fuse("coverage", student, bm25, 0.5, mask)
+
+
+def test_pair_reach_multiplies_claim_and_document_coverage():
+  rows = np.array([[4, 3, 7, -1], [7, 7, 2, -1]])
+  doc_cov = {3: 0.5, 2: 1.0, 4: 0.25, 7: 0.0}
+  asked = []
+  got = fusion.pair_reach(rows, np.array([1.0, 0.5]), lambda r: asked.append(r.tolist()) or [doc_cov[x] for x in r])
+  expected = [[0.25, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.0]]
+  np.testing.assert_allclose(got, expected)
+  assert asked == [[2, 3, 4, 7]]  # each document once, padding never asked about

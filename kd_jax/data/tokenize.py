@@ -81,6 +81,15 @@ def oov_id(word: str, vocab_size: int, oov_buckets: int) -> int:
   return vocab_size + zlib.crc32(word.encode("utf-8")) % oov_buckets
 
 
+def coverage(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+  """Per row of student ids [n, L], the share of its words that are vocabulary words (not `<unk>`, not a hashed
+  out-of-vocabulary row): how much of the text a student can read. A row without words has 0."""
+  ids = np.asarray(ids)
+  words = (ids != 0).sum(1)
+  known = ((ids > 1) & (ids < vocab_size)).sum(1)
+  return np.where(words > 0, known / np.maximum(words, 1), 0.0)
+
+
 def word_ids(vocab: dict[str, int], texts: list[str], max_len: int, oov_buckets: int = 0) -> np.ndarray:
   """[n, max_len] int32 student ids: 0 padding, 1 out-of-vocabulary (or a hashed bucket, `oov_id`)."""
   out = np.zeros((len(texts), max_len), np.int32)

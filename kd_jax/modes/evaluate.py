@@ -10,9 +10,9 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from kd_jax import (atomic, collection, collection_eval, evaluate, hybrid, indexing, multihost, search, sharding,
-                    stage_inputs, train)
-from kd_jax.data import candidates, datasets, prepare
+from kd_jax import (atomic, collection, collection_eval, evaluate, hubness, hybrid, indexing, multihost, search,
+                    sharding, stage_inputs, train)
+from kd_jax.data import candidates, datasets, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
 from kd_jax.modes import stage
@@ -60,6 +60,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
                                                                prepared.qrels[split])
     result["hub"] = collection_eval.hub_share(rows)
     result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
+    result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split)
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
@@ -80,21 +81,26 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
 
 def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str, data, bm25) -> dict:
   """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking and full collection)."""
-  pools = {}
+  pools, reach = {}, {}
+  vocab_size = len(prepared.vocab)
+  doc_cov = tokenize.coverage(prepared.docs_words, vocab_size)  # what the coverage fusion lets the student speak for
   for s in ("dev", split):
     claim_ids = [c.decode() for c in preds[s]["claim_id"]]
     text = dict(zip(data.splits[s].ids, data.splits[s].texts))
     src = prepared.source(s)
-    claim_vecs = search.encode_claims(built, params, np.stack([src[i]["claim_words"] for i in range(len(src))]),
-                                      mesh)
+    claim_words = np.stack([src[i]["claim_words"] for i in range(len(src))])
+    claim_cov = tokenize.coverage(claim_words, vocab_size)
+    claim_vecs = search.encode_claims(built, params, claim_words, mesh)
     pools[s] = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, [text[c] for c in claim_ids],
-                                           claim_ids, prepared.qrels[s], bm25, mesh, config.hybrid.depth)
+                                           claim_ids, prepared.qrels[s], bm25, mesh, config.hybrid.depth,
+                                           claim_cov, lambda rows: doc_cov[rows])
+    reach[s] = claim_cov[:, None] * doc_cov[preds[s]["cand_index"]]
   bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
   out = {}
   for m in config.hybrid.methods:
     out[m] = {
-        "rerank": hybrid.choose(lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w),
-                                lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w)),
+        "rerank": hybrid.choose(lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w, reach["dev"]),
+                                lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w, reach[split])),
         "full_collection": hybrid.choose(
             lambda w: hybrid.full_collection_metrics(pools["dev"], m, w, prepared.doc_ids, config.hybrid.depth),
             lambda w: hybrid.full_collection_metrics(pools[split], m, w, prepared.doc_ids, config.hybrid.depth))}
@@ -102,6 +108,28 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
                  out[m]["full_collection"]["weight"], out[m]["full_collection"]["dev_ndcg@10"], split,
                  out[m]["full_collection"]["test"]["ndcg@10"])
   return out
+
+
+def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str) -> dict:
+  """The student alone with querybank hub correction (hubness.py): beta chosen on dev, `split` figures at it."""
+  h = collection_eval.hub_norm_settings(config)
+  bank = hubness.bank_rows(len(doc_vecs), h["bank"], h["seed"])
+  bank_vecs = search.encode_claims(built, params, prepared.docs_words[bank, : config.data.claim_word_len], mesh)
+  penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, h["k"])
+
+  def searched(s: str, beta: float):
+    src = prepared.source(s)
+    examples = [src[i] for i in range(len(src))]
+    claim_vecs = search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh)
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh, doc_bias=beta * penalty)
+    ids = [e["claim_id"].decode() for e in examples]
+    return search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[s]), rows
+
+  dev = {b: searched("dev", b)[0]["ndcg@10"] for b in hubness.BETAS}
+  beta = max(hubness.BETAS, key=lambda b: (dev[b], -b))
+  test, rows = searched(split, beta)
+  return {**h, "beta": beta, "dev_ndcg@10": dev[beta], "dev_curve": {f"{b:g}": v for b, v in dev.items()},
+          "full_collection": test, "hub": collection_eval.hub_share(rows)}
 
 
 def _bm25_scores(prepared, split: str) -> np.ndarray:
@@ -113,15 +141,14 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   """A finished student (and its teacher) zero-shot on `source`: `<stage>/eval_<collection>.json`."""
   out = stage_dir(config, workdir)
   stage.check_writable(config.data, out)
-  weights = {}
-  if config.hybrid.methods:
-    # The fusion weights come from the stage's own dev set: evaluated there first if missing (or made before a
-    # fusion method existed).
-    if len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods):
-      own = ml_collections.ConfigDict(config.to_dict())
-      own.collection.update(path="", dataset="", name="")
-      evaluate_stage(own, workdir)
-    weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
+  # The fusion weights and the hub correction's beta come from the stage's own dev set: evaluated there first if
+  # missing (or made before a fusion method or the correction existed).
+  if (len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods)
+      or collection_eval.own_dev_hub_norm(out) is None):
+    own = ml_collections.ConfigDict(config.to_dict())
+    own.collection.update(path="", dataset="", name="")
+    evaluate_stage(own, workdir)
+  weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = stage.student(config, out, mesh)
   dtype = stage.index_dtype(config)
@@ -131,7 +158,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   doc_vecs, doc_ids, _ = index.read()
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
-                                              config.hybrid.depth)}
+                                              config.hybrid.depth, collection_eval.own_dev_hub_norm(out))}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import fusion, hybrid, indexing, multihost, search, sharding
+from kd_jax import collection_eval, fusion, hybrid, indexing, multihost, search, sharding
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -46,8 +46,9 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     bm25 = source.bm25
     depth = max(s.top_k, config.hybrid.depth)
     pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
-                                       {str(i): {} for i in range(len(texts))}, bm25, mesh, depth)
-    fused = fusion.fuse(s.hybrid, pool.student, pool.bm25, weight, pool.mask)
+                                       {str(i): {} for i in range(len(texts))}, bm25, mesh, depth,
+                                       *collection_eval.reach_of(inputs, texts, coll))
+    fused = fusion.fuse(s.hybrid, pool.student, pool.bm25, weight, pool.mask, pool.reach)
     best = np.argsort(-fused, axis=1, kind="stable")[:, : s.top_k]
     scores, rows = np.take_along_axis(fused, best, 1), np.take_along_axis(pool.rows, best, 1)
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f", s.hybrid, weight)

@@ -1,0 +1,54 @@
+"""Hub correction for a dense index, without labels: querybank normalisation.
+
+A "hub" is a document that sits near the top for almost every claim (a long abstract with a large norm, or on a
+collection the student cannot read, whatever vector its few known words give). Following CSLS (Conneau et al.,
+2018) and querybank normalisation (Bogolin et al., 2022), each document's score is lowered by how well it scores
+against a bank of other queries:
+
+  score'(q, d) = score(q, d) - beta * r_d,   r_d = mean of d's k best scores over the bank.
+
+The bank is made of the collection's own documents read as claims (their first `claim_word_len` words), so it
+exists for any collection, labelled or not; a bank query never counts against the document it was cut from. r_d is a
+per-document constant: search stays one matrix product and a top-k (search.top_k's `doc_bias`), and `beta` is chosen
+on the stage's own dev set like every other setting.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def bank_rows(num_docs: int, size: int, seed: int = 0) -> np.ndarray:
+  """Sorted collection rows of the bank: `size` documents drawn without replacement (all of them if fewer)."""
+  if size >= num_docs:
+    return np.arange(num_docs)
+  return np.sort(np.random.default_rng(seed).choice(num_docs, size, replace=False))
+
+
+def penalty_from_scores(scores: np.ndarray, bank: np.ndarray, first_row: int, k: int) -> np.ndarray:
+  """r_d [C] for a chunk of documents: `scores` [B, C] of every bank query against documents first_row.., `bank`
+  [B] the row each query was cut from (that query is left out for its own document)."""
+  scores = np.array(scores, np.float64)
+  cols = bank - first_row
+  inside = (cols >= 0) & (cols < scores.shape[1])
+  scores[np.flatnonzero(inside), cols[inside]] = -np.inf
+  kk = min(k, scores.shape[0] - 1) if scores.shape[0] > 1 else 1
+  best = -np.sort(-scores, axis=0)[:kk]
+  best = np.where(np.isfinite(best), best, np.nan)
+  return np.nan_to_num(np.nanmean(best, axis=0)) if best.size else np.zeros(scores.shape[1])
+
+
+def doc_penalty(built, params, bank_vecs: np.ndarray, bank: np.ndarray, doc_vecs: np.ndarray, k: int,
+                chunk_rows: int = 1 << 16) -> np.ndarray:
+  """r_d [N] for every document (doc_vecs may be memory-mapped: read `chunk_rows` at a time)."""
+  score = jax.jit(lambda p, q, d: built.module.apply({"params": p}, q, d, method=built.module.score))
+  queries = jnp.asarray(bank_vecs)
+  out = []
+  for start in range(0, len(doc_vecs), chunk_rows):
+    chunk = np.asarray(doc_vecs[start:start + chunk_rows], np.float32)
+    out.append(penalty_from_scores(np.asarray(score(params, queries, jnp.asarray(chunk))), bank, start, k))
+  return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,82 @@
+"""Querybank hub correction: penalties against a loop reference, biased search against brute force, and a planted hub
+that stops answering every claim."""
+
+import numpy as np
+import pytest
+
+from kd_jax import collection_eval, hubness, search, sharding
+
+
+class Dot:  # the `built` interface search and hubness use: module.apply(..., method=module.score)
+  class module:  # noqa: N801
+    score = "score"
+
+    @staticmethod
+    def apply(_, claims, docs, method):  # [Q, N] docs shared by every claim, or [Q, U, D] each claim's own
+      return claims @ docs.T if docs.ndim == 2 else (claims[:, None, :] * docs).sum(-1)
+
+
+def _penalty_reference(bank_vecs, bank, docs, k):
+  out = []
+  for d in range(len(docs)):
+    scores = sorted((float(bank_vecs[b] @ docs[d]) for b in range(len(bank)) if bank[b] != d), reverse=True)
+    out.append(np.mean(scores[:k]))
+  return np.array(out)
+
+
+def test_bank_rows_are_a_fixed_sample():
+  rows = hubness.bank_rows(1000, 50, seed=3)
+  assert len(set(rows.tolist())) == 50 and (np.diff(rows) > 0).all() and rows.max() < 1000
+  np.testing.assert_array_equal(rows, hubness.bank_rows(1000, 50, seed=3))
+  assert not np.array_equal(rows, hubness.bank_rows(1000, 50, seed=4))
+  np.testing.assert_array_equal(hubness.bank_rows(7, 50), np.arange(7))
+
+
+@pytest.mark.parametrize("chunk", [3, 16, 1000])
+def test_penalty_leaves_out_each_documents_own_query(chunk):
+  rng = np.random.default_rng(0)
+  docs = rng.normal(size=(40, 6)).astype(np.float32)
+  bank = hubness.bank_rows(40, 12, seed=1)
+  bank_vecs = docs[bank] * 2.0  # a query cut from a document scores that document highest: it must not count
+  got = hubness.doc_penalty(Dot, {}, bank_vecs, bank, docs, k=3, chunk_rows=chunk)
+  np.testing.assert_allclose(got, _penalty_reference(bank_vecs, bank, docs, 3), rtol=1e-5, atol=1e-5)
+
+
+def test_biased_search_equals_brute_force():
+  rng = np.random.default_rng(1)
+  docs = rng.normal(size=(57, 5)).astype(np.float32)
+  claims = rng.normal(size=(9, 5)).astype(np.float32)
+  bias = rng.normal(size=57).astype(np.float32)
+  brute = claims @ docs.T - bias[None]
+  want = np.argsort(-brute, axis=1, kind="stable")[:, :6]
+  mesh = sharding.make_mesh(1, 1)
+  for chunk in (10, 57, 1000):
+    scores, rows = search.top_k(Dot, {}, claims, docs, 6, mesh, chunk_rows=chunk, doc_bias=bias)
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, want, 1), rtol=1e-5, atol=1e-5)
+  pick = np.array([[3, 0, -1], [56, 2, 1]])
+  got = search.score_rows(Dot, {}, claims[:2], docs, pick, doc_bias=bias)
+  np.testing.assert_allclose(got[:, :2], np.take_along_axis(brute[:2], pick[:, :2], 1), rtol=1e-5, atol=1e-5)
+  assert got[0, 2] == 0.0  # padding scores 0, bias or not
+
+
+def test_a_planted_hub_stops_answering_every_claim():
+  """One long document (a large norm along the direction every vector shares) tops every claim's list; the
+  correction removes it, and the claims get their own nearest documents back."""
+  rng = np.random.default_rng(2)
+  common = np.ones(16) / 4.0
+  docs = rng.normal(size=(300, 16)) * 0.5 + common
+  docs[7] = common * 10.0  # the hub
+  source = rng.choice(np.setdiff1d(np.arange(300), [7]), 40, replace=False)
+  claims = docs[source] + rng.normal(size=(40, 16)) * 0.1
+  docs, claims = docs.astype(np.float32), claims.astype(np.float32)
+  mesh = sharding.make_mesh(1, 1)
+  _, rows = search.top_k(Dot, {}, claims, docs, 10, mesh)
+  hub = collection_eval.hub_share(rows)
+  assert hub["row"] == 7 and hub["max_share"] >= 0.75
+  bank = hubness.bank_rows(300, 100, seed=0)
+  penalty = hubness.doc_penalty(Dot, {}, docs[bank], bank, docs, k=10)
+  assert int(np.argmax(penalty)) == 7
+  _, fixed = search.top_k(Dot, {}, claims, docs, 10, mesh, doc_bias=1.0 * penalty)
+  assert (fixed == 7).any(axis=1).mean() < 0.1
+  assert (fixed[:, 0] == source).mean() > (rows[:, 0] == source).mean()
