@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from benchmarks import sections as bench_sections
 from configs import cnn_student, common, lstm_student, teacher as teacher_configs
 from kd_jax import losses, pretrained, train
 from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
@@ -379,7 +380,8 @@ def main() -> None:
             "of this CPU's GEMM peak: [TEACHER_SPEED.md](TEACHER_SPEED.md) (`python -m benchmarks.teacher_speed`).\n")
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   body = header + "\n" + "\n".join(sections) + "\n## Reading\n\n" + reading(results, args.quick, shared) + "\n"
-  Path(args.out).write_text(body)
+  carried = bench_sections.kept(Path(args.out))  # other benchmarks' sections (Wikipedia scale) stay
+  Path(args.out).write_text(body + ("\n" + carried if carried else ""))
   print(f"Wrote {args.out}")
 
 

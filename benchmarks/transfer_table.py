@@ -53,7 +53,8 @@ def run(config, workdir: Path, max_claims: int) -> dict:
           cfg.collection.update(dataset=target, name=target, max_claims=max_claims)
           path = stage / f"eval_{target}.json"
           result = json.loads(path.read_text()) if path.is_file() else {}
-          if set(result.get("hybrid", {})) != set(cfg.hybrid.methods):  # missing, or made before a method existed
+          if set(result.get("hybrid", {})) != set(cfg.hybrid.methods) or "hub_norm" not in result:
+            # missing, or made before a fusion method or the hub correction existed
             result = evaluate.evaluate_collection(cfg, str(workdir / trained_on), collection.from_config(cfg))
           rows.setdefault(f"{registry.display_name(kind)} {label}", []).append(result)
     if rows:
@@ -72,23 +73,30 @@ def render(results: dict) -> str:
            f"Produced by `{results['command']}`. Means ± std over seeds; whole-collection nDCG@10 on the first "
            f"{results['max_claims']} test claims of the target. Fusions use each stage's own dev-chosen weight "
            "(nothing tuned on the target). Hub: the largest share of claims with one document in the student's "
-           "top 10. The teacher reranks BM25's top 16 of the target.", ""]
+           "top 10. Hub-corrected: each document less beta x its mean top-10 score over a bank of 2,000 of the "
+           "target's own documents read as claims (kd_jax/hubness.py), beta chosen on the stage's own dev set. "
+           "Coverage fusion: the student's share scaled by the share of the claim's and the document's words in its "
+           "vocabulary (kd_jax/fusion.py). The teacher reranks BM25's top 16 of the target.", ""]
   for pair, rows in results["pairs"].items():
     any_row = next(iter(rows.values()))[0]
     lines += [f"### {pair}", "", f"BM25 alone: {any_row['bm25']['full_collection']['ndcg@10']:.3f}; teacher "
               f"reranking BM25's top {any_row['teacher']['num_candidates']}: "
               f"{any_row['teacher']['rerank']['ndcg@10']:.3f} (BM25's own order of those lists: "
               f"{any_row['teacher']['bm25_rerank']['ndcg@10']:.3f})." if "teacher" in any_row else "", "",
-              "| student | alone | + BM25 linear | + BM25 RRF | + BM25 gated | linear − BM25 | gated − BM25 | "
-              "hub (top 10) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| student | alone | alone, hub-corrected | + BM25 linear | + BM25 RRF | + BM25 gated | + BM25 coverage | "
+              "gated − BM25 | coverage − BM25 | hub (top 10) | hub, corrected |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, runs in rows.items():
       fc = lambda x: x["full_collection"]["ndcg@10"]  # noqa: E731
       bm25 = [fc(x["bm25"]) for x in runs]
-      lin, gated = ([fc(x["hybrid"][m]) for x in runs] for m in ("linear", "gated"))
-      lines.append(f"| {name} | {_mean([fc(x['student']) for x in runs])} | {_mean(lin)} | "
-                   f"{_mean([fc(x['hybrid']['rrf']) for x in runs])} | {_mean(gated)} | "
-                   f"{_mean([v - b for v, b in zip(lin, bm25)])} | {_mean([v - b for v, b in zip(gated, bm25)])} | "
-                   f"{_mean([x['hub']['max_share'] for x in runs])} |")
+      fused = {m: [fc(x["hybrid"][m]) for x in runs] for m in ("linear", "rrf", "gated", "coverage")}
+      lines.append(f"| {name} | {_mean([fc(x['student']) for x in runs])} | "
+                   f"{_mean([fc(x['hub_norm']) for x in runs])} | "
+                   + " | ".join(_mean(fused[m]) for m in ("linear", "rrf", "gated", "coverage")) + " | "
+                   f"{_mean([v - b for v, b in zip(fused['gated'], bm25)])} | "
+                   f"{_mean([v - b for v, b in zip(fused['coverage'], bm25)])} | "
+                   f"{_mean([x['hub']['max_share'] for x in runs])} | "
+                   f"{_mean([x['hub_norm']['hub']['max_share'] for x in runs])} |")
     lines.append("")
   return "\n".join(lines)
 

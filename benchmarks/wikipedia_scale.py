@@ -1,6 +1,6 @@
 """The paper's setting at its size: a student indexing and searching 5.4M documents (all of Wikipedia's FEVER pages)
-on this machine. Writes results/wikipedia_scale.json and results/WIKIPEDIA_SCALE.md (part of BENCHMARKS.md's
-story; the README quotes it).
+on this machine. Writes results/wikipedia_scale.json, results/WIKIPEDIA_SCALE.md and the same table as a section of
+results/BENCHMARKS.md (the README quotes it).
 
   KD_JAX_DATA_DIR=../shared/data python -m benchmarks.wikipedia_scale \
       --stage=workdir/reproduce/scifact/cnn_T2_a0.5_s0 --num_docs=5400000 --index_dir=/tmp/kd_jax_wiki
@@ -12,15 +12,17 @@ indexing rate is the model's and the writer's; tokenising text is measured apart
 and the whole-pipeline time is given with it. Chunks are generated from (seed, chunk number), so a killed run
 resumes where it stopped, like `mode=index`.
 
-Measured: indexing docs/s and wall time, peak memory (max RSS), index size on disk for float32, bfloat16 and int8
-(per-row scale), the recall cost of the compact forms on real SciFact, and search latency per claim: exact chunked
-top-100 (`search.top_k`) over the memory-mapped index, one claim at a time and in batches, and `lax.approx_max_k`
-with its recall@100 against exact.
+Measured: indexing docs/s and wall time, peak memory (max RSS, and per phase), index size on disk for float32,
+bfloat16 and int8 (per-row scale), the recall cost of the compact forms on real SciFact, and search latency per
+claim: exact chunked top-100 (`search.top_k`) over the memory-mapped float32 index and over the int8 one (decoded
+chunk by chunk, compact.Table), one claim at a time and in batches, and `lax.approx_max_k` with its recall@100
+against exact.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from benchmarks import sections
 from kd_jax import atomic, compact, search, sharding
 from kd_jax.data import datasets
 from kd_jax.modes import stage as stage_lib
@@ -42,6 +45,24 @@ CHUNK = 16384
 
 def peak_rss_gb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _status_gb(field: str) -> float:
+  for line in Path("/proc/self/status").read_text().splitlines():
+    if line.startswith(field + ":"):
+      return int(line.split()[1]) / 2**20  # kB
+  return float("nan")
+
+
+@contextlib.contextmanager
+def phase_memory(into: dict, name: str):
+  """Peak resident memory of one phase: Linux resets the process's peak (VmHWM) when "5" is written to
+  /proc/self/clear_refs. Resident pages of a memory-mapped index count (they are file pages the kernel may drop, so
+  the anonymous part is given too, at the phase's end)."""
+  Path("/proc/self/clear_refs").write_text("5")
+  yield
+  into[name] = {"peak_gb": _status_gb("VmHWM"), "anon_gb_at_end": _status_gb("RssAnon"),
+                "file_gb_at_end": _status_gb("RssFile")}
 
 
 def cpu_name() -> str:
@@ -175,6 +196,7 @@ def main():
   parser.add_argument("--index_dir", default="/tmp/kd_jax_wiki")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--claims", type=int, default=64, help="SciFact test claims timed in search.")
+  parser.add_argument("--big_batch", type=int, default=256, help="Claims a batch in the second timing.")
   parser.add_argument("--rate_docs", type=int, default=262144, help="Documents timed for the indexing rate.")
   parser.add_argument("--out", default=str(REPO / "results/wikipedia_scale.json"))
   args = parser.parse_args()
@@ -185,8 +207,10 @@ def main():
   width = inputs.settings["doc_word_len"]
   lengths, probs, tokenize_rate, data, scifact_words = scifact_profile(inputs, config.data)
   started = time.time()
-  index = build_index(args, built, params, mesh, lengths, probs, width)
-  index["quiet_docs_per_s"] = quiet_rate(args, built, params, mesh, lengths, probs, width)
+  memory: dict[str, dict] = {}
+  with phase_memory(memory, "indexing (encode and write float32)"):
+    index = build_index(args, built, params, mesh, lengths, probs, width)
+    index["quiet_docs_per_s"] = quiet_rate(args, built, params, mesh, lengths, probs, width)
   index["quiet_minutes_for_all"] = args.num_docs / index["quiet_docs_per_s"] / 60
   result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
                         "devices": len(jax.devices())},
@@ -196,27 +220,40 @@ def main():
             "mean_words": float(lengths.mean()), "indexing": index,
             "tokenize_docs_per_s": tokenize_rate,
             "pipeline_minutes_with_tokenizing": index["quiet_minutes_for_all"] + args.num_docs / tokenize_rate / 60}
-  result["sizes_gb"] = compact_forms(Path(index["path"]))
+  with phase_memory(memory, "compact copies (bfloat16, int8)"):
+    result["sizes_gb"] = compact_forms(Path(index["path"]))
   result["compact_on_scifact"] = compact_recall_on_scifact(built, params, mesh, data, scifact_words, inputs)
-  table = np.load(index["path"], mmap_mode="r")
+  root = Path(index["path"]).parent
+  tables = {"float32": np.load(index["path"], mmap_mode="r"),
+            "int8": compact.Table(np.load(root / "doc_vecs_int8.npy", mmap_mode="r"),
+                                  np.load(root / "doc_scales.npy", mmap_mode="r"), "int8")}
   test = data.splits["test"]
-  claims = search.encode_claims(built, params, inputs.claim_words(test.texts[: args.claims]), mesh)
-  timings = {}
-  per_claim, exact_rows = time_search(built, params, mesh, table, claims, batch=args.claims)
-  timings[f"exact, {args.claims} claims a batch"] = per_claim
-  single, _ = time_search(built, params, mesh, table, claims[:4], batch=1)
-  timings["exact, one claim at a time"] = single
-  approx, approx_rows = time_search(built, params, mesh, table, claims, batch=args.claims, approx=0.95)
-  timings[f"approx_max_k (recall target 0.95), {args.claims} claims a batch"] = approx
+  claims = search.encode_claims(built, params, inputs.claim_words(test.texts[: args.big_batch]), mesh)
+  timings, rows = {}, {}
+  for dtype, table in tables.items():
+    with phase_memory(memory, f"search over the {dtype} index"):
+      timings[f"exact, {dtype} index, {args.claims} claims a batch"], rows[dtype] = time_search(
+          built, params, mesh, table, claims[: args.claims], batch=args.claims)
+      timings[f"exact, {dtype} index, {args.big_batch} claims a batch"], _ = time_search(
+          built, params, mesh, table, claims, batch=args.big_batch)
+  single, _ = time_search(built, params, mesh, tables["float32"], claims[:4], batch=1)
+  timings["exact, float32 index, one claim at a time"] = single
+  approx, approx_rows = time_search(built, params, mesh, tables["float32"], claims[: args.claims],
+                                    batch=args.claims, approx=0.95)
+  timings[f"approx_max_k (recall target 0.95), float32 index, {args.claims} claims a batch"] = approx
   result["search_seconds_per_claim"] = timings
-  result["approx_recall_at_100_vs_exact"] = float(np.mean(
-      [len(set(a) & set(b)) / 100 for a, b in zip(approx_rows, exact_rows)]))
+  overlap = lambda a, b: float(np.mean([len(set(x) & set(y)) / 100 for x, y in zip(a, b)]))  # noqa: E731
+  result["approx_recall_at_100_vs_exact"] = overlap(approx_rows, rows["float32"])
+  result["int8_recall_at_100_vs_float32"] = overlap(rows["int8"], rows["float32"])
+  result["memory_by_phase_gb"] = memory
   result["peak_rss_gb"] = peak_rss_gb()
   result["wall_minutes"] = (time.time() - started) / 60
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   atomic.write_text(Path(args.out), json.dumps(result, indent=2, default=float))
   md = render(result)
   atomic.write_text(Path(args.out).with_name("WIKIPEDIA_SCALE.md"), md)
+  # BENCHMARKS.md carries the same figures as its own section (speed.py keeps it when it rewrites the rest).
+  sections.splice(Path(args.out).with_name("BENCHMARKS.md"), "wikipedia_scale", "#" + md)
   print(md)
 
 
@@ -234,10 +271,15 @@ def render(r: dict) -> str:
            f"{ix['encode_minutes']:.1f} min |",
            f"| tokenising real SciFact text (measured apart) | {r['tokenize_docs_per_s']:,.0f} docs/s |",
            f"| whole pipeline from text, estimated | {r['pipeline_minutes_with_tokenizing']:.1f} min |",
-           f"| peak memory (max RSS of the process) | {r['peak_rss_gb']:.2f} GB |"]
+           f"| peak memory (max RSS of the whole process, every phase) | {r['peak_rss_gb']:.2f} GB |"]
+  lines += [f"| peak memory, {k} | {v['peak_gb']:.2f} GB (at its end: {v['anon_gb_at_end']:.2f} GB private, "
+            f"{v['file_gb_at_end']:.2f} GB mapped file pages) |" for k, v in r.get("memory_by_phase_gb", {}).items()]
   lines += [f"| index on disk, {k} | {v:.2f} GB |" for k, v in r["sizes_gb"].items()]
   lines += [f"| search, {k} | {1000 * v:.1f} ms/claim |" for k, v in t.items()]
-  lines += [f"| approx_max_k recall@100 against exact | {r['approx_recall_at_100_vs_exact']:.3f} |", "",
+  lines += [f"| approx_max_k recall@100 against exact | {r['approx_recall_at_100_vs_exact']:.3f} |"]
+  if "int8_recall_at_100_vs_float32" in r:
+    lines.append(f"| int8 index: top-100 overlap with float32 | {r['int8_recall_at_100_vs_float32']:.3f} |")
+  lines += ["",
             "Compact storage, its cost on real SciFact (whole collection, test claims, the same stage):", "",
             "| stored as | nDCG@10 | R@100 | top-100 overlap with float32 |", "|---|---:|---:|---:|"]
   lines += [f"| {k} | {v['ndcg@10']:.4f} | {v['recall@100']:.4f} | {v['top100_overlap_with_float32']:.3f} |"

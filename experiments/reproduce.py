@@ -92,9 +92,11 @@ def eval_stage(cfg, workdir: Path) -> dict:
   _check_same_settings(cfg, workdir / cfg.name)
   if path.is_file():
     stored = json.loads(path.read_text())
-    if "full_collection" not in stored or set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods):
+    if "full_collection" not in stored or (set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods)
+                                           and "hub_norm" in stored):
       return stored
-    return evaluate.evaluate_stage(cfg, str(workdir))  # made before a fusion method existed: the figures again
+    # made before a fusion method or the hub correction existed: the figures again
+    return evaluate.evaluate_stage(cfg, str(workdir))
   if cfg.mode == "distill":
     return distill.distill(cfg, str(workdir))
   return evaluate.evaluate_stage(cfg, str(workdir))

@@ -175,14 +175,16 @@ class Index:
     atomic.write_text(self.root / "meta.json", json.dumps(meta, indent=2))
 
   def read(self) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """(float32 vectors [N, D], document ids, meta); a compact index (meta `dtype`, compact.py) is decoded."""
+    """(float32 vectors [N, D], document ids, meta). The vectors are memory-mapped; a compact index (meta `dtype`,
+    compact.py) is decoded row by row as search reads it (compact.Table), never whole."""
     if not self.exists():
       raise FileNotFoundError(f"No index in {self.root}: build it first with --config.mode=index.")
     meta = json.loads((self.root / "meta.json").read_text())
     dtype = meta.get("dtype", "float32")
     stored = np.load(self.root / "doc_vecs.npy", mmap_mode="r")
-    scales = np.load(self.root / "doc_scales.npy") if dtype == "int8" else None
-    return compact.decode(stored, scales, dtype), json.loads((self.root / "doc_ids.json").read_text()), meta
+    scales = np.load(self.root / "doc_scales.npy", mmap_mode="r") if dtype == "int8" else None
+    vecs = stored if dtype == "float32" else compact.Table(stored, scales, dtype)
+    return vecs, json.loads((self.root / "doc_ids.json").read_text()), meta
 
 
 def read_query_file(path: str | Path) -> list[str]:

@@ -37,6 +37,21 @@ def test_encode_decode(dtype):
   np.testing.assert_allclose(compact.decode(stored, scales, dtype), x, atol=0.03 if dtype == "int8" else 0.01)
 
 
+@pytest.mark.parametrize("dtype", compact.DTYPES)
+def test_table_decodes_only_the_rows_asked_for(dtype, tmp_path):
+  x = np.random.default_rng(3).normal(size=(40, 6)).astype(np.float32)
+  stored, scales = compact.encode(x, dtype)
+  np.save(tmp_path / "v.npy", stored)
+  mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+  table = compact.Table(mapped, scales, dtype)
+  whole = compact.decode(stored, scales, dtype)
+  assert table.shape == (40, 6) and len(table) == 40
+  np.testing.assert_array_equal(table[5:17], whole[5:17])
+  rows = np.array([[3, 3, 39], [0, 12, 7]])  # a pool's [Q, U] rows, as score_rows asks
+  np.testing.assert_array_equal(table[rows], whole[rows])
+  np.testing.assert_array_equal(np.asarray(table), whole)
+
+
 def test_unknown_dtype_is_one_clear_error():
   with pytest.raises(ValueError, match="index.dtype='float16' is not one of float32, bfloat16, int8"):
     compact.encode(np.zeros((1, 2), np.float32), "float16")
