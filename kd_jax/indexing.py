@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, compact, multihost, search
+from kd_jax import atomic, compact, hubness, multihost, search
 from kd_jax.collection import Source
 from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
@@ -92,3 +92,25 @@ def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
     del table
   atomic.write_text(out / "progress.json", json.dumps({"done": start + len(vecs), "dim": int(vecs.shape[1]),
                                                        "dtype": dtype}))
+
+
+def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,
+                mesh) -> np.ndarray:
+  """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
+  bank settings it was made with in `hub_penalty.json`); the bank's documents are read from `source` in one pass."""
+  want = {k: int(settings[k]) for k in ("bank", "k", "seed")}
+  path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
+  if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
+    return np.load(path)
+  bank = hubness.bank_rows(len(doc_vecs), want["bank"], want["seed"])
+  wanted = set(bank.tolist())
+  texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
+  bank_vecs = search.encode_claims(built, params, inputs.claim_words([texts[int(r)] for r in bank]), mesh)
+  penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, want["k"])
+
+  def write():
+    with atomic.open_for_write(path, "wb") as f:
+      np.save(f, penalty)
+    atomic.write_text(meta, json.dumps(want))
+  multihost.primary_writes(f"the hub penalty of {root}", write)
+  return penalty

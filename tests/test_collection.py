@@ -119,6 +119,25 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   vecs, ids, meta = stored.read()
   assert ids == ["d1", "d2", "d3"] and meta["collection"] == "docs" and vecs.shape[0] == 3
 
+  # With the hub correction at beta 1: each document less the mean of its 2 best scores against the other two
+  # documents read as claims (a bank of the whole 3-document collection), by NumPy on the stored vectors.
+  on.search.hub_beta = 1.0
+  corrected = modes.run(on, str(work))[0]
+  inputs = stage_inputs.load(work / "cnn_student")
+  built = build_lib.build(c.model, inputs)
+  params, _ = train.restore_params(work / "cnn_student", built, c, sharding.make_mesh(1, 1))
+  texts = [f"{d['title']}. {d['text']}" for d in docs]
+  bank = np.asarray(built.module.apply({"params": params}, inputs.claim_words(texts), method=built.module.encode_claims))
+  bank_scores = bank @ np.asarray(vecs).T
+  np.fill_diagonal(bank_scores, -np.inf)
+  penalty = np.sort(bank_scores, axis=0)[::-1][:2].mean(0)
+  query = np.asarray(built.module.apply({"params": params}, inputs.claim_words([on.search.query]),
+                                        method=built.module.encode_claims))[0]
+  want = query @ np.asarray(vecs).T - penalty
+  assert [h[0] for h in corrected] == [ids[i] for i in np.argsort(-want, kind="stable")]
+  np.testing.assert_allclose([h[1] for h in corrected], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+  assert (work / "cnn_student" / "index" / "docs" / "hub_penalty.npy").is_file()  # stored for the next search
+
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   c, root = stage

@@ -1,4 +1,5 @@
-"""mode=search: top-k documents for a claim (or a file of claims) from a stored index, alone or fused with BM25."""
+"""mode=search: top-k documents for a claim (or a file of claims) from a stored index, alone (with the hub correction
+the stage chose on dev, hubness.py) or fused with BM25."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
 
-def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str]]:
+def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str], Path]:
   index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config)))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
@@ -23,7 +24,7 @@ def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str
   if meta.get("prepared") != inputs.settings["prepared"]:
     raise ValueError(f"The index in {index.root} was built by another training of this stage ({meta.get('prepared')})"
                      ": delete it and rebuild it with --config.mode=index.")
-  return doc_vecs, doc_ids
+  return doc_vecs, doc_ids, index.root
 
 
 def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
@@ -37,7 +38,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   source = stage.source_of(config)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = stage.student(config, out, mesh)
-  doc_vecs, doc_ids = _read_index(config, out, source, inputs)
+  doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
   claim_vecs = search.encode_claims(built, params, ids, mesh)
   coll = source.collection()  # BM25 and the snippets
@@ -53,7 +54,14 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     scores, rows = np.take_along_axis(fused, best, 1), np.take_along_axis(pool.rows, best, 1)
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f", s.hybrid, weight)
   else:
-    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh)
+    beta = _hub_beta(s.get("hub_beta", -1.0), out)
+    bias = None
+    if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
+      h = collection_eval.own_dev_hub_norm(out) or collection_eval.hub_norm_settings(config)
+      bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, h, mesh)
+      logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
+                   beta, h["k"], min(h["bank"], len(doc_ids)))
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh, doc_bias=bias)
   results = []
   for text, sc, rw in zip(texts, scores, rows):
     hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc)]
@@ -63,6 +71,14 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
         print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
     results.append(hits)
   return results
+
+
+def _hub_beta(beta: float, out: Path) -> float:
+  """`beta` if given (>= 0; 0 turns the correction off), else the one mode=evaluate chose on dev (0 before it did)."""
+  if beta >= 0:
+    return beta
+  chosen = collection_eval.own_dev_hub_norm(out)
+  return float(chosen["beta"]) if chosen else 0.0
 
 
 def _hybrid_weight(method: str, weight: float, out: Path) -> float:
