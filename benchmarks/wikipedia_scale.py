@@ -15,8 +15,8 @@ resumes where it stopped, like `mode=index`.
 Measured: indexing docs/s and wall time, peak memory (max RSS, and per phase), index size on disk for float32,
 bfloat16 and int8 (per-row scale), the recall cost of the compact forms on real SciFact, and search latency per
 claim: exact chunked top-100 (`search.top_k`) over the memory-mapped float32 index and over the int8 one (decoded
-chunk by chunk, compact.Table), one claim at a time and in batches, and `lax.approx_max_k` with its recall@100
-against exact.
+chunk by chunk, compact.Table), one claim at a time and in batches, `lax.approx_max_k`, and an IVF index (k-means
+lists, kd_jax/ivf.py) at a few probe counts, each approximate search with its recall@100 against exact.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import ml_collections
 import numpy as np
 
 from benchmarks import sections
-from kd_jax import atomic, compact, search, sharding
+from kd_jax import atomic, compact, ivf, search, sharding
 from kd_jax.data import datasets
 from kd_jax.modes import stage as stage_lib
 
@@ -162,7 +163,8 @@ def compact_forms(f32_path: Path) -> dict:
 
 
 def compact_recall_on_scifact(built, params, mesh, data, doc_ids_words, inputs) -> dict:
-  """Whole-collection SciFact test figures with the index stored as float32, bfloat16 and int8 (decoded to score)."""
+  """Whole-collection SciFact test figures with the index stored as float32, bfloat16 and int8 (decoded to score),
+  and searched through an IVF of 64 lists."""
   vecs = search.encode_docs(built, params, doc_ids_words, mesh)
   test = data.splits["test"]
   claims = search.encode_claims(built, params, inputs.claim_words(test.texts), mesh)
@@ -175,6 +177,17 @@ def compact_recall_on_scifact(built, params, mesh, data, doc_ids_words, inputs) 
     m = search.full_collection_metrics(scores, rows, test.ids, data.collection.ids, test.qrels)
     overlap = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(rows, exact_rows)])
     out[name] = {"ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "top100_overlap_with_float32": overlap}
+  # IVF on real documents (synthetic ones are bags of random words, without the topical clusters IVF relies on).
+  with tempfile.TemporaryDirectory() as tmp:
+    index = ivf.IVF(ivf.build(Path(tmp), vecs, lists=64))
+    for probe in (4, 16):
+      scores, rows = index.search(built, params, claims, 100, probe)
+      keep = np.maximum(rows, 0)
+      m = search.full_collection_metrics(np.where(rows >= 0, scores, -np.inf), keep, test.ids, data.collection.ids,
+                                         test.qrels)
+      overlap = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(rows, exact_rows)])
+      out[f"IVF, {probe} of 64 lists probed"] = {"ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"],
+                                                 "top100_overlap_with_float32": overlap}
   return out
 
 
@@ -197,6 +210,9 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--claims", type=int, default=64, help="SciFact test claims timed in search.")
   parser.add_argument("--big_batch", type=int, default=256, help="Claims a batch in the second timing.")
+  parser.add_argument("--ivf_lists", type=int, default=4096, help="k-means lists of the IVF index.")
+  parser.add_argument("--ivf_probe", type=lambda v: [int(x) for x in v.split(",")], default=[16, 64],
+                      help="Lists probed per claim (comma-separated: each is timed).")
   parser.add_argument("--rate_docs", type=int, default=262144, help="Documents timed for the indexing rate.")
   parser.add_argument("--out", default=str(REPO / "results/wikipedia_scale.json"))
   args = parser.parse_args()
@@ -215,7 +231,8 @@ def main():
   result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
                         "devices": len(jax.devices())},
             "command": "python -m benchmarks.wikipedia_scale " + " ".join(
-                f"--{k}={v}" for k, v in vars(args).items() if k != "out"),
+                f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+                if k != "out"),
             "stage": str(stage), "num_docs": args.num_docs, "doc_word_len": width, "rate_docs": args.rate_docs,
             "mean_words": float(lengths.mean()), "indexing": index,
             "tokenize_docs_per_s": tokenize_rate,
@@ -241,8 +258,22 @@ def main():
   approx, approx_rows = time_search(built, params, mesh, tables["float32"], claims[: args.claims],
                                     batch=args.claims, approx=0.95)
   timings[f"approx_max_k (recall target 0.95), float32 index, {args.claims} claims a batch"] = approx
-  result["search_seconds_per_claim"] = timings
   overlap = lambda a, b: float(np.mean([len(set(x) & set(y)) / 100 for x, y in zip(a, b)]))  # noqa: E731
+  # IVF (kd_jax/ivf.py): k-means lists built once, then each claim scores only its best `probe` lists.
+  with phase_memory(memory, f"IVF build ({args.ivf_lists} lists)"):
+    start = time.perf_counter()
+    index_ivf = ivf.IVF(ivf.build(root / f"ivf-{args.ivf_lists}", tables["float32"], args.ivf_lists))
+    result["ivf_build_minutes"] = (time.perf_counter() - start) / 60
+  result["ivf_recall_at_100_vs_exact"] = {}
+  for probe in args.ivf_probe:
+    with phase_memory(memory, f"IVF search, {probe} lists probed"):
+      index_ivf.search(built, params, claims[:2], 100, probe)  # compiles
+      start = time.perf_counter()
+      _, ivf_rows = index_ivf.search(built, params, claims[: args.claims], 100, probe)
+      timings[f"IVF, {probe} of {args.ivf_lists} lists probed, one claim at a time"] = (
+          (time.perf_counter() - start) / args.claims)
+    result["ivf_recall_at_100_vs_exact"][str(probe)] = overlap(ivf_rows, rows["float32"])
+  result["search_seconds_per_claim"] = timings
   result["approx_recall_at_100_vs_exact"] = overlap(approx_rows, rows["float32"])
   result["int8_recall_at_100_vs_float32"] = overlap(rows["int8"], rows["float32"])
   result["memory_by_phase_gb"] = memory
@@ -277,11 +308,16 @@ def render(r: dict) -> str:
   lines += [f"| index on disk, {k} | {v:.2f} GB |" for k, v in r["sizes_gb"].items()]
   lines += [f"| search, {k} | {1000 * v:.1f} ms/claim |" for k, v in t.items()]
   lines += [f"| approx_max_k recall@100 against exact | {r['approx_recall_at_100_vs_exact']:.3f} |"]
+  for probe, recall in r.get("ivf_recall_at_100_vs_exact", {}).items():
+    lines.append(f"| IVF, {probe} lists probed: recall@100 against exact | {recall:.3f} |")
+  if "ivf_build_minutes" in r:
+    lines.append(f"| IVF build (k-means on 100,000 sampled vectors, assignment, grouped copy) | "
+                 f"{r['ivf_build_minutes']:.1f} min |")
   if "int8_recall_at_100_vs_float32" in r:
     lines.append(f"| int8 index: top-100 overlap with float32 | {r['int8_recall_at_100_vs_float32']:.3f} |")
   lines += ["",
-            "Compact storage, its cost on real SciFact (whole collection, test claims, the same stage):", "",
-            "| stored as | nDCG@10 | R@100 | top-100 overlap with float32 |", "|---|---:|---:|---:|"]
+            "Compact storage and IVF, their cost on real SciFact (whole collection, test claims, the same stage):", "",
+            "| stored as / searched by | nDCG@10 | R@100 | top-100 overlap with float32 |", "|---|---:|---:|---:|"]
   lines += [f"| {k} | {v['ndcg@10']:.4f} | {v['recall@100']:.4f} | {v['top100_overlap_with_float32']:.3f} |"
             for k, v in r["compact_on_scifact"].items()]
   return "\n".join(lines) + "\n"

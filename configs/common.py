@@ -97,7 +97,10 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # mode=search: a claim, or a file of one claim per line. hybrid=linear, rrf, gated or coverage fuses the student
       # with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev). The student
       # alone searches with the hub correction at `hub_beta` (-1: the beta mode=evaluate chose on dev; 0: off).
-      search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0),
+      # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
+      # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
+      search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
+                  ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
       hybrid=dict(methods=("linear", "rrf", "gated", "coverage"), depth=100),
       # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): `bank`

@@ -137,6 +137,11 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert [h[0] for h in corrected] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in corrected], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
   assert (work / "cnn_student" / "index" / "docs" / "hub_penalty.npy").is_file()  # stored for the next search
+  on.search.ivf.lists, on.search.ivf.probe = 2, 2  # approximate search probing every list: the same answer
+  approx = modes.run(on, str(work))[0]
+  assert [h[0] for h in approx] == [h[0] for h in corrected]
+  np.testing.assert_allclose([h[1] for h in approx], [h[1] for h in corrected], rtol=1e-4, atol=1e-4)
+  assert (work / "cnn_student" / "index" / "docs" / "ivf-2" / "meta.json").is_file()
 
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):

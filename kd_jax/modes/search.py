@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import collection_eval, fusion, hybrid, indexing, multihost, search, sharding
+from kd_jax import collection_eval, fusion, hybrid, indexing, ivf, multihost, search, sharding
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -61,10 +61,16 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, h, mesh)
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
                    beta, h["k"], min(h["bank"], len(doc_ids)))
-    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh, doc_bias=bias)
+    lists = int(s.get("ivf", {}).get("lists", 0))
+    if lists:  # approximate: only the documents of each claim's best lists are scored (ivf.py)
+      index = ivf.IVF(ivf.build(root / f"ivf-{lists}", doc_vecs, lists))
+      scores, rows = index.search(built, params, claim_vecs, s.top_k, int(s.ivf.probe), doc_bias=bias)
+      logging.info("IVF search: %d of %d lists probed per claim", min(int(s.ivf.probe), lists), lists)
+    else:
+      scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh, doc_bias=bias)
   results = []
   for text, sc, rw in zip(texts, scores, rows):
-    hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc)]
+    hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc) if r >= 0]
     if multihost.is_primary():  # one copy of the answer, not one per host
       print(f"\n{text}")
       for rank, (doc_id, v, snippet) in enumerate(hits, 1):
