@@ -17,6 +17,10 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
   if teacher is not None:
     rows.append(("teacher (cross-encoder)", teacher["rerank"][metric], None))
   rows.append((f"{student['model']} (student alone)", student["rerank"][metric], full.get(metric)))
+  if "hub_norm" in student:
+    h = student["hub_norm"]
+    rows.append((f"{student['model']} alone, hub-corrected (dev-chosen beta {h['beta']:g})", None,
+                 h["full_collection"][metric]))
   for method, h in student.get("hybrid", {}).items():
     rows.append((f"{student['model']} + BM25, {method} (dev-chosen weights {h['rerank']['weight']:g} / "
                  f"{h['full_collection']['weight']:g})", h["rerank"]["test"][metric],
@@ -26,8 +30,9 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
   lines += [f"| {name} | {_f(rr)} | {_f(fc)} |" for name, rr, fc in rows]
   hub = student.get("hub")
   if hub:
+    corrected = student.get("hub_norm", {}).get("hub")
     lines += ["", f"Hub check: one document is in the student's top {hub['k']} for {100 * hub['max_share']:.1f}% of "
-              "claims."]
+              "claims" + (f" ({100 * corrected['max_share']:.1f}% hub-corrected)." if corrected else ".")]
   lines += ["", f"Files: {stage}/eval_test.json (every figure), {stage}/metrics.jsonl and tensorboard/ (training), "
             f"{stage}/checkpoints/ (latest and best), {stage}/inputs/ (vocabulary); teacher: {teacher_dir}."]
   if teacher is None:

@@ -20,7 +20,11 @@ def test_table_lists_bm25_teacher_student_and_hybrids_with_their_weights():
   assert "| teacher (cross-encoder) | 0.752 | — |" in lines
   assert "| cnn_student (student alone) | 0.665 | 0.407 |" in lines
   assert "| cnn_student + BM25, linear (dev-chosen weights 0.4 / 0.3) | 0.750 | 0.754 |" in lines
-  assert "2.0% of claims" in text and "w/cnn_student/eval_test.json" in text and "--config.mode=evaluate" not in text
+  assert "2.0% of claims." in text and "w/cnn_student/eval_test.json" in text and "--config.mode=evaluate" not in text
+  student["hub_norm"] = {"beta": 0.25, "full_collection": _m(0.421), "hub": {"k": 10, "max_share": 0.01}}
+  text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
+  assert "| cnn_student alone, hub-corrected (dev-chosen beta 0.25) | — | 0.421 |" in text.splitlines()
+  assert "2.0% of claims (1.0% hub-corrected)." in text
   # Without the teacher's test evaluation the table says how to get it.
   text = summary.render(student, None, Path("w/cnn_student"), Path("w/teacher"))
   assert "teacher (cross-encoder)" not in text and "--config.name=teacher --config.mode=evaluate" in text
