@@ -55,3 +55,25 @@ def test_table_decodes_only_the_rows_asked_for(dtype, tmp_path):
 def test_unknown_dtype_is_one_clear_error():
   with pytest.raises(ValueError, match="index.dtype='float16' is not one of float32, bfloat16, int8"):
     compact.encode(np.zeros((1, 2), np.float32), "float16")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_search_decodes_a_compact_table_on_device_as_numpy_does(dtype):
+  from kd_jax import search, sharding
+
+  class Dot:  # the `built` interface search.top_k uses
+    class module:  # noqa: N801
+      score = "score"
+
+      @staticmethod
+      def apply(_, claims, docs, method):
+        return claims @ docs.T
+  x = np.random.default_rng(5).normal(size=(333, 8)).astype(np.float32)
+  table = compact.Table(*compact.encode(x, dtype), dtype)
+  claims = np.random.default_rng(6).normal(size=(5, 8)).astype(np.float32)
+  mesh = sharding.make_mesh(1, 1)
+  want_scores, want_rows = search.top_k(Dot, {}, claims, compact.decode(*compact.encode(x, dtype), dtype), 12, mesh)
+  for chunk in (100, 1000):  # a padded last chunk, and one chunk
+    scores, rows = search.top_k(Dot, {}, claims, table, 12, mesh, chunk_rows=chunk)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
