@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import jax
@@ -84,8 +85,9 @@ def build(root: Path, doc_vecs, lists: int, sample: int = 100_000, iters: int = 
   """Writes the IVF of `doc_vecs` into `root` (reused if complete with the same settings)."""
   root = Path(root)
   want = {"lists": lists, "sample": sample, "iters": iters, "seed": seed, "num_docs": len(doc_vecs)}
-  if (root / "meta.json").is_file() and json.loads((root / "meta.json").read_text()) == want:
+  if (root / "meta.json").is_file() and settings(root) == want:
     return root
+  started = time.time()
   root.mkdir(parents=True, exist_ok=True)
   (root / "meta.json").unlink(missing_ok=True)
   rows = np.sort(np.random.default_rng(seed).choice(len(doc_vecs), min(sample, len(doc_vecs)), replace=False))
@@ -102,9 +104,16 @@ def build(root: Path, doc_vecs, lists: int, sample: int = 100_000, iters: int = 
   for name, arr in (("centroids.npy", cent), ("order.npy", order), ("offsets.npy", offsets)):
     with atomic.open_for_write(root / name, "wb") as f:
       np.save(f, arr)
-  atomic.write_text(root / "meta.json", json.dumps(want))  # last: marks the IVF complete
+  # last: marks the IVF complete; the build time rides along for benchmarks that find it built
+  atomic.write_text(root / "meta.json", json.dumps({**want, "build_minutes": (time.time() - started) / 60}))
   logging.info("IVF of %d documents in %d lists -> %s", len(order), lists, root)
   return root
+
+
+def settings(root: Path) -> dict:
+  """What a built IVF was built with (its meta.json, less the build time)."""
+  meta = json.loads((Path(root) / "meta.json").read_text())
+  return {k: v for k, v in meta.items() if k != "build_minutes"}
 
 
 class IVF:
