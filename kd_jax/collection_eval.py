@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import evaluate, hubness, hybrid, metrics, search, sharding, stage_inputs
+from kd_jax import evaluate, hybrid, metrics, search, sharding, stage_inputs
 from kd_jax.collection import Source
 from kd_jax.data import tokenize
 from kd_jax.models.build import Built
@@ -22,9 +22,10 @@ from kd_jax.models.build import Built
 
 def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_vecs: np.ndarray,
                     doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
-                    hub_norm: dict | None = None) -> dict:
+                    hub_norm: dict | None = None, penalty: np.ndarray | None = None) -> dict:
   """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
-  `hub_norm` (settings and the stage's dev-chosen `beta`), the student alone with the hub correction too."""
+  `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
+  (indexing.hub_penalty), the student alone with the hub correction too."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -45,9 +46,6 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
   out["hybrid"] = {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
                    for m, w in weights.items()}
   if hub_norm is not None:
-    bank = hubness.bank_rows(len(doc_ids), hub_norm["bank"], hub_norm["seed"])
-    bank_vecs = search.encode_claims(built, params, inputs.claim_words([coll.document(int(r)) for r in bank]), mesh)
-    penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, hub_norm["k"])
     h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
                                     doc_bias=hub_norm["beta"] * penalty)
     out["hub_norm"] = {**hub_norm, "full_collection": search.full_collection_metrics(

@@ -15,9 +15,10 @@ on the stage's own dev set like every other setting.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from kd_jax import search
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -46,7 +47,7 @@ def doc_penalty(built, params, bank_vecs: np.ndarray, bank: np.ndarray, doc_vecs
                 chunk_rows: int = 1 << 14) -> np.ndarray:
   """r_d [N] for every document (doc_vecs may be memory-mapped or a compact.Table: read `chunk_rows` at a time, so
   a bank of 2,000 holds 2,000 x 16,384 scores at once, 131 MB)."""
-  score = jax.jit(lambda p, q, d: built.module.apply({"params": p}, q, d, method=built.module.score))
+  score = search.scorer(built)
   queries = jnp.asarray(bank_vecs)
   out = []
   for start in range(0, len(doc_vecs), chunk_rows):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax import atomic
+from kd_jax import atomic, search
 
 
 def seeds(x, lists: int, key) -> jax.Array:
@@ -127,19 +127,12 @@ class IVF:
     self.order = np.load(root / "order.npy", mmap_mode="r")
     self.offsets = np.load(root / "offsets.npy")
     self.vecs = np.load(root / "vecs.npy", mmap_mode="r")
-    self._score: dict[int, tuple] = {}
-
-  def _scorer(self, built):
-    if id(built.module) not in self._score:  # the module kept with it, so its id is never reused while cached
-      self._score[id(built.module)] = (built.module, jax.jit(
-          lambda p, q, d: built.module.apply({"params": p}, q, d, method=built.module.score)))
-    return self._score[id(built.module)][1]
 
   def search(self, built, params, claim_vecs: np.ndarray, k: int, probe: int,
              doc_bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scores [Q, k], rows [Q, k]) from each claim's `probe` best lists, less `doc_bias` [N] as in search.top_k;
     rows of documents never reached are -1."""
-    score = self._scorer(built)
+    score = search.scorer(built)
     probe = min(probe, len(self.centroids))
     lists = np.argsort(-np.asarray(score(params, claim_vecs, self.centroids)), axis=1, kind="stable")[:, :probe]
     out_scores = np.full((len(claim_vecs), k), -np.inf, np.float32)

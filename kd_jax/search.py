@@ -102,7 +102,8 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   best_rows = np.zeros((len(claim_vecs), 0), np.int64)
   for start in range(0, n, step):
     if dtype == "float32":
-      chunk, scales = np.asarray(doc_vecs[start:start + step], np.float32), np.ones(len(doc_vecs[start:start + step]))
+      chunk = np.asarray(doc_vecs[start:start + step], np.float32)
+      scales = np.ones(len(chunk))
     else:
       chunk = np.asarray(doc_vecs.stored[start:start + step])
       scales = np.ones(len(chunk)) if doc_vecs.scales is None else np.asarray(doc_vecs.scales[start:start + step])
@@ -142,18 +143,20 @@ def search_split(built: Built, params, prepared: Prepared, split: str, mesh, k: 
   return scores, rows, [e["claim_id"].decode() for e in examples]
 
 
-def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
-               batch_size: int = 256, doc_bias: np.ndarray | None = None) -> np.ndarray:
-  """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0), less
-  `doc_bias` [N] as in top_k."""
-  fn = _cached(built.module, ("score",), lambda: jax.jit(
+def scorer(built: Built):
+  """The model's own `score(params, claims, docs)`, jitted once per module (search, hub penalties, IVF share it)."""
+  return _cached(built.module, ("score",), lambda: jax.jit(
       lambda p, c, d: built.module.apply({"params": p}, c, d, method=built.module.score)))
+
+
+def score_rows(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, rows: np.ndarray,
+               batch_size: int = 256) -> np.ndarray:
+  """The model's scores [Q, U] of chosen documents (rows [Q, U], entries < 0 are padding and score 0)."""
+  fn = scorer(built)
   out = []
   for start in range(0, len(rows), batch_size):
     r = rows[start:start + batch_size]
     scores = np.asarray(fn(params, claim_vecs[start:start + batch_size], doc_vecs[np.maximum(r, 0)]))
-    if doc_bias is not None:
-      scores = scores - doc_bias[np.maximum(r, 0)]
     out.append(np.where(r >= 0, scores, 0.0))
   return np.concatenate(out).astype(np.float32)
 

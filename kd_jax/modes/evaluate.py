@@ -156,9 +156,12 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   index = indexing.build_index(built, params, inputs, source, root, mesh,
                                {"model": config.name, "prepared": inputs.settings["prepared"]}, dtype=dtype)
   doc_vecs, doc_ids, _ = index.read()
+  hub_norm = collection_eval.own_dev_hub_norm(out)
+  # Stored beside the index, where mode=search finds it.
+  penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
-                                              config.hybrid.depth, collection_eval.own_dev_hub_norm(out))}
+                                              config.hybrid.depth, hub_norm, penalty)}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
