@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Two CPU devices, so one variant can split its batch over both cores (data parallel, as on a TPU slice); every
+# other contender runs on the first device alone, as `make demo` does.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -33,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import speed  # noqa: E402
 from configs import common  # noqa: E402
-from kd_jax import losses, pretrained, train  # noqa: E402
+from kd_jax import losses, pretrained, sharding, train  # noqa: E402
 from kd_jax.data import datasets, pipeline, prepare  # noqa: E402
 from kd_jax.models import build  # noqa: E402
 
@@ -42,6 +45,9 @@ VARIANTS = {  # name -> teacher model overrides
     "today (f32, Flax dropout)": dict(matmul="float32", dropout_bits=32),
     "f32 + 16-bit dropout masks (chosen)": dict(matmul="float32", dropout_bits=16),
     "bf16 x bf16 -> f32 products + 16-bit masks": dict(matmul="bf16_f32", dropout_bits=16),
+    # The chosen step, its 16 pairs split over 2 CPU devices (one per core): elementwise work then runs on both
+    # cores, where one device leaves much of it on one. `--config.mesh.data=2` with XLA_FLAGS as above.
+    "chosen, batch split over 2 CPU devices": dict(matmul="float32", dropout_bits=16, devices=2),
 }
 CHOSEN = "f32 + 16-bit dropout masks (chosen)"
 
@@ -69,15 +75,35 @@ def real_batch(prepared, length: int) -> dict[str, np.ndarray]:
   return pipeline.gather_transform(prepared, "pairs", length)(b)
 
 
+def sharded_trainer(built, tc, batch, devices: int):
+  """The train step as `stages` runs it on a `devices`-wide data mesh (jit with NamedShardings)."""
+  mesh = sharding.make_mesh(devices)
+  tx = train.make_optimizer(tc)
+  state, shardings = train.init_state(built, tx, jax.random.key(0), mesh)
+  step = train.jit_step(train.make_train_step(built, tx, losses.hard_loss_fn), mesh, shardings)
+  box, dev, rng = {"state": state}, sharding.put_batch(batch, mesh), jax.random.key(0)
+
+  def run(steps: int) -> float:
+    for _ in range(steps):
+      box["state"], metrics = step(box["state"], dev, rng)
+    return float(metrics["loss"])
+  return run
+
+
 def ours(prepared, length: int, overrides: dict, batch) -> tuple:
   mcfg = common.teacher_model()
   mcfg.pair_len, mcfg.head = length, "seg_cosine"
+  overrides = dict(overrides)
+  devices = overrides.pop("devices", 1)
   mcfg.update(overrides)
   built = build.build(mcfg, prepared)
   tc = common.train_config(batch_size=4, steps=1000, learning_rate=5e-5)
   keys = ("pair_ids", "pair_types", "pair_mask", "cand_labels", "cand_mask")
   dev = speed.on_device(batch, keys)
-  run = speed.jax_trainer(built, built.init(jax.random.key(0)), tc, losses.hard_loss_fn, dev)
+  if devices > 1:
+    run = sharded_trainer(built, tc, {k: batch[k] for k in keys}, devices)
+  else:
+    run = speed.jax_trainer(built, built.init(jax.random.key(0)), tc, losses.hard_loss_fn, dev)
   # XLA's count of the step's floating-point work (a fresh trace: cost analysis needs an un-donated state).
   tx = train.make_optimizer(tc)
   params = jax.eval_shape(built.init, jax.random.key(0))

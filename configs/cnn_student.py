@@ -29,8 +29,9 @@ def get_config(arg: str = ""):
       # them): `count` > 0 mixes them into training at `fraction` of the examples; they get the KL term only.
       pseudo=dict(count=0, fraction=0.5, seed=0, min_words=5, max_words=40, max_overlap=0.8),
       # More negatives for the hard-label term (kd_jax/negatives.py): every other claim's candidates in the
-      # batch (in_batch) and `random` collection documents per claim, shared by the batch.
-      negatives=dict(in_batch=True, random=0),
+      # batch (in_batch), `random` collection documents per claim, and `mined.count` of the student's own top
+      # non-gold documents per claim, re-mined from its index every `refresh_every` steps (kd_jax/mined_negatives.py).
+      negatives=dict(in_batch=True, random=0, mined=dict(count=0, depth=50, skip=0, refresh_every=100)),
   )
   # The teacher stage the chain runs when no teacher is found; it always uses this config's data.
   c.teacher = teacher.get_config(arg)

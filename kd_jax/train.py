@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kd_jax import (atomic, checkpoint, evaluate, list_sampling, multihost, negatives, search, sharding,
-                    stage_inputs)
+from kd_jax import (atomic, checkpoint, evaluate, list_sampling, mined_negatives, multihost, negatives, search,
+                    sharding, stage_inputs)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -161,6 +161,12 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   source = prepared.source("train") if train_source is None else train_source
   batches = pipeline.TrainBatches(source, tc.batch_size, config.seed, transform, jax.process_index(),
                                   jax.process_count())
+  miner = None
+  if neg.get("mined", {}).get("count", 0):
+    m = neg.mined
+    miner = mined_negatives.Miner(workdir, prepared, built, mesh, count=m.count, depth=m.depth, skip=m.skip,
+                                  refresh_every=m.refresh_every, seed=config.seed)
+    miner.resume(start)
   step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0),
                                      neg.get("in_batch", False)), mesh, state_sh, teacher_sh)
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
@@ -187,7 +193,11 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   stream, tick, ticked_step = batches.iterate(start), time.time(), start
   pending = None
   for step in range(start, end):
-    state, pending = step_fn(state, sharding.put_batch(next(stream), mesh), step_rng, *extra)
+    batch = next(stream)
+    if miner is not None:
+      miner.refresh_if_due(step, state["params"])
+      batch = miner.add(batch)
+    state, pending = step_fn(state, sharding.put_batch(batch, mesh), step_rng, *extra)
     done = step + 1
     if done % min(tc.log_every, SYNC_EVERY) == 0 or done == end:
       values = jax.device_get(pending)  # also the device sync the CPU collectives need

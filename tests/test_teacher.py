@@ -289,3 +289,37 @@ def test_seg_cosine_head_and_bf16_products_match_references(tok, loaded, teacher
   k32 = np.asarray(g32["encoder"]["layer_2"]["intermediate"]["kernel"]).ravel()
   k16 = np.asarray(g16["encoder"]["layer_2"]["intermediate"]["kernel"]).ravel()
   assert k32 @ k16 / np.linalg.norm(k32) / np.linalg.norm(k16) > 0.98
+
+
+def test_attention_dropout_matches_softmax_then_dropout(monkeypatch):
+  """The attention divides by the softmax sum after the product and drops the unnormalised weights: with one
+  fixed mask that must equal the textbook dropout(softmax(q k / sqrt d)) @ v, padding keys excluded."""
+  from kd_jax.models import teacher  # pylint: disable=import-outside-toplevel
+  c = TeacherConfig(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                    max_position_embeddings=16, attention_dropout_rate=0.25)
+  b, length, h, d = 2, 5, 2, 4
+  rng = np.random.default_rng(0)
+  keep = rng.random((b, h, length, length)) >= 0.25
+
+  def fixed_dropout(module, x, deterministic, rate=None):
+    del module
+    if deterministic or rate is None:  # only the attention's call passes a rate
+      return x
+    return jnp.where(keep, x / 0.75, 0.0)
+
+  monkeypatch.setattr(teacher, "_dropout", fixed_dropout)
+  x = rng.normal(size=(b, length, c.hidden_size)).astype(np.float32)
+  pad = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.int32)
+  attn = teacher.SelfAttention(c)
+  params = attn.init(jax.random.key(0), x, pad, True)
+  out = np.asarray(attn.apply(params, x, pad, False))
+
+  p = jax.tree.map(np.asarray, params["params"])
+  proj = {n: (x @ p[n]["kernel"] + p[n]["bias"]).reshape(b, length, h, d).transpose(0, 2, 1, 3)
+          for n in ("query", "key", "value")}
+  s = proj["query"] @ proj["key"].transpose(0, 1, 3, 2) / math.sqrt(d)
+  s = np.where(pad[:, None, None, :] > 0, s, -np.inf)
+  probs = np.exp(s - s.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  ref = ((probs * keep / 0.75) @ proj["value"]).transpose(0, 2, 1, 3).reshape(b, length, c.hidden_size)
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
