@@ -60,7 +60,8 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
     ("BiLSTM + fullsel + inbatch", "lstm", CHOSEN),
     ("BiLSTM + fullsel + inbatch + mined8", "lstm", CHOSEN + ("mined8",))]
 # Also checked on the other collection: the chosen levers and all of them.
-TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch")
+TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch",
+                 "CNN + fullsel + inbatch + mined8")
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 
 
@@ -211,7 +212,10 @@ def main(argv):
   old = json.loads(stored.read_text()) if stored.is_file() else {}
   whole = {"levers": {k: v[0] for k, v in LEVERS.items()}, "datasets": old.get("datasets", {})}
   if _ROWS.value and dataset in whole["datasets"]:
-    results["rows"] = {**whole["datasets"][dataset]["rows"], **results["rows"]}
+    before = whole["datasets"][dataset]
+    results["rows"] = {**before["rows"], **results["rows"]}
+    if results["command"] not in before["command"]:  # the table names every command that made its rows
+      results["command"] = f"{before['command']}`, then `{results['command']}"
   whole["datasets"][dataset] = results
   atomic.write_text(stored, json.dumps(whole, indent=2, default=float))
   atomic.write_text(out / "ablation.md", render(whole))
