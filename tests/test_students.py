@@ -10,6 +10,7 @@ from flax import traverse_util
 
 from kd_jax.models.size import count_params
 from kd_jax.pretrained import glove_embedding_matrix
+from kd_jax.models import students
 from kd_jax.models.students import (BiLSTMConfig, BiLSTMStudent, CNNConfig, CNNStudent,
                                     with_embeddings)
 
@@ -233,3 +234,29 @@ def test_default_parameter_counts():
   cosine = CNNStudent(CNNConfig(vocab_size=20_000, scoring="cosine"))
   shapes = jax.eval_shape(cosine.init, jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 2, 4), jnp.int32))
   assert count_params(shapes) == 1_202_240 + 1  # the learned cosine scale
+
+
+def test_masked_max_and_its_gradient_match_numpy():
+  """Value: the max over valid positions (0 for an all-padding row). Gradient: each output's cotangent at the
+  position holding that max, zero elsewhere and at padding, as autodiff of a max without ties gives."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4, 7, 5)).astype(np.float32)
+  x[1, 5:] = 100.0  # padding that would win if it were read
+  mask = np.ones((4, 7), bool)
+  mask[1, 5:] = False
+  mask[2] = False  # all padding
+  g = rng.normal(size=(4, 5)).astype(np.float32)
+  out, vjp = jax.vjp(lambda v: students.masked_max(v, jnp.asarray(mask)), jnp.asarray(x))
+  (gx,) = vjp(jnp.asarray(g))
+  ref_out, ref_g = np.zeros((4, 5), np.float32), np.zeros_like(x)
+  for b in range(4):
+    if mask[b].any():
+      valid = np.flatnonzero(mask[b])
+      for f in range(5):
+        pos = valid[np.argmax(x[b, valid, f])]
+        ref_out[b, f], ref_g[b, pos, f] = x[b, pos, f], g[b, f]
+  np.testing.assert_array_equal(np.asarray(out), ref_out)
+  np.testing.assert_array_equal(np.asarray(gx), ref_g)
+  # The same as autodiff of the plain formulation (no ties here).
+  plain = lambda v: jnp.where(mask.any(-1)[:, None], jnp.max(jnp.where(mask[..., None], v, -jnp.inf), axis=1), 0.0)
+  np.testing.assert_allclose(np.asarray(jax.grad(lambda v: (plain(v) * g).sum())(jnp.asarray(x))), ref_g)

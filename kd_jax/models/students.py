@@ -50,10 +50,33 @@ class BiLSTMConfig(StudentConfig):
   pooling: Literal["max", "mean"] = "max"
 
 
+@jax.custom_vjp
 def masked_max(x: Array, mask: Array) -> Array:
-  """Max over axis -2 of `x` [..., L, F] at valid positions; zeros for an all-padding sequence."""
+  """Max over axis -2 of `x` [..., L, F] at valid positions; zeros for an all-padding sequence.
+
+  The gradient reaches the position(s) holding the max. Autodiff of `jnp.max` would also count ties and divide
+  by their number, three more passes over [..., L, F] (about a third of the CNN's train step on CPU); here a tie
+  passes the full gradient to each tied position. Ties of real-valued activations have probability zero, except
+  ReLU's zeros, whose gradient ReLU itself stops.
+  """
+  return _masked_max_fwd(x, mask)[0]
+
+
+def _masked_max_fwd(x: Array, mask: Array):
   filled = jnp.where(mask[..., None], x, jnp.finfo(x.dtype).min)
-  return jnp.where(jnp.any(mask, axis=-1)[..., None], jnp.max(filled, axis=-2), 0.0)
+  top = jnp.max(filled, axis=-2)
+  any_valid = jnp.any(mask, axis=-1)[..., None]
+  # Residuals: `x` itself (not `filled`, which would be one more [..., L, F] array to write) and the mask.
+  return jnp.where(any_valid, top, 0.0), (x, top, any_valid, mask)
+
+
+def _masked_max_bwd(res, g):
+  x, top, any_valid, mask = res
+  at_max = (x == top[..., None, :]) & mask[..., None] & any_valid[..., None]
+  return jnp.where(at_max, g[..., None, :], 0.0).astype(x.dtype), np.zeros(mask.shape, jax.dtypes.float0)
+
+
+masked_max.defvjp(_masked_max_fwd, _masked_max_bwd)
 
 
 def masked_mean(x: Array, mask: Array) -> Array:
