@@ -30,12 +30,9 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   prepared = prepare.prepare(config.data)
   if not stage_inputs.stored(out):  # stages trained before their folders carried their inputs
     stage_inputs.save(out, prepared, config.data)
-  built = build_lib.build(config.model, prepared)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-  params, params_sh = train.restore_params(out, built, config, mesh)
-  predict = evaluate.make_predict(built, mesh, params_sh)
-  pred = evaluate.predict_split(predict, params, prepared, split, config.train.eval_batch_size, mesh, built.tokens,
-                                built.pair_len)
+  restored = stage.Restored.load(config, out, prepared)
+  built, mesh, params = restored.built, restored.mesh, restored.params
+  pred = restored.predict_split(split)
   bm25 = evaluate.rerank_metrics({**pred, "scores": _bm25_scores(prepared, split)})
   result = {"split": split, "model": config.name, "params": count_params(params),
             "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
@@ -43,8 +40,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
             "rerank_claims_per_s": float(pred.get("claims_per_s", float("nan")))}
   if built.kind == "teacher" and split != "dev":
     # The teacher with a per-list BM25 term: linear fusion of min-max scores, the teacher's share chosen on dev.
-    dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens,
-                                 built.pair_len)
+    dev = restored.predict_split("dev")
     bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
     result["dev_rerank"] = evaluate.rerank_metrics(dev)
     result["bm25_term"] = hybrid.choose(lambda w: hybrid.rerank_metrics(dev, bm25_cands["dev"], "linear", w),
@@ -68,7 +64,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["bm25_full_collection"] = search.full_collection_metrics(b_scores, b_rows, claim_ids, prepared.doc_ids,
                                                                     prepared.qrels[split])
     if config.hybrid.methods and split != "dev":
-      dev = evaluate.predict_split(predict, params, prepared, "dev", config.train.eval_batch_size, mesh, built.tokens)
+      dev = restored.predict_split("dev")
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
                                  data, bm25)
   multihost.primary_writes(f"{out / f'eval_{split}.json'}",

@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from kd_jax import atomic, evaluate, multihost, sharding, teacher_scores, train
+from kd_jax import atomic, multihost, teacher_scores
 from kd_jax.data import prepare
-from kd_jax.models import build as build_lib
 from kd_jax.modes import stage
 
 
@@ -23,12 +22,7 @@ def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
   atomic.ensure_writable(path.parent, "Teacher scores folder", "pass a writable --config.distill.teacher_dir")
   if not (tdir / "complete.json").is_file():
     raise stage.no_teacher(tdir)
-  built = build_lib.build(tcfg.model, prepared)
-  mesh = sharding.make_mesh(tcfg.mesh.data, tcfg.mesh.model)
-  params, params_sh = train.restore_params(tdir, built, tcfg, mesh)
-  predict = evaluate.make_predict(built, mesh, params_sh)
-  pred = evaluate.predict_split(predict, params, prepared, split, tcfg.train.eval_batch_size, mesh, built.tokens,
-                                built.pair_len)
+  pred = stage.Restored.load(tcfg, tdir, prepared).predict_split(split)
   multihost.primary_writes(f"teacher scores {path}", lambda: teacher_scores.save(
       path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"]))
   logging.info("Stored teacher scores for %d %s claims in %s", len(pred["scores"]), split, path)
