@@ -122,6 +122,8 @@ def shrink(c: ml_collections.ConfigDict) -> None:
   c.train.log_every = 3
   c.train.eval_batch_size = 16
   c.train.warmup_steps = 2
+  if "distill" in c and "mined" in c.distill.get("negatives", {}):
+    c.distill.negatives.mined.refresh_every = 5  # the smoke chain re-mines (steps 5 and 10), as the full one does
 
 
 def shrink_data(d: ml_collections.ConfigDict) -> None:

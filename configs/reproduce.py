@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     # The paper's recipe: the candidate lists alone, the checkpoint that reranks best on dev. experiments/ablation.py
     # adds the whole-collection levers (the students' configs turn the chosen ones on) to these stages.
     s.distill.negatives.in_batch = False
+    s.distill.negatives.mined.count = 0
     s.train.eval_full_collection = False
     s.train.best_metric = "ndcg@10"
   for s in (c.students.cnn, c.students.lstm):
