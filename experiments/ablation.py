@@ -22,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from configs import pseudo_table as pseudo_table_config
-from experiments import reproduce, results_md
+from experiments import pseudo_table, reproduce, results_md
 from kd_jax import atomic, collection, logbook
 from kd_jax.modes import evaluate
 
@@ -48,7 +48,8 @@ LEVERS = {
     # The pseudo-claim table's 2,500 teacher-labelled pseudo-claims (configs/pseudo_table.py settings, so its stored
     # set is reused): a function of the dataset, whose shortest useful sentence differs.
     "pseudo2.5k": ("2,500 teacher-labelled pseudo-claims mixed in at half the examples (KL term only)",
-                   lambda dataset: {f"distill.pseudo.{k}": v for k, v in _pseudo_settings(dataset).items()}),
+                   lambda dataset: {f"distill.pseudo.{k}": v for k, v in pseudo_table.pseudo_settings(
+                       pseudo_table_config.get_config().pseudo_table, dataset, 2500).items()}),
 }
 ALL = ("fullsel", "inbatch", "rand8", "cos", "oov2k", "doc256")
 # The CNN's levers chosen on SciFact dev (the single lever with the best dev full-collection nDCG@10; combining more
@@ -71,12 +72,6 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
 TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch",
                  "CNN + fullsel + inbatch + mined8")
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
-
-
-def _pseudo_settings(dataset: str) -> dict:
-  p = pseudo_table_config.get_config().pseudo_table
-  return dict(count=2500, fraction=p.fraction, seed=p.seed, max_overlap=p.max_overlap,
-              min_words=p.min_words.get(dataset, 5), max_words=p.max_words)
 
 
 def levers_for(config, dataset: str, levers) -> tuple[str, ...]:

@@ -26,13 +26,19 @@ from kd_jax.models.size import count_params
 
 
 
+def pseudo_settings(table, dataset: str, count: int) -> dict:
+  """`distill.pseudo` for `count` pseudo-claims under the table's settings (`config.pseudo_table`); the same settings
+  name the same stored pseudo-claim set, so every user of them shares it."""
+  return dict(count=count, fraction=table.fraction, seed=table.seed, max_overlap=table.max_overlap,
+              min_words=table.min_words.get(dataset, 5), max_words=table.max_words)
+
+
 def student_config(config, dataset: str, kind: str, count: int, seed: int):
-  r, p = config.reproduce, config.pseudo_table
+  r = config.reproduce
   c = reproduce.student_config(config, dataset, kind, *reproduce.distill_setting(r, kind), seed)
   if count:
     c.name = c.name.replace(f"_s{seed}", f"_p{count}_s{seed}")
-    c.distill.pseudo.update(count=count, fraction=p.fraction, seed=p.seed, max_overlap=p.max_overlap,
-                            min_words=p.min_words.get(dataset, 5), max_words=p.max_words)
+    c.distill.pseudo.update(pseudo_settings(config.pseudo_table, dataset, count))
   return c
 
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, multihost, search
+from kd_jax import atomic, multihost, negatives, search
 
 _FOLDER = "mined"
 
@@ -45,8 +44,8 @@ def draw(table: np.ndarray | None, table_row: dict[str, int], claim_ids: np.ndar
   out = np.empty((len(claim_ids), count), np.int32)
   for i, (cid, epoch) in enumerate(zip(claim_ids, epochs)):
     key = cid.decode() if isinstance(cid, bytes) else str(cid)
-    # The trailing 1 keeps these draws apart from negatives.random_rows' (same seed, claim and epoch).
-    rng = np.random.default_rng([seed, zlib.crc32(key.encode()), int(epoch), 1])
+    # Stream 1 keeps these draws apart from negatives.random_rows' (same seed, claim and epoch).
+    rng = negatives.row_rng(seed, key, epoch, 1)
     pool = np.zeros((0,), np.int32)
     if table is not None and key in table_row:
       pool = table[table_row[key]]

@@ -59,12 +59,16 @@ def extra_is_real(cand_mask: Array, neg_index: Array | None, in_batch: bool) -> 
   return jnp.concatenate(parts) if parts else jnp.zeros((0,), bool)
 
 
+def row_rng(seed: int, claim_id, epoch, *stream: int) -> np.random.Generator:
+  """The generator of one batch row's draws, keyed by (seed, claim, epoch[, stream]): the same for a claim however
+  the batch is split over processes, and new at every epoch (a resumed run draws what it would have)."""
+  key = claim_id.decode() if isinstance(claim_id, bytes) else str(claim_id)
+  return np.random.default_rng([seed, zlib.crc32(key.encode()), int(epoch), *stream])
+
+
 def random_rows(seed: int, claim_ids: np.ndarray, epochs: np.ndarray, count: int, num_docs: int) -> np.ndarray:
-  """[B, count] collection rows drawn uniformly per (seed, claim, epoch): the same for a claim however the batch
-  is split over processes, and new at every epoch (a resumed run draws what it would have)."""
+  """[B, count] collection rows drawn uniformly per (seed, claim, epoch) (`row_rng`)."""
   out = np.empty((len(claim_ids), count), np.int32)
   for i, (cid, epoch) in enumerate(zip(claim_ids, epochs)):
-    key = cid.decode() if isinstance(cid, bytes) else str(cid)
-    rng = np.random.default_rng([seed, zlib.crc32(key.encode()), int(epoch)])
-    out[i] = rng.integers(0, num_docs, count)
+    out[i] = row_rng(seed, cid, epoch).integers(0, num_docs, count)
   return out
