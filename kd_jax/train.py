@@ -125,6 +125,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
                     tc.checkpoint_every)
   atomic.ensure_writable(workdir, "Output folder")
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  logging.info("Training on a %s mesh of %s devices", dict(mesh.shape), mesh.devices.flat[0].platform)
   check_batch_sizes(config, mesh)
   tx = make_optimizer(tc)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))

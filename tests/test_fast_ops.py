@@ -88,3 +88,59 @@ def test_packed_dropout_positions_are_independent():
 def test_dropout_rejects_unknown_bits():
   with pytest.raises(ValueError, match="bits"):
     _Drop(0.1, 4)(jnp.ones(4), 0)
+
+
+class _HashDrop(_Drop):
+  def __init__(self, rate):  # pylint: disable=super-init-not-called
+    import flax.linen as nn
+
+    class M(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        return fast_ops.dropout(self, x, rate, False, rng="hash")
+    self.m = M()
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_hashed_dropout_rate_scale_and_determinism(rate):
+  x = jnp.ones((1001, 257))
+  y = np.asarray(_HashDrop(rate)(x, 0))
+  expected = round(rate * 2**32) / 2**32
+  assert abs((y == 0).mean() - expected) < 4 * np.sqrt(expected * (1 - expected) / y.size)
+  np.testing.assert_allclose(y[y != 0], 1.0 / (1.0 - expected), rtol=1e-6)
+  np.testing.assert_array_equal(y, np.asarray(_HashDrop(rate)(x, 0)))
+
+
+def test_hashed_bits_are_uniform_and_independent_across_positions_and_keys():
+  shape = (64, 256, 32)
+  a = np.asarray(fast_ops.hash_bits(jax.random.key(0), shape), np.float64).ravel() / 2**32
+  # Uniform: every 1/16 bucket holds its share (chi-square, 15 dof; 60 is far beyond p = 1e-6).
+  counts = np.histogram(a, bins=16, range=(0, 1))[0]
+  assert ((counts - a.size / 16) ** 2 / (a.size / 16)).sum() < 60
+  # Neighbours along every axis, and the same positions under other keys (a layer's next key, a split key),
+  # including the other key's stream shifted by a few positions: no correlation above sampling noise.
+  noise = 5 / np.sqrt(a.size)
+  for lag in (1, 32, 256 * 32):
+    assert abs(np.corrcoef(a[:-lag], a[lag:])[0, 1]) < noise
+  k0 = jax.random.key(0)
+  for other in (jax.random.fold_in(k0, 1), jax.random.split(k0)[1], jax.random.key(1)):
+    b = np.asarray(fast_ops.hash_bits(other, shape), np.float64).ravel() / 2**32
+    for shift in (0, 1, 7):
+      assert abs(np.corrcoef(a[shift:], b[:b.size - shift])[0, 1]) < noise
+    assert (a == b).mean() < 1e-3
+
+
+def test_hashed_dropout_mask_is_the_same_when_the_array_is_sharded():
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from kd_jax import sharding
+  mesh = sharding.make_mesh(data=8)
+  fn = jax.jit(lambda x, k: fast_ops.hash_bits(k, x.shape) ^ jnp.zeros(x.shape, jnp.uint32))
+  x = jnp.ones((16, 6, 40))
+  whole = np.asarray(fn(x, jax.random.key(4)))
+  split = np.asarray(fn(jax.device_put(x, NamedSharding(mesh, P("data"))), jax.random.key(4)))
+  np.testing.assert_array_equal(whole, split)
+
+
+def test_dropout_rejects_an_unknown_rng():
+  with pytest.raises(ValueError, match="rng"):
+    fast_ops.dropout(None, jnp.ones(4), 0.1, False, rng="philox")

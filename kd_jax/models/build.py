@@ -36,7 +36,7 @@ def teacher_config(mcfg) -> TeacherConfig:
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[mcfg.dtype]
   # Runs saved before these fields existed computed in plain f32 with Flax dropout.
   compute = dict(dtype=dtype, dropout_rate=mcfg.dropout_rate, matmul=mcfg.get("matmul", "float32"),
-                 dropout_bits=mcfg.get("dropout_bits", 32),
+                 dropout_bits=mcfg.get("dropout_bits", 32), dropout_rng=mcfg.get("dropout_rng", "threefry"),
                  attention_dropout_rate=mcfg.get("attention_dropout_rate", mcfg.dropout_rate),
                  head=mcfg.get("head", "cls"))
   if mcfg.pretrained:

@@ -35,6 +35,7 @@ class TeacherConfig:
   # 'bf16_f32': every multiply takes bf16 inputs and accumulates in f32 (fast_ops.py); 'float32': plain f32.
   matmul: str = "float32"
   dropout_bits: int = 32  # random bits per dropout decision: 32 (Flax), or 16 / 8 (cheaper masks)
+  dropout_rng: str = "threefry"  # or 'hash': decisions from a cheap hash of the element index (fast_ops.hash_bits)
   # Dropout on attention probabilities: L^2 decisions per head and layer, most of the mask cost at long lengths.
   attention_dropout_rate: float = 0.1
   # Relevance head: 'cls' (a linear score of BERT's [CLS] vector), 'mean' (of the pair's mean token vector, the
@@ -61,8 +62,8 @@ class TeacherConfig:
 
 
 # Fields that choose how the teacher computes, not the shapes of its weights: a checkpoint serves any of them.
-RUNTIME_FIELDS = ("dtype", "dropout_rate", "initializer_range", "matmul", "dropout_bits", "attention_dropout_rate",
-                  "head")
+RUNTIME_FIELDS = ("dtype", "dropout_rate", "initializer_range", "matmul", "dropout_bits", "dropout_rng",
+                  "attention_dropout_rate", "head")
 
 
 def _dense(c: TeacherConfig, features: int, name: str) -> nn.Dense:
@@ -74,7 +75,8 @@ def _dense(c: TeacherConfig, features: int, name: str) -> nn.Dense:
 
 def _dropout(module: nn.Module, x: jax.Array, deterministic: bool, rate: float | None = None) -> jax.Array:
   c = module.config
-  return fast_ops.dropout(module, x, c.dropout_rate if rate is None else rate, deterministic, c.dropout_bits)
+  return fast_ops.dropout(module, x, c.dropout_rate if rate is None else rate, deterministic, c.dropout_bits,
+                          c.dropout_rng)
 
 
 def _layer_norm(c: TeacherConfig, name: str) -> nn.LayerNorm:

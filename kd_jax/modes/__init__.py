@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kd_jax import multihost
+from kd_jax import multihost, sharding
 from kd_jax.modes import distill, evaluate, index, pseudo_claims, score_candidates, search, train_teacher
 
 Mode = Callable[[Any, str], Any]  # (config, workdir) -> the mode's result
@@ -28,5 +28,6 @@ def run(config, workdir: str, extra: dict[str, Mode] | None = None):
   table = {**MODES, **(extra or {})}
   if config.mode not in table:
     raise ValueError(f"Unknown mode {config.mode!r}: use one of {', '.join(table)}.")
+  sharding.split_cpu(config.get("cpu_devices", 0))
   multihost.initialize(config.distributed)
   return table[config.mode](config, workdir)
