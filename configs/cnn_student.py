@@ -34,6 +34,9 @@ def get_config(arg: str = ""):
       # batch (in_batch), `random` collection documents per claim, and `mined.count` of the student's own top
       # non-gold documents per claim, re-mined from its index every `refresh_every` steps (kd_jax/mined_negatives.py).
       negatives=dict(in_batch=True, random=0, mined=dict(count=8, depth=50, skip=0, refresh_every=100)),
+      # Length-varied training documents (kd_jax/doc_crop.py): `prob` of them cut to a random window of at least
+      # `min_words` words at every step, so the student sees short documents too.
+      doc_crop=dict(prob=0.0, min_words=8),
   )
   # The teacher stage the chain runs when no teacher is found; it always uses this config's data.
   c.teacher = teacher.get_config(arg)

@@ -15,6 +15,8 @@ on the stage's own dev set like every other setting.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,6 +30,15 @@ def bank_rows(num_docs: int, size: int, seed: int = 0) -> np.ndarray:
   if size >= num_docs:
     return np.arange(num_docs)
   return np.sort(np.random.default_rng(seed).choice(num_docs, size, replace=False))
+
+
+def collection_penalty(built, params, doc_vecs: np.ndarray, settings: dict,
+                       bank_words: Callable[[np.ndarray], np.ndarray], mesh) -> np.ndarray:
+  """r_d [N] for a whole index: the bank `settings` draws (`bank` rows, `seed`), each bank row read as a claim by
+  `bank_words(rows)` -> [B, claim_word_len] word ids, and each document's `k` best bank scores."""
+  bank = bank_rows(len(doc_vecs), int(settings["bank"]), int(settings["seed"]))
+  bank_vecs = search.encode_claims(built, params, bank_words(bank), mesh)
+  return doc_penalty(built, params, bank_vecs, bank, doc_vecs, int(settings["k"]))
 
 
 def penalty_from_scores(scores: np.ndarray, bank: np.ndarray, first_row: int, k: int) -> np.ndarray:

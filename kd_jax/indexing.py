@@ -102,11 +102,12 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
   path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)
-  bank = hubness.bank_rows(len(doc_vecs), want["bank"], want["seed"])
-  wanted = set(bank.tolist())
-  texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
-  bank_vecs = search.encode_claims(built, params, inputs.claim_words([texts[int(r)] for r in bank]), mesh)
-  penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, want["k"])
+
+  def bank_words(rows: np.ndarray) -> np.ndarray:
+    wanted = set(rows.tolist())
+    texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
+    return inputs.claim_words([texts[int(r)] for r in rows])
+  penalty = hubness.collection_penalty(built, params, doc_vecs, want, bank_words, mesh)
 
   def write():
     with atomic.open_for_write(path, "wb") as f:

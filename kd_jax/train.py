@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kd_jax import (atomic, checkpoint, evaluate, list_sampling, mined_negatives, multihost, negatives, search,
-                    sharding, stage_inputs)
+from kd_jax import (atomic, checkpoint, doc_crop, evaluate, list_sampling, mined_negatives, multihost, negatives,
+                    search, sharding, stage_inputs)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -47,18 +47,22 @@ def make_optimizer(tc) -> optax.GradientTransformation:
 
 
 def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None,
-                    list_size: int = 0, in_batch: bool = False) -> Callable:
+                    list_size: int = 0, in_batch: bool = False, doc_crop_at: tuple[float, int] = (0.0, 0)) -> Callable:
   """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores.
 
   `list_size` > 0 trains on that many of each claim's candidates: its golds plus random negatives, drawn anew at
   every step (list_sampling.py). `in_batch`, or random negatives in the batch (`neg_words`), widen the students'
-  hard-label list beyond the claim's candidates (negatives.py).
+  hard-label list beyond the claim's candidates (negatives.py). `doc_crop_at` (probability, shortest window)
+  crops that share of the students' training documents to random windows (doc_crop.py).
   """
   def step(state, batch, rng, teacher_params=None):
     rng = jax.random.fold_in(rng, state["step"])
     if list_size:
       rng, sample_rng = jax.random.split(rng)
       batch = list_sampling.subsample(batch, sample_rng, list_size)
+    if doc_crop_at[0] > 0:
+      rng, crop_rng = jax.random.split(rng)
+      batch = doc_crop.crop_batch(batch, crop_rng, *doc_crop_at)
     if teacher is not None:
       batch = dict(batch, teacher_scores=jax.lax.stop_gradient(teacher.logits(teacher_params, batch)))
 
@@ -168,8 +172,10 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
     miner = mined_negatives.Miner(workdir, prepared, built, mesh, count=m.count, depth=m.depth, skip=m.skip,
                                   refresh_every=m.refresh_every, seed=config.seed)
     miner.resume(start)
+  crop = config.get("distill", {}).get("doc_crop", {})
   step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0),
-                                     neg.get("in_batch", False)), mesh, state_sh, teacher_sh)
+                                     neg.get("in_batch", False), (crop.get("prob", 0.0), crop.get("min_words", 0))),
+                     mesh, state_sh, teacher_sh)
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
   log = Logbook(workdir, resume_step=start)
 

@@ -110,12 +110,12 @@ def test_scores_with_negatives_match_the_plain_scores(data_dir, tmp_path):
   np.testing.assert_array_equal(batch["neg_words"], prepared.docs_words[batch["neg_index"]])
 
 
-def _one_step(config, prepared, mesh):
+def _one_step(config, prepared, mesh, crop=(0.0, 0)):
   built = build_lib.build(config.model, prepared)
   tx = train.make_optimizer(config.train)
   state, state_sh = train.init_state(built, tx, jax.random.key(0), mesh)
   step = train.jit_step(train.make_train_step(built, tx, losses.distill_loss_fn(2.0, 0.5, "listwise"),
-                                              in_batch=True), mesh, state_sh)
+                                              in_batch=True, doc_crop_at=crop), mesh, state_sh)
   batch = pipeline.TrainBatches(prepared.source("train"), 8, 0, pipeline.gather_transform(
       prepared, "words", random_negatives=4))[0]
   batch["teacher_scores"] = batch["bm25_scores"]
@@ -132,4 +132,18 @@ def test_sharded_step_with_negatives_equals_single_device(data_dir, tmp_path):
   params, got = _one_step(c, prepared, sharding.make_mesh(8, 1))
   for name in ("loss", "hard", "distill"):
     np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)
+
+
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
+def test_cropped_documents_change_the_step_and_shard_like_the_rest(data_dir, tmp_path):
+  # doc_crop inside the step: the same update on 8 devices as on 1, and not the update without it.
+  c = cnn_student.get_config("smoke")
+  c.data.dir, c.data.cache_dir = str(data_dir), str(tmp_path)
+  prepared = prepare.prepare(c.data)
+  _, plain = _one_step(c, prepared, sharding.make_mesh(1, 1))
+  ref_params, ref = _one_step(c, prepared, sharding.make_mesh(1, 1), crop=(1.0, 4))
+  params, got = _one_step(c, prepared, sharding.make_mesh(8, 1), crop=(1.0, 4))
+  assert abs(ref["loss"] - plain["loss"]) > 1e-4
+  np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-5, atol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)

@@ -109,9 +109,8 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
 def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str) -> dict:
   """The student alone with querybank hub correction (hubness.py): beta chosen on dev, `split` figures at it."""
   h = collection_eval.hub_norm_settings(config)
-  bank = hubness.bank_rows(len(doc_vecs), h["bank"], h["seed"])
-  bank_vecs = search.encode_claims(built, params, prepared.docs_words[bank, : config.data.claim_word_len], mesh)
-  penalty = hubness.doc_penalty(built, params, bank_vecs, bank, doc_vecs, h["k"])
+  penalty = hubness.collection_penalty(built, params, doc_vecs, h,
+                                       lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh)
 
   def searched(s: str, beta: float):
     src = prepared.source(s)
