@@ -53,6 +53,7 @@ def student_model(kind: str, module: str = "", **own_fields) -> ml_collections.C
       kind=kind, module=module,
       embed_dim=50, glove=True, freeze_embeddings=False, shared_towers=True,
       out_dim=256, scoring="dot", dropout_rate=0.1,
+      dropout_rng="threefry",  # or 'hash': each decision from a cheap hash of its position (models/fast_ops.py)
       **own_fields,
   ))
 

@@ -16,6 +16,10 @@ def get_config(arg: str = ""):
   c = common.base_config("reproduce")
   c.name = "reproduce"
   c.teacher = teacher.get_config()
+  # The recipe the committed tables' teachers were trained with: 16-bit threefry dropout masks, checkpoints every 25
+  # steps (configs/teacher.py has since moved to hashed masks and 55), so their stages stay reusable.
+  c.teacher.model.update(dropout_rng="threefry", dropout_bits=16)
+  c.teacher.train.checkpoint_every = 25
   c.students = ml_collections.ConfigDict()
   c.students.cnn = cnn_student.get_config()
   c.students.lstm = lstm_student.get_config()
@@ -31,6 +35,7 @@ def get_config(arg: str = ""):
     s.distill.negatives.mined.count = 0
     s.train.eval_full_collection = False
     s.train.best_metric = "ndcg@10"
+    s.model.dropout_rng = "threefry"  # as the committed tables' students were trained
   for s in (c.students.cnn, c.students.lstm):
     del s["teacher"]
   c.reproduce = dict(

@@ -108,8 +108,10 @@ _SUBTREES = ("data", "model", "train", "distill")
 _WHERE = ("data.cache_dir", "distill.teacher_dir", "distill.train_teacher_if_missing")
 # Fields added after stages were trained, at the value that behaves as before they existed: a stage whose saved
 # config lacks one was trained that way.
-_ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False,
-          "distill.negatives": {"in_batch": False, "random": 0}}
+_ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False, "model.dropout_rng": "threefry",
+          "distill.negatives.in_batch": False, "distill.negatives.random": 0,
+          "distill.negatives.mined": {"count": 0, "depth": 50, "skip": 0, "refresh_every": 100},
+          "distill.doc_crop": {"prob": 0.0, "min_words": 8}}
 
 
 def _check_same_settings(cfg, stage: Path) -> None:
@@ -119,12 +121,13 @@ def _check_same_settings(cfg, stage: Path) -> None:
     return
   old, new = json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort())
   for key, value in _ADDED.items():  # only inside subtrees the stage has (a teacher has no distill settings)
-    *path, last = key.split(".")
-    node = old
-    for part in path:
-      node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-      node.setdefault(last, value)
+    top, *middle, last = key.split(".")
+    node = old.get(top)
+    if not isinstance(node, dict):
+      continue
+    for part in middle:
+      node = node.setdefault(part, {})
+    node.setdefault(last, value)
   old["model"], new["model"] = registry.model_fields(old.get("model", {})), registry.model_fields(new["model"])
   differ = [k for k in _SUBTREES if _digest(old, k) != _digest(new, k)]
   if differ:

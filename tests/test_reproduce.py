@@ -105,3 +105,22 @@ def test_each_student_kind_has_its_own_distillation_setting():
   assert reproduce.distill_setting(r, "cnn") == (r.alpha, r.temperature)  # no own setting: the table-wide one
   text = reproduce._settings_text(r)  # pylint: disable=protected-access
   assert "BiLSTM alpha=0.25, T=4" in text and "chosen on dev" in text
+
+
+def test_a_stage_saved_before_later_fields_is_reused_and_a_changed_one_is_not(tmp_path):
+  # A student stage saved before negatives, mined negatives, document crops and dropout_rng existed was trained as
+  # their defaults behave: reusable. Changing a setting that was saved is refused.
+  cfg = reproduce_config.get_config().students.cnn
+  cfg.name = "cnn_T2_a0.5_s0"
+  saved = json.loads(cfg.to_json_best_effort())
+  for key in ("negatives", "doc_crop"):
+    del saved["distill"][key]
+  del saved["model"]["dropout_rng"]
+  stage = tmp_path / cfg.name
+  stage.mkdir()
+  (stage / "config.json").write_text(json.dumps(saved))
+  reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
+  saved["distill"]["negatives"] = {"in_batch": True, "random": 0}
+  (stage / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match="other distill settings"):
+    reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from kd_jax.models import registry
+from kd_jax.models import fast_ops, registry
 
 Array = jax.Array
 PAD_ID = 0
@@ -36,6 +36,7 @@ class StudentConfig:
   # Raw cosines lie in [-1, 1], far too flat for a softmax over candidates; the scale is learned.
   cosine_scale_init: float = 10.0
   dropout_rate: float = 0.1
+  dropout_rng: str = "threefry"  # or 'hash': decisions from a cheap hash of each position (fast_ops.hash_bits)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,12 +107,12 @@ class CNNEncoder(nn.Module):
   def __call__(self, ids: Array, deterministic: bool = True) -> Array:
     cfg = self.config
     x, mask = Embed(cfg, name="tokens")(ids)
-    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     # 'SAME' pads by a width-only amount, and padded positions are zero on input, so a valid position's
     # window reads the same zeros whether the sequence ends or trailing padding follows: padding-invariant.
     pooled = [masked_max(nn.relu(nn.Conv(cfg.num_filters, (w,), padding="SAME", name=f"conv{w}")(x)), mask)
               for w in cfg.widths]
-    z = nn.Dropout(cfg.dropout_rate)(jnp.concatenate(pooled, axis=-1), deterministic=deterministic)
+    z = fast_ops.dropout(self, jnp.concatenate(pooled, axis=-1), cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     return nn.Dense(cfg.out_dim, name="proj")(z)
 
 
@@ -123,7 +124,7 @@ class BiLSTMEncoder(nn.Module):
   def __call__(self, ids: Array, deterministic: bool = True) -> Array:
     cfg = self.config
     x, mask = Embed(cfg, name="tokens")(ids)
-    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
     h = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)), nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)),
                          name="bilstm")(x, seq_lengths=lengths)
@@ -133,7 +134,7 @@ class BiLSTMEncoder(nn.Module):
       z = masked_mean(h, mask)
     else:
       raise ValueError(f"pooling must be 'max' or 'mean', got {cfg.pooling!r}")
-    z = nn.Dropout(cfg.dropout_rate)(z, deterministic=deterministic)
+    z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     return nn.Dense(cfg.out_dim, name="proj")(z)
 
 
