@@ -133,17 +133,5 @@ def test_sharded_step_with_negatives_equals_single_device(data_dir, tmp_path):
   for name in ("loss", "hard", "distill"):
     np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)
-
-
-@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
-def test_cropped_documents_change_the_step_and_shard_like_the_rest(data_dir, tmp_path):
-  # doc_crop inside the step: the same update on 8 devices as on 1, and not the update without it.
-  c = cnn_student.get_config("smoke")
-  c.data.dir, c.data.cache_dir = str(data_dir), str(tmp_path)
-  prepared = prepare.prepare(c.data)
-  _, plain = _one_step(c, prepared, sharding.make_mesh(1, 1))
-  ref_params, ref = _one_step(c, prepared, sharding.make_mesh(1, 1), crop=(1.0, 4))
-  params, got = _one_step(c, prepared, sharding.make_mesh(8, 1), crop=(1.0, 4))
-  assert abs(ref["loss"] - plain["loss"]) > 1e-4
-  np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-5, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5), params, ref_params)
+  # Documents cropped inside the step (doc_crop) change the update.
+  assert abs(_one_step(c, prepared, sharding.make_mesh(1, 1), crop=(1.0, 4))[1]["loss"] - ref["loss"]) > 1e-4
