@@ -17,6 +17,7 @@ dev-chosen weight).
 import argparse
 import json
 import subprocess
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -116,8 +117,9 @@ def markdown(r: dict, command: str) -> str:
   for name, t in r["teachers"].items():
     m = t["config"]["model"]
     tc = t["config"]["train"]
+    masks = "hashed" if m.get("dropout_rng") == "hash" else f"{m.get('dropout_bits', 32)}-bit threefry"
     desc = (f"{name}: cross-encoder, {m['pair_len']} tokens, {m.get('head', 'cls')} head, {tc['steps']} steps x "
-            f"{tc['batch_size']} claims x {tc.get('list_size') or 'all'} candidates")
+            f"{tc['batch_size']} claims x {tc.get('list_size') or 'all'} candidates, {masks} dropout masks")
     row(desc, t["dev"]["rerank"]["ndcg@10"], t["test"]["rerank"])
     b = t["bm25_term"]
     row(f"{name} + per-list BM25 term (teacher share {b['weight']:g}, chosen on dev)", b["dev_ndcg@10"], b["test"])
@@ -161,7 +163,7 @@ def main() -> None:
     result["previous_teacher"] = {
         "recipe": reproduce.teacher_desc(old["config"]).removeprefix("Teacher: ").rstrip("."),
         "rerank": old["datasets"]["scifact"]["rows"]["Teacher (MiniLM-L6 cross-encoder)"][0]["rerank"]}
-  command = "python -m benchmarks.teacher_rows " + " ".join(sys.argv[1:])
+  command = "python -m benchmarks.teacher_rows " + shlex.join(sys.argv[1:])
   result["command"] = command
   Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
   # Always `teacher.md` beside the JSON: RESULTS.md (experiments/results_md.py) includes it under that name.
