@@ -4,7 +4,7 @@ a PyTorch peer, with achieved FLOP/s as a share of this CPU's measured GEMM peak
   python -m benchmarks.teacher_speed --out results/TEACHER_SPEED.md     # ~6 min on 2 quiet cores
 
 One process; every contender at a length gets the same real batch (4 SciFact train claims x their first 4
-candidates = 16 pairs, the CPU recipe's step; the old recipe's 2 claims x 16 is the same pair count), warms up
+candidates = 16 pairs, the CPU recipe's step; benchmarks/speed.py times the old recipe's 2 claims x 16 = 32), warms up
 (compilation excluded), then they alternate within each timed round; medians reported. Every variant uses the
 recipe's seg_cosine head (the head is a negligible share of the step).
 - GEMM peak: the best of several [4096 x 384] @ [384 x 1536] products (the teacher's FFN shape) and a square
