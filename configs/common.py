@@ -88,7 +88,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
                        heartbeat_timeout_s=30),  # a dead peer ends the others' run after this long
       mesh=dict(data=-1, model=1),  # -1: all devices
       # CPU hosts: run as this many XLA devices, so data-parallel steps put one shard on each core (teacher step
-      # 1.13x faster on this project's 2 cores; students within 2-9%). 0: JAX's default (one). Ignored on TPU/GPU,
+      # 1.13x faster on this project's 2 cores; students' 2-9% slower). 0: JAX's default (one). Ignored on TPU/GPU,
       # and where XLA_FLAGS sets --xla_force_host_platform_device_count.
       cpu_devices=2,
       data=data_config(),

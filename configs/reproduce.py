@@ -15,6 +15,7 @@ from configs import cnn_student, common, lstm_student, teacher
 def get_config(arg: str = ""):
   c = common.base_config("reproduce")
   c.name = "reproduce"
+  c.cpu_devices = 0  # one CPU device, as the committed tables were made (and experiments/ablation.py runs)
   c.teacher = teacher.get_config()
   # The recipe the committed tables' teachers were trained with: 16-bit threefry dropout masks, checkpoints every 25
   # steps (configs/teacher.py has since moved to hashed masks and 55), so their stages stay reusable.

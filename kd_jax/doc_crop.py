@@ -18,8 +18,8 @@ import jax.numpy as jnp
 
 def crop(ids: jax.Array, rng: jax.Array, prob: float, min_words: int) -> jax.Array:
   """`ids` [..., L] word ids (words first, then 0 padding) with each row, at probability `prob`, replaced by a random
-  window of its words moved to the front: length uniform in [min(min_words, n), n] for a row of n words, start
-  uniform in [0, n - length]. Other rows, and empty ones, are unchanged."""
+  window of its words moved to the front: length uniform in [min(max(min_words, 1), n), n] for a row of n words,
+  start uniform in [0, n - length]. Other rows, and empty ones, are unchanged."""
   if prob <= 0.0:
     return ids
   length_cap = ids.shape[-1]
@@ -27,7 +27,7 @@ def crop(ids: jax.Array, rng: jax.Array, prob: float, min_words: int) -> jax.Arr
   n = (rows > 0).sum(-1)
   k_do, k_len, k_start = jax.random.split(rng, 3)
   do = jax.random.bernoulli(k_do, prob, n.shape)
-  lo = jnp.minimum(min_words, n)
+  lo = jnp.minimum(max(min_words, 1), n)  # a cropped document keeps at least one word
   # floor(u * count) of a uniform u in [0, 1) is uniform over 0 .. count - 1; the minimum guards u's rounding.
   length = lo + jnp.minimum((jax.random.uniform(k_len, n.shape) * (n - lo + 1)).astype(n.dtype), n - lo)
   start = jnp.minimum((jax.random.uniform(k_start, n.shape) * (n - length + 1)).astype(n.dtype), n - length)

@@ -46,8 +46,8 @@ def make_optimizer(tc) -> optax.GradientTransformation:
                      optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask))
 
 
-def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None,
-                    list_size: int = 0, in_batch: bool = False, doc_crop_at: tuple[float, int] = (0.0, 0)) -> Callable:
+def make_train_step(built: Built, tx, loss_fn: Callable, teacher: Built | None = None, list_size: int = 0,
+                    in_batch: bool = False, doc_crop_at: tuple[float, int] = (0.0, 0)) -> Callable:
   """The pure step. With `teacher` (online distillation) its frozen logits replace the stored scores.
 
   `list_size` > 0 trains on that many of each claim's candidates: its golds plus random negatives, drawn anew at

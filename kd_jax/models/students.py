@@ -112,7 +112,8 @@ class CNNEncoder(nn.Module):
     # window reads the same zeros whether the sequence ends or trailing padding follows: padding-invariant.
     pooled = [masked_max(nn.relu(nn.Conv(cfg.num_filters, (w,), padding="SAME", name=f"conv{w}")(x)), mask)
               for w in cfg.widths]
-    z = fast_ops.dropout(self, jnp.concatenate(pooled, axis=-1), cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
+    z = jnp.concatenate(pooled, axis=-1)
+    z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     return nn.Dense(cfg.out_dim, name="proj")(z)
 
 
