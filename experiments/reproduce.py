@@ -27,6 +27,9 @@ from kd_jax.search import full_collection_metrics
 
 RERANK = ("mrr@10", "map", "ndcg@10", "recall@1", "recall@5", "recall@10")
 FULL = ("ndcg@10", "recall@10", "recall@100")
+# The metrics the paper's claim is checked on: distilled beats hard labels on every one.
+CLAIM_METRICS = tuple(("rerank", m) for m in RERANK) + (("full_collection", "ndcg@10"),
+                                                        ("full_collection", "recall@100"))
 
 
 def _copy(c) -> ml_collections.ConfigDict:
@@ -241,6 +244,26 @@ def write_section(out: Path) -> None:
   results_md.write(out)
 
 
+def distillation_verdict(rows: dict) -> list[str]:
+  """Per student kind with both rows (`<kind> hard labels only`, `<kind> distilled`): on how many CLAIM_METRICS the
+  distilled mean over seeds beats the hard-label one, and the others with both means."""
+  out = []
+  for name, hard in rows.items():
+    kind = name.removesuffix(" hard labels only")
+    dist = rows.get(f"{kind} distilled")
+    if kind == name or not dist:
+      continue
+    checked = [(part, m) for part, m in CLAIM_METRICS if part in hard[0] and part in dist[0]]
+    short = []
+    for part, m in checked:
+      h, d = (float(np.mean([x[part][m] for x in runs])) for runs in (hard, dist))
+      if not d > h:
+        short.append(f"{'full ' if part == 'full_collection' else ''}{m} {d:.3f} vs {h:.3f}")
+    out.append(f"{kind} {len(checked) - len(short)} of {len(checked)}"
+               + (f" (not {', '.join(short)})" if short else ""))
+  return out
+
+
 def mean_std(values: list[float]) -> str:
   values = [v for v in values if v == v]
   if not values:
@@ -284,6 +307,10 @@ def render(results: dict, config) -> str:
       lines.append(f"| {name} | {runs[0]['params']:,} | " + " | ".join(rr + full)
                    + f" | {np.mean([x['rerank_claims_per_s'] for x in runs]):.0f} |")
     lines.append("")
+    verdict = distillation_verdict(d["rows"])
+    if verdict:
+      lines += ["Distilled beats hard labels only (means over seeds; reranking MRR@10, MAP, nDCG@10, Recall@1/5/10, "
+                "full-collection nDCG@10, Recall@100) on: " + "; ".join(verdict) + ".", ""]
   if "sweep" in results:
     alpha, temperature = sweep_center(r)
     lines += [f"## Sweep ({r.sweep_student}, {r.sweep_dataset}, seed 0, around alpha={alpha:g}, T={temperature:g})",

@@ -124,3 +124,15 @@ def test_a_stage_saved_before_later_fields_is_reused_and_a_changed_one_is_not(tm
   (stage / "config.json").write_text(json.dumps(saved))
   with pytest.raises(ValueError, match="other distill settings"):
     reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
+
+
+def test_distillation_verdict_counts_the_claims_metrics_on_seed_means():
+  def run(rr, full):
+    return {"rerank": dict.fromkeys(reproduce.RERANK, rr), "full_collection": {"ndcg@10": full, "recall@100": full}}
+  rows = {"CNN hard labels only": [run(0.5, 0.3), run(0.5, 0.3)],
+          "CNN distilled": [run(0.6, 0.2), run(0.6, 0.3)],  # full-collection means 0.25 < 0.3: 6 of 8
+          "BiLSTM hard labels only": [run(0.5, 0.3)], "BiLSTM distilled": [run(0.5, 0.4)],  # ties are not wins
+          "Teacher (MiniLM-L6 cross-encoder)": [run(0.9, 0.0)]}
+  cnn, lstm = reproduce.distillation_verdict(rows)
+  assert cnn == "CNN 6 of 8 (not full ndcg@10 0.250 vs 0.300, full recall@100 0.250 vs 0.300)"
+  assert lstm.startswith("BiLSTM 2 of 8 (not mrr@10 0.500 vs 0.500,")
