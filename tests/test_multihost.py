@@ -109,10 +109,11 @@ def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, dat
   built = build_lib.build(c.model, prepared)
   mesh = sharding.make_mesh()
   params = [jax.device_get(train.restore_params(run / "cnn_student", built, c, mesh)[0]) for run in (one, two)]
-  # atol 1e-4 (a learning rate 2e-3 step is ~1e-3): Adam divides by sqrt(v), so a rare word's embedding row, whose
-  # gradients are tiny, turns reduction-order noise into ~4e-5 after 12 steps; a different batch split or mined
-  # table moves parameters by orders of magnitude more.
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4), *params)
+  # atol 5e-4, a quarter of one step at learning rate 2e-3: Adam divides by sqrt(v), so a rare word's embedding
+  # row, whose gradients are tiny, moves by about the learning rate whatever their size, and reduction-order noise
+  # in them shows up as a fraction of a step (4e-5 to 2e-4 after 12 steps, in 2 of 1M values). The losses above
+  # agree to 1e-5 at every logged step, and the evaluations exactly.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=5e-4), *params)
 
 
 def test_only_process_0_writes_the_files_processes_share(runs):
