@@ -21,7 +21,7 @@ def get_config(arg=""):
   if arg in ("smoke", True):
     common.shrink(c)
   elif arg == "accelerator":
-    # One accelerator does in minutes what the CPU recipe needs an hour for: longer pairs, every candidate in
+    # One accelerator does in minutes what the CPU recipe needs half an hour for: longer pairs, every candidate in
     # every list, 10 epochs, bf16 compute (params and optimizer stay f32).
     c.model.pair_len, c.model.dtype, c.model.dropout_rng = 384, "bfloat16", "threefry"
     c.train.update(batch_size=32, steps=230, learning_rate=5e-5, warmup_steps=23, eval_every=23,

@@ -36,6 +36,7 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   text = (tmp_path / "results" / "RESULTS.md").read_text()
   assert "| CNN distilled | " in text and " ± " in text and "BM25" in text
   assert "| setting | dev rerank nDCG@10 | test rerank nDCG@10 |" in text
+  assert "Distilled beats hard labels only" in text and " of 8" in text  # the paper's claim, metric by metric
   assert (tmp_path / "results" / "metrics.png").stat().st_size > 5000
   assert (tmp_path / "results" / "sweep.png").stat().st_size > 5000
   saved = json.loads((tmp_path / "results" / "results.json").read_text())
