@@ -215,3 +215,20 @@ def test_frozen_embeddings_stay_put(data_dir, cache_dir):
   np.testing.assert_array_equal(np.asarray(state["params"]["encoder"]["tokens"]["embed"]["embedding"]), before)
   if kernel is not None:
     assert not np.array_equal(np.asarray(state["params"]["encoder"]["proj"]["kernel"]), kernel)
+
+
+def test_cpu_devices_split_the_host_before_jax_starts_and_refuse_after():
+  # A fresh process without the tests' XLA_FLAGS: cpu_devices=2 gives two CPU devices; asking for another count once
+  # JAX has run is a one-line ValueError, and XLA_FLAGS' own count wins.
+  code = ("import jax, jax.numpy as jnp\nfrom kd_jax import sharding\nsharding.split_cpu(2)\n"
+          "assert len(jax.devices('cpu')) == 2, jax.devices()\njnp.zeros(1).block_until_ready()\n"
+          "sharding.split_cpu(2)\n"  # the same count again: nothing to do
+          "try:\n  sharding.split_cpu(3)\nexcept ValueError as e:\n  print('refused:', e)\n")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "refused: cpu_devices=3 must be set before JAX runs anything" in proc.stdout
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+  code = "import jax\nfrom kd_jax import sharding\nsharding.split_cpu(2)\nprint(len(jax.devices('cpu')))\n"
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.stdout.strip().endswith("3"), proc.stderr[-3000:]
