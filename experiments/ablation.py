@@ -47,6 +47,12 @@ LEVERS = {
                {"distill.negatives.mined.count": 8, "distill.negatives.mined.refresh_every": 50}),
     "crop50": ("half the training documents cut to a random window (8 words to whole) at every step",
                {"distill.doc_crop.prob": 0.5, "distill.doc_crop.min_words": 8}),
+    # A learned exact-match score inside the dot product (kd_jax/models/lexical.py). The vocabulary shrinks to 16,384
+    # words + 2,048 hashed out-of-vocabulary rows, so the student stays within 1/20 of the teacher's parameters and
+    # rare words still match each other.
+    "lex4k": ("4,096 hashed buckets of learned term weights appended to the vectors (vocabulary 16,384 + 2,048 "
+              "hashed out-of-vocabulary rows: 1/20 of the teacher's parameters)",
+              {"model.lexical_dim": 4096, "data.vocab_size": 16384, "data.oov_buckets": 2048}),
     # The pseudo-claim table's 2,500 teacher-labelled pseudo-claims (configs/pseudo_table.py settings, so its stored
     # set is reused): a function of the dataset, whose shortest useful sentence differs.
     "pseudo2.5k": ("2,500 teacher-labelled pseudo-claims mixed in at half the examples (KL term only)",
@@ -73,11 +79,15 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
     # Against length-dependent scores (hubs on collections of short documents): length-varied training documents,
     # and cosine scoring, on top of the chosen levers.
     ("CNN + fullsel + inbatch + mined8 + crop50", "cnn", CHOSEN + ("mined8", "crop50")),
-    ("CNN + fullsel + inbatch + mined8 + cos", "cnn", CHOSEN + ("mined8", "cos"))]
+    ("CNN + fullsel + inbatch + mined8 + cos", "cnn", CHOSEN + ("mined8", "cos")),
+    # The lexical channel on top of the chosen levers, for both students.
+    ("CNN + fullsel + inbatch + mined8 + lex4k", "cnn", CHOSEN + ("mined8", "lex4k")),
+    ("BiLSTM + fullsel + inbatch + mined8 + lex4k", "lstm", CHOSEN + ("mined8", "lex4k"))]
 # Also checked on the other collection: the chosen levers and all of them.
 TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch",
                  "CNN + fullsel + inbatch + mined8", "CNN + fullsel + inbatch + mined8 + crop50",
-                 "CNN + fullsel + inbatch + mined8 + cos")
+                 "CNN + fullsel + inbatch + mined8 + cos", "CNN + fullsel + inbatch + mined8 + lex4k",
+                 "BiLSTM + fullsel + inbatch + mined8 + lex4k")
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 
 

@@ -79,4 +79,7 @@ def model_fields(mcfg: dict[str, Any]) -> dict[str, Any]:
   except ValueError:
     return dict(mcfg)  # the teacher, or an unknown kind: every field counts
   keep = set(spec.fields) | {"kind", "glove", "module"}
-  return {k: v for k, v in mcfg.items() if k in keep and not (k == "module" and not v)}
+  # A field added after the config was saved counts as its default (e.g. lexical_dim=0 on older students).
+  defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)
+              if f.name in keep and f.default is not dataclasses.MISSING}
+  return {k: v for k, v in {**defaults, **mcfg}.items() if k in keep and not (k == "module" and not v)}

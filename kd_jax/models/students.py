@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from kd_jax.models import fast_ops, registry
+from kd_jax.models import fast_ops, lexical, registry
 
 Array = jax.Array
 PAD_ID = 0
@@ -37,6 +37,9 @@ class StudentConfig:
   cosine_scale_init: float = 10.0
   dropout_rate: float = 0.1
   dropout_rng: str = "threefry"  # or 'hash': decisions from a cheap hash of each position (fast_ops.hash_bits)
+  # >0: vectors also carry this many hashed buckets of learned term weights (models/lexical.py), so the dot product
+  # adds a learned exact-match score; a power of two. Vectors are then out_dim + lexical_dim wide.
+  lexical_dim: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,11 +113,10 @@ class CNNEncoder(nn.Module):
     x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     # 'SAME' pads by a width-only amount, and padded positions are zero on input, so a valid position's
     # window reads the same zeros whether the sequence ends or trailing padding follows: padding-invariant.
-    pooled = [masked_max(nn.relu(nn.Conv(cfg.num_filters, (w,), padding="SAME", name=f"conv{w}")(x)), mask)
-              for w in cfg.widths]
-    z = jnp.concatenate(pooled, axis=-1)
+    convs = [nn.relu(nn.Conv(cfg.num_filters, (w,), padding="SAME", name=f"conv{w}")(x)) for w in cfg.widths]
+    z = jnp.concatenate([masked_max(c, mask) for c in convs], axis=-1)
     z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
-    return nn.Dense(cfg.out_dim, name="proj")(z)
+    return with_lexical(cfg, ids, nn.Dense(cfg.out_dim, name="proj")(z), lambda: jnp.concatenate(convs, axis=-1))
 
 
 class BiLSTMEncoder(nn.Module):
@@ -136,7 +138,16 @@ class BiLSTMEncoder(nn.Module):
     else:
       raise ValueError(f"pooling must be 'max' or 'mean', got {cfg.pooling!r}")
     z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
-    return nn.Dense(cfg.out_dim, name="proj")(z)
+    return with_lexical(cfg, ids, nn.Dense(cfg.out_dim, name="proj")(z), lambda: h)
+
+
+def with_lexical(cfg: StudentConfig, ids: Array, dense: Array, feats: Callable[[], Array]) -> Array:
+  """The dense vectors [N, out_dim], followed by the lexical channel's [N, lexical_dim] when it is on; `feats`
+  gives the tower's per-position features [N, L, F] that weigh each word. Call inside the tower's compact method."""
+  if not cfg.lexical_dim:
+    return dense
+  weights = lexical.TermWeights(name="term_weights")(feats())
+  return jnp.concatenate([dense, lexical.lexical_vectors(ids, weights, cfg.lexical_dim)], axis=-1)
 
 
 def _encode_flat(tower: Callable[..., Array], ids: Array, deterministic: bool) -> Array:
@@ -158,6 +169,10 @@ class DualEncoder(nn.Module):
   def setup(self):
     if self.config.scoring not in ("dot", "cosine"):
       raise ValueError(f"scoring must be 'dot' or 'cosine', got {self.config.scoring!r}")
+    lexical.check_dim(self.config.lexical_dim)
+    if self.config.lexical_dim and self.config.scoring != "dot":
+      raise ValueError("model.lexical_dim > 0 needs model.scoring='dot': the lexical channel's dot product is "
+                       "its match score, which normalising the whole vector would distort")
     if self.config.shared_towers:
       self.encoder = self.encoder_cls(self.config)
     else:

@@ -1,0 +1,103 @@
+"""The lexical channel (models/lexical.py): buckets, max-pooled term weights, the exact-match dot product, and the
+students that carry it (width, padding invariance, claim independence, gradients, refusals)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax.models import lexical, registry, students
+
+
+def _np_buckets(ids, dim):
+  return ((ids.astype(np.uint64) * 0x9E3779B1) % 2**32 >> (32 - (dim.bit_length() - 1))).astype(np.int64)
+
+
+def test_buckets_match_numpy_and_spread_evenly():
+  ids = np.arange(200_000, dtype=np.int32)
+  got = np.asarray(lexical.buckets(jnp.asarray(ids), 4096))
+  np.testing.assert_array_equal(got, _np_buckets(ids, 4096))
+  counts = np.bincount(got, minlength=4096)
+  assert counts.min() > 0.9 * counts.mean() and counts.max() < 1.1 * counts.mean()
+  # Consecutive ids (a vocabulary's most frequent words) land apart: no two of the first 2,000 share a bucket
+  # more often than chance would have them (birthday bound ~ 2000^2 / (2 * 4096) = 488 pairs).
+  assert len(np.unique(got[:2000])) > 2000 - 488
+
+
+@pytest.mark.parametrize("dim", [-4, 3, 100])
+def test_bad_dim_is_refused(dim):
+  with pytest.raises(ValueError, match="power of two"):
+    lexical.check_dim(dim)
+
+
+def test_lexical_vectors_match_numpy():
+  rng = np.random.default_rng(0)
+  ids = rng.integers(0, 60, size=(5, 12)).astype(np.int32)
+  ids[:, 9:] = 0  # trailing padding
+  weights = rng.uniform(0.1, 2.0, size=ids.shape).astype(np.float32)
+  dim = 16  # small, so buckets collide and the max really chooses
+  want = np.zeros((5, dim), np.float32)
+  for n in range(5):
+    for i, w in zip(ids[n], weights[n]):
+      if i > 1:
+        b = _np_buckets(np.array([i]), dim)[0]
+        want[n, b] = max(want[n, b], w)
+  got = lexical.lexical_vectors(jnp.asarray(ids), jnp.asarray(weights), dim)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_dot_product_is_sum_over_shared_words_of_weight_products():
+  dim = 4096
+  vocab = np.arange(2, 400)
+  vocab = vocab[np.unique(_np_buckets(vocab, dim), return_index=True)[1]]  # words with buckets of their own
+  claim = np.array([[vocab[3], vocab[7], vocab[7], 1, vocab[11], 0, 0]], np.int32)  # <unk> and padding ignored
+  doc = np.array([[vocab[7], vocab[5], 1, vocab[3], vocab[7], vocab[40], 0]], np.int32)
+  cw = np.array([[0.5, 1.0, 3.0, 9.0, 2.0, 7.0, 7.0]], np.float32)
+  dw = np.array([[0.25, 4.0, 9.0, 2.0, 1.5, 1.0, 7.0]], np.float32)
+  c = lexical.lexical_vectors(jnp.asarray(claim), jnp.asarray(cw), dim)
+  d = lexical.lexical_vectors(jnp.asarray(doc), jnp.asarray(dw), dim)
+  # Shared words: vocab[3] (0.5 x 2.0) and vocab[7] (max 3.0 x max 1.5); <unk> matches nothing.
+  np.testing.assert_allclose(float(c[0] @ d[0]), 0.5 * 2.0 + 3.0 * 1.5, rtol=1e-6)
+
+
+def _student(kind, **over):
+  common = dict(vocab_size=50, embed_dim=8, out_dim=6, dropout_rate=0.2, lexical_dim=64) | over
+  if kind == "cnn":
+    return students.CNNStudent(students.CNNConfig(widths=(1, 3), num_filters=5, **common))
+  return students.BiLSTMStudent(students.BiLSTMConfig(hidden=4, **common))
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_student_vectors_carry_the_channel_and_stay_claim_independent(kind):
+  model = _student(kind)
+  rng = np.random.default_rng(1)
+  claims = rng.integers(2, 50, size=(2, 5)).astype(np.int32)
+  docs = rng.integers(2, 50, size=(2, 3, 7)).astype(np.int32)
+  docs[..., 5:] = 0
+  params = model.init(jax.random.key(0), claims, docs)
+  cv = model.apply(params, claims, method=model.encode_claims)
+  dv = model.apply(params, docs, method=model.encode_docs)
+  assert cv.shape == (2, 6 + 64) and dv.shape == (2, 3, 6 + 64)
+  assert float(jnp.min(dv[..., 6:])) >= 0 and float(jnp.max(dv[..., 6:])) > 0
+  np.testing.assert_allclose(model.apply(params, claims, docs), jnp.einsum("bd,bkd->bk", cv, dv), rtol=1e-5)
+  # Trailing padding changes nothing (a different max length).
+  longer = model.apply(params, np.pad(docs, ((0, 0), (0, 0), (0, 4))), method=model.encode_docs)
+  np.testing.assert_allclose(longer, dv, rtol=1e-5, atol=1e-6)
+  # The term weights learn: the loss reaches their parameters.
+  grads = jax.grad(lambda p: model.apply({"params": p}, claims, docs).sum())(params["params"])
+  tw = grads["encoder"]["term_weights"]["dense"]["kernel"]
+  assert float(jnp.abs(tw).sum()) > 0
+
+
+def test_lexical_channel_refuses_cosine_and_bad_width():
+  claims, docs = np.ones((1, 3), np.int32) * 2, np.ones((1, 2, 3), np.int32) * 3
+  with pytest.raises(ValueError, match="scoring='dot'"):
+    _student("cnn", scoring="cosine").init(jax.random.key(0), claims, docs)
+  with pytest.raises(ValueError, match="power of two"):
+    _student("cnn", lexical_dim=100).init(jax.random.key(0), claims, docs)
+
+
+def test_saved_student_configs_without_the_field_read_as_off():
+  old = {"kind": "cnn", "widths": [1, 2], "num_filters": 8, "embed_dim": 50}
+  assert registry.model_fields(old) == registry.model_fields({**old, "lexical_dim": 0})
+  assert registry.model_fields(old) != registry.model_fields({**old, "lexical_dim": 4096})
