@@ -26,13 +26,6 @@ from experiments import pseudo_table, reproduce, results_md
 from kd_jax import atomic, collection, logbook
 from kd_jax.modes import evaluate
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/reproduce.py", "The reproduction config.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "The reproduction's workdir.")
-_DATASET = flags.DEFINE_string("dataset", "scifact", "Dataset the students are trained and tested on.")
-_ROWS = flags.DEFINE_list("rows", [], "Only these row names (default: every row).")
-_TRANSFER = flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection for the hub and "
-                                 "transfer check of the combined rows (0: skip).")
-
 # Each lever: a short name (part of the stage name) and its config overrides.
 LEVERS = {
     "fullsel": ("checkpoint chosen by dev full-collection nDCG@10",
@@ -180,11 +173,11 @@ def render(whole: dict) -> str:
            "minutes are wall time on 2 CPU cores shared with other jobs: compare them within a table only.", "",
            "Levers: " + "; ".join(f"`{k}` {v}" for k, v in whole["levers"].items()) + ".", ""]
   for dataset, results in whole["datasets"].items():
-    lines += _dataset_table(dataset, results)
+    lines += dataset_table(dataset, results)
   return "\n".join(lines) + "\n"
 
 
-def _dataset_table(dataset: str, results: dict) -> list[str]:
+def dataset_table(dataset: str, results: dict) -> list[str]:
   rows = results["rows"]
   first = next(iter(rows.values()))["runs"]
   bm25 = first[0]["bm25_full_collection"]
@@ -229,16 +222,16 @@ def _dataset_table(dataset: str, results: dict) -> list[str]:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  dataset = _DATASET.value
-  results = run(config, Path(_WORKDIR.value), dataset, _ROWS.value, _TRANSFER.value)
+  f = flags.FLAGS
+  config, dataset = f.config, f.dataset
+  results = run(config, Path(f.workdir), dataset, f.rows, f.transfer_claims)
   out = Path(config.reproduce.results_dir)
   out.mkdir(parents=True, exist_ok=True)
   stored = out / "ablation.json"
   # One file for every dataset: a run updates its dataset (its rows, if --rows names some) and keeps the others.
   old = json.loads(stored.read_text()) if stored.is_file() else {}
   whole = {"levers": {k: v[0] for k, v in LEVERS.items()}, "datasets": old.get("datasets", {})}
-  if _ROWS.value and dataset in whole["datasets"]:
+  if f.rows and dataset in whole["datasets"]:
     before = whole["datasets"][dataset]
     results["rows"] = {**before["rows"], **results["rows"]}
     if results["command"] not in before["command"]:  # the table names every command that made its rows
@@ -250,5 +243,16 @@ def main(argv):
   print(render(whole))
 
 
+def _define_flags() -> None:
+  """Defined when run as a program only, so other experiments can import this module's rows and tables."""
+  config_flags.DEFINE_config_file("config", "configs/reproduce.py", "The reproduction config.")
+  flags.DEFINE_string("workdir", "workdir/reproduce", "The reproduction's workdir.")
+  flags.DEFINE_string("dataset", "scifact", "Dataset the students are trained and tested on.")
+  flags.DEFINE_list("rows", [], "Only these row names (default: every row).")
+  flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection for the hub and transfer check "
+                       "of the combined rows (0: skip).")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

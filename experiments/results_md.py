@@ -15,6 +15,7 @@ SECTIONS = (
     "teacher.md",  # benchmarks/teacher_rows.py: the rows that explain the teacher
     "transfer.md",  # benchmarks/transfer_table.py: the students on the other collection
     "ablation.md",  # experiments/ablation.py: what makes a student search the whole collection
+    "main_recipe.md",  # experiments/seed_table.py: the main command's student over seeds
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 
