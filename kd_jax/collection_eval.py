@@ -67,9 +67,14 @@ def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[
   return tokenize.coverage(inputs.claim_words(texts), size), doc_cov_of
 
 
-def hub_share(rows: np.ndarray, k: int = 10) -> dict:
-  """The largest share of claims for which one document is in the top k (a 'hub' that answers everything)."""
-  top = rows[:, :k]
+def hub_share(rows: np.ndarray, k: int = 10, valid: np.ndarray | None = None) -> dict:
+  """The largest share of claims for which one document is in the top k (a 'hub' that answers everything).
+
+  `valid` [Q, >=k] marks real hits: BM25 fills a list past its last matching document with arbitrary zero-score
+  rows, which would otherwise count as a hub (row 0 in 40% of FEVER-titles claims)."""
+  top = rows[:, :k] if valid is None else rows[:, :k][valid[:, :k]]
+  if top.size == 0:
+    return {"k": k, "max_share": 0.0, "row": -1}
   docs, counts = np.unique(top, return_counts=True)
   best = int(np.argmax(counts))
   return {"k": k, "max_share": float(counts[best] / len(rows)), "row": int(docs[best])}

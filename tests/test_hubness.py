@@ -76,3 +76,16 @@ def test_a_planted_hub_stops_answering_every_claim():
   _, fixed = search.top_k(Dot, {}, claims, docs, 10, mesh, doc_bias=1.0 * penalty)
   assert (fixed == 7).any(axis=1).mean() < 0.1
   assert (fixed[:, 0] == source).mean() > (rows[:, 0] == source).mean()
+
+
+def test_hub_share_counts_claims_and_can_skip_filler_rows():
+  rows = np.array([[5, 1, 2], [5, 3, 4], [6, 5, 1], [7, 0, 1]])
+  assert collection_eval.hub_share(rows, k=1) == {"k": 1, "max_share": 0.5, "row": 5}
+  assert collection_eval.hub_share(rows, k=2) == {"k": 2, "max_share": 0.75, "row": 5}
+  assert collection_eval.hub_share(rows, k=3) == {"k": 3, "max_share": 0.75, "row": 1}  # ties: the lower row
+  # Rows past a list's real hits (BM25's zero-score filler) are not a hub.
+  filler = np.array([[1, 0], [2, 0], [3, 0], [4, 5]])
+  assert collection_eval.hub_share(filler, k=2)["max_share"] == 0.75
+  valid = np.array([[True, False], [True, False], [True, False], [True, True]])
+  assert collection_eval.hub_share(filler, k=2, valid=valid)["max_share"] == 0.25
+  assert collection_eval.hub_share(filler, k=2, valid=np.zeros((4, 2), bool))["max_share"] == 0.0
