@@ -32,7 +32,7 @@ class StudentConfig:
   freeze_embeddings: bool = False
   shared_towers: bool = True  # False: separate claim and document encoders
   out_dim: int = 256
-  scoring: Literal["dot", "cosine"] = "dot"
+  scoring: Literal["dot", "cosine"] = "dot"  # cosine: of the dense part only (the lexical channel stays a dot)
   # Raw cosines lie in [-1, 1], far too flat for a softmax over candidates; the scale is learned.
   cosine_scale_init: float = 10.0
   dropout_rate: float = 0.1
@@ -170,9 +170,6 @@ class DualEncoder(nn.Module):
     if self.config.scoring not in ("dot", "cosine"):
       raise ValueError(f"scoring must be 'dot' or 'cosine', got {self.config.scoring!r}")
     lexical.check_dim(self.config.lexical_dim)
-    if self.config.lexical_dim and self.config.scoring != "dot":
-      raise ValueError("model.lexical_dim > 0 needs model.scoring='dot': the lexical channel's dot product is "
-                       "its match score, which normalising the whole vector would distort")
     if self.config.shared_towers:
       self.encoder = self.encoder_cls(self.config)
     else:
@@ -193,17 +190,14 @@ class DualEncoder(nn.Module):
 
   def score(self, claim_vecs: Array, doc_vecs: Array) -> Array:
     """Claims [B, D] against per-claim candidates [B, K, D] -> [B, K], or a shared matrix [N, D] -> [B, N]."""
-    if self.config.scoring == "cosine":
-      claim_vecs, doc_vecs = _l2_normalize(claim_vecs), _l2_normalize(doc_vecs)
-    if doc_vecs.ndim == 3:
-      scores = jnp.einsum("bd,bkd->bk", claim_vecs, doc_vecs)
-    elif doc_vecs.ndim == 2:
-      scores = jnp.einsum("bd,nd->bn", claim_vecs, doc_vecs)
-    else:
+    if doc_vecs.ndim not in (2, 3):
       raise ValueError(f"doc_vecs must be [B, K, D] or [N, D], got shape {doc_vecs.shape}")
     if self.config.scoring == "cosine":
-      scores = self.cosine_scale * scores
-    return scores
+      # Only the dense part is normalised (and scaled): the lexical channel's dot product is its match score.
+      d = self.config.out_dim
+      claim_vecs = jnp.concatenate([self.cosine_scale * _l2_normalize(claim_vecs[..., :d]), claim_vecs[..., d:]], -1)
+      doc_vecs = jnp.concatenate([_l2_normalize(doc_vecs[..., :d]), doc_vecs[..., d:]], -1)
+    return jnp.einsum("bd,bkd->bk" if doc_vecs.ndim == 3 else "bd,nd->bn", claim_vecs, doc_vecs)
 
   def __call__(self, claim_ids: Array, doc_ids: Array, deterministic: bool = True) -> Array:
     """Claims [B, Lc] and their candidates [B, K, Ld] -> scores [B, K]. Creates every parameter on init."""
