@@ -40,12 +40,11 @@ LEVERS = {
                {"distill.negatives.mined.count": 8, "distill.negatives.mined.refresh_every": 50}),
     "crop50": ("half the training documents cut to a random window (8 words to whole) at every step",
                {"distill.doc_crop.prob": 0.5, "distill.doc_crop.min_words": 8}),
-    # A learned exact-match score inside the dot product (kd_jax/models/lexical.py). The vocabulary shrinks to 16,384
-    # words + 2,048 hashed out-of-vocabulary rows, so the student stays within 1/20 of the teacher's parameters and
-    # rare words still match each other.
-    "lex4k": ("4,096 hashed buckets of learned term weights appended to the vectors (vocabulary 16,384 + 2,048 "
-              "hashed out-of-vocabulary rows: 1/20 of the teacher's parameters)",
-              {"model.lexical_dim": 4096, "data.vocab_size": 16384, "data.oov_buckets": 2048}),
+    # A learned exact-match score inside the dot product (kd_jax/models/lexical.py). The vocabulary shrinks to 18,432
+    # words so the CNN stays within 1/20 of the teacher's parameters (2,048 hashed out-of-vocabulary rows instead of
+    # 3,616 words scored 0.755 against 0.794 on dev with 20k words, main command, seed 0).
+    "lex4k": ("4,096 hashed buckets of learned term weights appended to the vectors (vocabulary 18,432: the CNN is "
+              "1/20 of the teacher)", {"model.lexical_dim": 4096, "data.vocab_size": 18432}),
     # The pseudo-claim table's 2,500 teacher-labelled pseudo-claims (configs/pseudo_table.py settings, so its stored
     # set is reused): a function of the dataset, whose shortest useful sentence differs.
     "pseudo2.5k": ("2,500 teacher-labelled pseudo-claims mixed in at half the examples (KL term only)",
