@@ -57,6 +57,9 @@ def student_model(kind: str, module: str = "", **own_fields) -> ml_collections.C
       # >0 (a power of two): vectors gain this many hashed buckets of learned term weights, so search adds a learned
       # exact-match score to the dense one (models/lexical.py); 0: dense vectors only.
       lexical_dim=0,
+      # False: hashed out-of-vocabulary words (data.oov_buckets) get no embedding rows: they read <unk>'s, and only the
+      # lexical channel tells them apart (exact matches of rare words at no parameter cost).
+      embed_oov=True,
       **own_fields,
   ))
 

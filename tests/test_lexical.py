@@ -116,3 +116,21 @@ def test_saved_student_configs_without_the_field_read_as_off():
   old = {"kind": "cnn", "widths": [1, 2], "num_filters": 8, "embed_dim": 50}
   assert registry.model_fields(old) == registry.model_fields({**old, "lexical_dim": 0})
   assert registry.model_fields(old) != registry.model_fields({**old, "lexical_dim": 4096})
+
+
+def test_out_of_vocabulary_ids_without_rows_read_unk_and_still_match_lexically():
+  """embed_oov=False: hashed out-of-vocabulary ids past the table read <unk>'s row (the dense part cannot tell them
+  apart) while the lexical channel keeps them apart, so a rare word matches itself and only itself."""
+  model = _student("cnn", embed_oov=False)
+  rare_a, rare_b = 50 + 123_457, 50 + 987_655  # past the 50-row table
+  claims = np.array([[2, 3, rare_a, 0]], np.int32)
+  docs = np.array([[[rare_a, 5, 6, 0], [rare_b, 5, 6, 0], [1, 5, 6, 0]]], np.int32)
+  params = model.init(jax.random.key(0), claims, docs)
+  assert params["params"]["encoder"]["tokens"]["embed"]["embedding"].shape == (50, 8)
+  dv = np.asarray(model.apply(params, docs, method=model.encode_docs))[0]
+  np.testing.assert_allclose(dv[0, :6], dv[2, :6], rtol=1e-6)  # dense: both rare words read as <unk>
+  np.testing.assert_allclose(dv[1, :6], dv[2, :6], rtol=1e-6)
+  assert lexical.buckets(jnp.asarray(rare_a), 64) != lexical.buckets(jnp.asarray(rare_b), 64)
+  cv = np.asarray(model.apply(params, claims, method=model.encode_claims))[0]
+  lex = dv[:, 6:] @ cv[6:]
+  assert lex[0] > lex[1] == pytest.approx(lex[2])  # only the document holding the claim's rare word gains

@@ -65,9 +65,11 @@ def build(mcfg, prepared: Prepared) -> Built:
 
     return Built("teacher", module, "pairs", init, logits, pair_len=mcfg.pair_len)
 
-  # Embedding rows: the vocabulary, then the hashed rows of out-of-vocabulary words (data.oov_buckets).
+  # Embedding rows: the vocabulary, then the hashed rows of out-of-vocabulary words (data.oov_buckets) unless
+  # model.embed_oov is False (then those words read <unk>'s row, and only the lexical channel tells them apart).
   kind = registry.student(mcfg.kind, mcfg.get("module", ""))  # raises, naming the known kinds, for unknown ones
-  config = kind.make_config(mcfg, len(prepared.vocab) + prepared.oov_buckets)
+  oov_rows = prepared.oov_buckets if mcfg.get("embed_oov", True) else 0
+  config = kind.make_config(mcfg, len(prepared.vocab) + oov_rows)
   module = kind.model_cls(config)
 
   def init(rng):
@@ -78,7 +80,7 @@ def build(mcfg, prepared: Prepared) -> Built:
       if vectors.shape[1] != config.embed_dim:
         raise ValueError(f"GloVe vectors are {vectors.shape[1]}-d but model.embed_dim={config.embed_dim}.")
       params = students.with_embeddings(params, pretrained.glove_embedding_matrix(
-          prepared.vocab, index, np.asarray(vectors), extra_rows=prepared.oov_buckets))
+          prepared.vocab, index, np.asarray(vectors), extra_rows=oov_rows))
     return params
 
   def logits(params, batch, rng=None, train=False):

@@ -40,6 +40,10 @@ class StudentConfig:
   # >0: vectors also carry this many hashed buckets of learned term weights (models/lexical.py), so the dot product
   # adds a learned exact-match score; a power of two. Vectors are then out_dim + lexical_dim wide.
   lexical_dim: int = 0
+  # False: hashed out-of-vocabulary ids (data.oov_buckets) get no embedding rows (the builder sizes the table to the
+  # vocabulary and they read <unk>'s row), so only the lexical channel tells them apart: rare words match exactly at
+  # no parameter cost.
+  embed_oov: bool = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,7 +100,9 @@ class Embed(nn.Module):
   @nn.compact
   def __call__(self, ids: Array) -> tuple[Array, Array]:
     mask = ids != PAD_ID
-    x = nn.Embed(self.config.vocab_size, self.config.embed_dim, name="embed")(ids)
+    # Ids past the table (hashed out-of-vocabulary words without rows of their own, embed_oov=False) read <unk>.
+    rows = jnp.where(ids >= self.config.vocab_size, OOV_ID, ids)
+    x = nn.Embed(self.config.vocab_size, self.config.embed_dim, name="embed")(rows)
     if self.config.freeze_embeddings:
       x = jax.lax.stop_gradient(x)
     return jnp.where(mask[..., None], x, 0.0), mask
