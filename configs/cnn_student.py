@@ -24,6 +24,10 @@ def get_config(arg: str = ""):
   # 0.655 for dense vectors alone, same teacher and seed.
   c.model.lexical_dim = 4096
   c.data.vocab_size = 18432
+  # Words outside the vocabulary are hashed to 2^20 ids with no embedding rows (they read <unk>), so rare words still
+  # match exactly through the lexical channel, at no parameter cost: dev 0.810 against 0.790 without, same seed.
+  c.data.oov_buckets = 1 << 20
+  c.model.embed_oov = False
   # The checkpoint kept is the one that searches the whole collection best on dev (what a claim-independent
   # student is for); every other claim's candidates in the batch are negatives, and so are 8 documents per claim
   # mined from the student's own index every 100 steps: the levers chosen on SciFact dev (results/RESULTS.md,

@@ -45,6 +45,10 @@ LEVERS = {
     # 3,616 words scored 0.755 against 0.794 on dev with 20k words, main command, seed 0).
     "lex4k": ("4,096 hashed buckets of learned term weights appended to the vectors (vocabulary 18,432: the CNN is "
               "1/20 of the teacher)", {"model.lexical_dim": 4096, "data.vocab_size": 18432}),
+    # Rare words matched by the lexical channel alone: out-of-vocabulary words hashed to 2^20 ids that have no
+    # embedding rows (they read <unk>), so they cost no parameters and rarely share an id.
+    "oovlex": ("out-of-vocabulary words hashed to 2^20 ids without embedding rows: only the lexical channel tells "
+               "them apart", {"data.oov_buckets": 1 << 20, "model.embed_oov": False}),
     # The pseudo-claim table's 2,500 teacher-labelled pseudo-claims (configs/pseudo_table.py settings, so its stored
     # set is reused): a function of the dataset, whose shortest useful sentence differs.
     "pseudo2.5k": ("2,500 teacher-labelled pseudo-claims mixed in at half the examples (KL term only)",

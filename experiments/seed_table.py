@@ -26,9 +26,12 @@ from kd_jax import atomic
 
 # (row name, stage-name suffix, overrides). Settings are spelled out, not taken from the config's defaults, so a row
 # means the same thing after the defaults change.
-DENSE = {"model.lexical_dim": 0, "data.vocab_size": 20000}
+DENSE = {"model.lexical_dim": 0, "data.vocab_size": 20000, "data.oov_buckets": 0, "model.embed_oov": True}
+LEX = dict(ablation.LEVERS["lex4k"][1])
 ROWS = [("CNN, dense vectors only (the main command before the lexical channel)", "", DENSE),
-        ("CNN + lexical channel (the main command)", "+lex4k", dict(ablation.LEVERS["lex4k"][1]))]
+        ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True}),
+        ("CNN + lexical channel + rare words matched (the main command)", "+lex4k+oovlex",
+         {**LEX, **ablation.LEVERS["oovlex"][1]})]
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
