@@ -78,12 +78,13 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
     ("CNN + fullsel + inbatch + mined8 + cos", "cnn", CHOSEN + ("mined8", "cos")),
     # The lexical channel on top of the chosen levers, for both students.
     ("CNN + fullsel + inbatch + mined8 + lex4k", "cnn", CHOSEN + ("mined8", "lex4k")),
-    ("BiLSTM + fullsel + inbatch + mined8 + lex4k", "lstm", CHOSEN + ("mined8", "lex4k"))]
+    ("BiLSTM + fullsel + inbatch + mined8 + lex4k", "lstm", CHOSEN + ("mined8", "lex4k")),
+    ("CNN + fullsel + inbatch + mined8 + lex4k + oovlex", "cnn", CHOSEN + ("mined8", "lex4k", "oovlex"))]
 # Also checked on the other collection: the chosen levers and all of them.
 TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch",
                  "CNN + fullsel + inbatch + mined8", "CNN + fullsel + inbatch + mined8 + crop50",
                  "CNN + fullsel + inbatch + mined8 + cos", "CNN + fullsel + inbatch + mined8 + lex4k",
-                 "BiLSTM + fullsel + inbatch + mined8 + lex4k")
+                 "BiLSTM + fullsel + inbatch + mined8 + lex4k", "CNN + fullsel + inbatch + mined8 + lex4k + oovlex")
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 
 
