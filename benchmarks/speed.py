@@ -349,6 +349,8 @@ def main() -> None:
     models = {}
     for name, mcfg in mcfgs.items():
       mcfg.glove = False  # fresh students: speed and size do not depend on the weights' values
+      if "lexical_dim" in mcfg:
+        mcfg.lexical_dim = 0  # the PyTorch peers are dense; benchmarks/lexical_cost.py times the lexical channel
       built = build.build(mcfg, prepared)
       models[name] = (built, built.init(jax.random.key(0)))
     matrices = {k: encode_collection(student_fns(models[k][0])[0], models[k][1], prepared.docs_words)
