@@ -96,17 +96,30 @@ def levers_for(config, dataset: str, levers) -> tuple[str, ...]:
   return tuple(levers)
 
 
+def apply_overrides(cfg, overrides: dict) -> None:
+  """Sets each dotted key of `overrides` (e.g. 'model.lexical_dim') in the ConfigDict `cfg`."""
+  for key, value in overrides.items():
+    node = cfg
+    *path, last = key.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+
+
+def merge_rows(before: dict, results: dict) -> dict:
+  """A run of some rows keeps the stored table's other rows, and the table names every command that made them."""
+  results["rows"] = {**before["rows"], **results["rows"]}
+  if results["command"] not in before["command"]:
+    results["command"] = f"{before['command']}`, then `{results['command']}"
+  return results
+
+
 def stage_config(config, dataset: str, kind: str, levers, seed: int):
   alpha, temperature = reproduce.distill_setting(config.reproduce, kind)
   cfg = reproduce.student_config(config, dataset, kind, alpha, temperature, seed)
   for lever in levers:
     overrides = LEVERS[lever][1]
-    for key, value in (overrides(dataset) if callable(overrides) else overrides).items():
-      node = cfg
-      *path, last = key.split(".")
-      for part in path:
-        node = node[part]
-      node[last] = value
+    apply_overrides(cfg, overrides(dataset) if callable(overrides) else overrides)
   if levers:
     cfg.name += "+" + "+".join(levers)
   return cfg
@@ -236,10 +249,7 @@ def main(argv):
   old = json.loads(stored.read_text()) if stored.is_file() else {}
   whole = {"levers": {k: v[0] for k, v in LEVERS.items()}, "datasets": old.get("datasets", {})}
   if f.rows and dataset in whole["datasets"]:
-    before = whole["datasets"][dataset]
-    results["rows"] = {**before["rows"], **results["rows"]}
-    if results["command"] not in before["command"]:  # the table names every command that made its rows
-      results["command"] = f"{before['command']}`, then `{results['command']}"
+    results = merge_rows(whole["datasets"][dataset], results)
   whole["datasets"][dataset] = results
   atomic.write_text(stored, json.dumps(whole, indent=2, default=float))
   atomic.write_text(out / "ablation.md", render(whole))

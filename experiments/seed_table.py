@@ -37,12 +37,7 @@ ROWS = [("CNN, dense vectors only (the main command before the lexical channel)"
 def stage_config(base, suffix: str, overrides: dict, seed: int):
   cfg = base.copy_and_resolve_references()
   cfg.seed = seed
-  for key, value in overrides.items():
-    node = cfg
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+  ablation.apply_overrides(cfg, overrides)
   cfg.name = f"{cfg.name}{suffix}_s{seed}"
   return cfg
 
@@ -81,11 +76,8 @@ def main(argv):
   out_dir = Path(f.results_dir)
   results = run(f.config, Path(f.workdir), [int(s) for s in f.seeds], f.rows, f.transfer_claims)
   stored = out_dir / "main_recipe.json"
-  if f.rows and stored.is_file():  # a run of some rows keeps the others
-    before = json.loads(stored.read_text())
-    results["rows"] = {**before["rows"], **results["rows"]}
-    if results["command"] not in before["command"]:
-      results["command"] = f"{before['command']}`, then `{results['command']}"
+  if f.rows and stored.is_file():
+    results = ablation.merge_rows(json.loads(stored.read_text()), results)
   out_dir.mkdir(parents=True, exist_ok=True)
   atomic.write_text(stored, json.dumps(results, indent=2, default=float))
   atomic.write_text(out_dir / "main_recipe.md", render(results))
