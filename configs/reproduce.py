@@ -37,6 +37,7 @@ def get_config(arg: str = ""):
     s.train.eval_full_collection = False
     s.train.best_metric = "ndcg@10"
     s.model.dropout_rng = "threefry"  # as the committed tables' students were trained
+    s.model.update(lexical_dim=0, embed_oov=True)  # dense vectors (the ablation's lex4k / oovlex levers add them)
   for s in (c.students.cnn, c.students.lstm):
     del s["teacher"]
   c.reproduce = dict(

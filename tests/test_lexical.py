@@ -134,3 +134,19 @@ def test_out_of_vocabulary_ids_without_rows_read_unk_and_still_match_lexically()
   cv = np.asarray(model.apply(params, claims, method=model.encode_claims))[0]
   lex = dv[:, 6:] @ cv[6:]
   assert lex[0] > lex[1] == pytest.approx(lex[2])  # only the document holding the claim's rare word gains
+
+
+def test_builder_sizes_the_table_by_embed_oov_and_refuses_a_huge_embedded_one():
+  import types
+
+  from configs import common
+  from kd_jax.models import build as build_lib
+  inputs = types.SimpleNamespace(vocab=["<pad>", "<unk>"] + [f"w{i}" for i in range(98)], oov_buckets=1 << 20)
+  mcfg = common.student_model("cnn", widths=(1,), num_filters=4)
+  mcfg.update(lexical_dim=64, embed_oov=False, glove=False)
+  built = build_lib.build(mcfg, inputs)
+  params = jax.eval_shape(built.init, jax.random.key(0))
+  assert params["encoder"]["tokens"]["embed"]["embedding"].shape == (100, 50)
+  mcfg.embed_oov = True  # a million embedded rows: a slip, refused in one line
+  with pytest.raises(ValueError, match="embed_oov=False"):
+    build_lib.build(mcfg, inputs)

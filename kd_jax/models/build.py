@@ -18,6 +18,8 @@ from kd_jax.data.prepare import Prepared
 from kd_jax.models import hf_weights, registry, students
 from kd_jax.models.teacher import CrossEncoder, TeacherConfig
 
+# Embedded out-of-vocabulary rows beyond this are a configuration slip (2^20 hashed ids meant for the lexical channel).
+_MAX_OOV_ROWS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,9 @@ def build(mcfg, prepared: Prepared) -> Built:
   # model.embed_oov is False (then those words read <unk>'s row, and only the lexical channel tells them apart).
   kind = registry.student(mcfg.kind, mcfg.get("module", ""))  # raises, naming the known kinds, for unknown ones
   oov_rows = prepared.oov_buckets if mcfg.get("embed_oov", True) else 0
+  if oov_rows > _MAX_OOV_ROWS:
+    raise ValueError(f"data.oov_buckets={oov_rows} would give the student as many embedding rows: set "
+                     f"model.embed_oov=False (hashed ids for the lexical channel only) or at most {_MAX_OOV_ROWS}.")
   config = kind.make_config(mcfg, len(prepared.vocab) + oov_rows)
   module = kind.model_cls(config)
 
