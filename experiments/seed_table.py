@@ -65,8 +65,8 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
 def render(results: dict) -> str:
   lines = ["## The main command's student over seeds", "",
            "`python run.py --config=configs/cnn_student.py` as it stands (its own teacher, steps and dropout masks; "
-           "not the reproduction's recipe the ablation above uses), with the settings named, over seeds. Columns as in the "
-           "ablation; the fusion weights and the hub correction's beta are chosen on dev.", ""]
+           "not the reproduction's recipe the ablation above uses), with the settings named, over seeds. Columns as in "
+           "the ablation; the fusion weights and the hub correction's beta are chosen on dev.", ""]
   return "\n".join(lines + ablation.dataset_table(results["dataset"], results)) + "\n"
 
 

@@ -65,8 +65,9 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   coll, test = fever.collection, fever.splits["test"]
   test.ids, test.texts = test.ids[:300], test.texts[:300]  # the first 300, as evaluated
   qrels = {q: test.qrels[q] for q in test.ids}
-  docs = tokenize.word_ids(index, [coll.document(i) for i in range(len(coll))], c.data.doc_word_len)
-  claims = tokenize.word_ids(index, test.texts, c.data.claim_word_len)
+  oov = c.data.oov_buckets  # out-of-vocabulary words hashed as the stage hashes them (its lexical channel reads them)
+  docs = tokenize.word_ids(index, [coll.document(i) for i in range(len(coll))], c.data.doc_word_len, oov)
+  claims = tokenize.word_ids(index, test.texts, c.data.claim_word_len, oov)
   apply = lambda x, m: np.asarray(built.module.apply({"params": params}, x, method=getattr(built.module, m)))
   d = np.concatenate([apply(docs[i:i + 2048], "encode_docs") for i in range(0, len(docs), 2048)])
   q = apply(claims, "encode_claims")
@@ -84,7 +85,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   hn = saved["hub_norm"]
   assert hn["beta"] == json.loads((run_dir / "eval_test.json").read_text())["hub_norm"]["beta"]
   bank = hubness.bank_rows(len(coll), hn["bank"], hn["seed"])
-  bank_scores = apply(tokenize.word_ids(index, [coll.document(int(r)) for r in bank], c.data.claim_word_len),
+  bank_scores = apply(tokenize.word_ids(index, [coll.document(int(r)) for r in bank], c.data.claim_word_len, oov),
                       "encode_claims") @ d.T
   bank_scores[np.arange(len(bank)), bank] = -np.inf
   penalty = np.sort(bank_scores, axis=0)[::-1][: hn["k"]].mean(0)
