@@ -8,6 +8,7 @@ of claims with one document among their top 10 matching (score > 0) documents, t
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="")
   args = parser.parse_args()
-  lines = ["# BM25 baseline", "", f"`python -m benchmarks.bm25_baseline --out {args.out}`", "",
+  lines = ["# BM25 baseline", "", f"`python -m benchmarks.bm25_baseline --out {args.out}` (load average at the start "
+           f"{os.getloadavg()[0]:.1f}: claims/s fall with load)", "",
            "| dataset | split | claims | " + " | ".join(COLUMNS) + " | hub | claims/s |",
            "|---|---|---:|" + "---:|" * (len(COLUMNS) + 2)]
   for name in ("scifact", "fever_titles"):
