@@ -36,7 +36,8 @@ class _With:
 
   def get_config(self):
     c = self.module.get_config()
-    c.model.lexical_dim = self.lexical_dim
+    # Both students read the CNN's prepared data, whose out-of-vocabulary words are hashed ids without rows.
+    c.model.update(lexical_dim=self.lexical_dim, embed_oov=False)
     return c
 
 
