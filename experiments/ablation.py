@@ -33,6 +33,11 @@ LEVERS = {
     "inbatch": ("in-batch negatives", {"distill.negatives.in_batch": True}),
     "rand8": ("8 random collection negatives per claim", {"distill.negatives.random": 8}),
     "cos": ("cosine scoring (learned scale)", {"model.scoring": "cosine"}),
+    # Only the document's dense part normalised: its norm (its length, its known words) cannot make it a hub, the
+    # claim's norm still weighs the dense part against the lexical channel. The scale starts near a trained dot
+    # student's median document norm.
+    "docnorm": ("documents' dense parts scaled to unit length (learned scale)",
+                {"model.scoring": "doc_cosine", "model.cosine_scale_init": 2.0}),
     "oov2k": ("2,048 hashed rows for out-of-vocabulary words (vocabulary 18k: same budget)",
               {"data.oov_buckets": 2048, "data.vocab_size": 18000}),
     "doc256": ("documents cut at 256 words instead of 128", {"data.doc_word_len": 256}),

@@ -89,21 +89,27 @@ def test_student_vectors_carry_the_channel_and_stay_claim_independent(kind):
   assert float(jnp.abs(tw).sum()) > 0
 
 
-def test_cosine_scoring_normalises_only_the_dense_part():
-  model = _student("cnn", scoring="cosine")
+@pytest.mark.parametrize("scoring", ["cosine", "doc_cosine"])
+def test_cosine_scoring_normalises_only_the_dense_part(scoring):
+  model = _student("cnn", scoring=scoring)
   rng = np.random.default_rng(2)
   claims, docs = rng.integers(2, 50, size=(2, 5)).astype(np.int32), rng.integers(2, 50, size=(2, 3, 7)).astype(np.int32)
   params = model.init(jax.random.key(0), claims, docs)
   cv = np.asarray(model.apply(params, claims, method=model.encode_claims))
   dv = np.asarray(model.apply(params, docs, method=model.encode_docs))
   unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+  claim = unit if scoring == "cosine" else (lambda x: x)  # doc_cosine leaves the claim's norm alone
   scale = float(params["params"]["cosine_scale"])
-  want = scale * np.einsum("bd,bkd->bk", unit(cv[:, :6]), unit(dv[..., :6])) + np.einsum("bd,bkd->bk", cv[:, 6:],
-                                                                                         dv[..., 6:])
+  want = scale * np.einsum("bd,bkd->bk", claim(cv[:, :6]), unit(dv[..., :6])) + np.einsum("bd,bkd->bk", cv[:, 6:],
+                                                                                          dv[..., 6:])
   np.testing.assert_allclose(model.apply(params, claims, docs), want, rtol=1e-5)
   flat = dv.reshape(-1, dv.shape[-1])  # the shared-matrix form search uses
   np.testing.assert_allclose(model.apply(params, cv, flat, method=model.score),
-                             scale * unit(cv[:, :6]) @ unit(flat[:, :6]).T + cv[:, 6:] @ flat[:, 6:].T, rtol=1e-5)
+                             scale * claim(cv[:, :6]) @ unit(flat[:, :6]).T + cv[:, 6:] @ flat[:, 6:].T, rtol=1e-5)
+  # A document's dense part scaled up changes nothing: its norm cannot make it a hub.
+  longer = np.concatenate([3.0 * flat[:, :6], flat[:, 6:]], -1)
+  np.testing.assert_allclose(model.apply(params, cv, longer, method=model.score),
+                             model.apply(params, cv, flat, method=model.score), rtol=1e-5)
 
 
 def test_lexical_channel_refuses_a_bad_width():

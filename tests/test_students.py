@@ -136,7 +136,7 @@ def test_claim_independence(kind, shared, scoring):
 
 
 @pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
-@pytest.mark.parametrize("scoring", ["dot", "cosine"])
+@pytest.mark.parametrize("scoring", ["dot", "cosine", "doc_cosine"])
 def test_score_per_claim_candidates_and_shared_matrix(scoring):
   model, _, _ = _setup("cnn", True, scoring)
   params = jax.jit(model.init)(jax.random.key(0), _ids(0, CLAIMS_SHAPE), _ids(1, DOCS_SHAPE))  # real init
@@ -152,6 +152,10 @@ def test_score_per_claim_candidates_and_shared_matrix(scoring):
     assert scale == 10.0 and np.all(np.abs(np.asarray(full)) <= scale * (1 + 1e-6))
     same = model.apply(params, collection[:2], collection[:2, None, :], method=model.score)
     np.testing.assert_allclose(same, scale, rtol=1e-5)
+  elif scoring == "doc_cosine":
+    scale = float(params["params"]["cosine_scale"])
+    unit = collection / np.linalg.norm(collection, axis=-1, keepdims=True)
+    np.testing.assert_allclose(full, scale * claim_vecs @ unit.T, rtol=1e-5, atol=1e-5)
   else:
     np.testing.assert_allclose(full, claim_vecs @ collection.T, rtol=1e-5, atol=1e-4)
 

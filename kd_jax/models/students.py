@@ -32,7 +32,10 @@ class StudentConfig:
   freeze_embeddings: bool = False
   shared_towers: bool = True  # False: separate claim and document encoders
   out_dim: int = 256
-  scoring: Literal["dot", "cosine"] = "dot"  # cosine: of the dense part only (the lexical channel stays a dot)
+  # cosine: of the dense part only (the lexical channel stays a dot). doc_cosine: only the document's dense part is
+  # scaled to unit length, so no document outscores the others for every claim by its norm (a hub), while the
+  # claim's norm still weighs its dense part against the lexical channel.
+  scoring: Literal["dot", "cosine", "doc_cosine"] = "dot"
   # Raw cosines lie in [-1, 1], far too flat for a softmax over candidates; the scale is learned.
   cosine_scale_init: float = 10.0
   dropout_rate: float = 0.1
@@ -163,6 +166,9 @@ def _encode_flat(tower: Callable[..., Array], ids: Array, deterministic: bool) -
   return vecs.reshape(*lead, vecs.shape[-1])
 
 
+SCORINGS = ("dot", "cosine", "doc_cosine")
+
+
 def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
@@ -173,15 +179,15 @@ class DualEncoder(nn.Module):
   encoder_cls: ClassVar[type[nn.Module]]  # the tower, set by subclasses
 
   def setup(self):
-    if self.config.scoring not in ("dot", "cosine"):
-      raise ValueError(f"scoring must be 'dot' or 'cosine', got {self.config.scoring!r}")
+    if self.config.scoring not in SCORINGS:
+      raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {self.config.scoring!r}")
     lexical.check_dim(self.config.lexical_dim)
     if self.config.shared_towers:
       self.encoder = self.encoder_cls(self.config)
     else:
       self.claim_encoder = self.encoder_cls(self.config)
       self.doc_encoder = self.encoder_cls(self.config)
-    if self.config.scoring == "cosine":
+    if self.config.scoring != "dot":
       self.cosine_scale = self.param("cosine_scale", nn.initializers.constant(self.config.cosine_scale_init), ())
 
   def encode_claims(self, claim_ids: Array, deterministic: bool = True) -> Array:
@@ -198,10 +204,11 @@ class DualEncoder(nn.Module):
     """Claims [B, D] against per-claim candidates [B, K, D] -> [B, K], or a shared matrix [N, D] -> [B, N]."""
     if doc_vecs.ndim not in (2, 3):
       raise ValueError(f"doc_vecs must be [B, K, D] or [N, D], got shape {doc_vecs.shape}")
-    if self.config.scoring == "cosine":
+    if self.config.scoring != "dot":
       # Only the dense part is normalised (and scaled): the lexical channel's dot product is its match score.
       d = self.config.out_dim
-      claim_vecs = jnp.concatenate([self.cosine_scale * _l2_normalize(claim_vecs[..., :d]), claim_vecs[..., d:]], -1)
+      claim_dense = claim_vecs[..., :d] if self.config.scoring == "doc_cosine" else _l2_normalize(claim_vecs[..., :d])
+      claim_vecs = jnp.concatenate([self.cosine_scale * claim_dense, claim_vecs[..., d:]], -1)
       doc_vecs = jnp.concatenate([_l2_normalize(doc_vecs[..., :d]), doc_vecs[..., d:]], -1)
     return jnp.einsum("bd,bkd->bk" if doc_vecs.ndim == 3 else "bd,nd->bn", claim_vecs, doc_vecs)
 
