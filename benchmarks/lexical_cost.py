@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks import negatives_cost
+from benchmarks import host, negatives_cost
 from configs import cnn_student, lstm_student
 from kd_jax import atomic, search, sharding
 from kd_jax.data import datasets, prepare
@@ -70,8 +70,7 @@ def main():
   prepared = prepare.prepare(cfg)
   mesh = sharding.make_mesh(-1, 1)
   result = {"command": f"python -m benchmarks.lexical_cost --steps={args.steps} --rounds={args.rounds}",
-            "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                         if l.startswith("model name")), ""), "devices": len(jax.devices()),
+            "cpu": host.cpu_name(), "devices": len(jax.devices()),
             "load_average": os.getloadavg(), "students": {}}
   for name, module in (("CNN", cnn_student), ("BiLSTM", lstm_student)):
     runs = {w: negatives_cost.step_seconds(_With(module, d), prepared, True, 0, args.steps, mesh)

@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks import host
 from configs import cnn_student, lstm_student
 from kd_jax import atomic, losses, mined_negatives, sharding, train
 from kd_jax.data import datasets, pipeline, prepare
@@ -84,8 +85,7 @@ def main():
   prepared = prepare.prepare(cfg)
   mesh = sharding.make_mesh(-1, 1)
   result = {"command": "python -m benchmarks.negatives_cost " + f"--steps={args.steps} --rounds={args.rounds}",
-            "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                         if l.startswith("model name")), ""), "load_average": os.getloadavg(), "students": {}}
+            "cpu": host.cpu_name(), "load_average": os.getloadavg(), "students": {}}
   for name, module in (("CNN", cnn_student), ("BiLSTM", lstm_student)):
     runs = {v: step_seconds(module, prepared, *VARIANTS[v], args.steps, mesh) for v in VARIANTS}
     times = {v: [] for v in VARIANTS}

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from benchmarks import host
 from benchmarks import sections as bench_sections
 from configs import cnn_student, common, lstm_student, teacher as teacher_configs
 from kd_jax import losses, pretrained, train
@@ -277,7 +278,7 @@ def bench_search(cfg, prepared, models, s) -> tuple[str, dict]:
 
 
 def machine() -> str:
-  cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+  cpu = host.cpu_name()
   mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")) / 2**20
   versions = []
   for pkg in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "bm25s"):

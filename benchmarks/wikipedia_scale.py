@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import tempfile
 import threading
@@ -36,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from benchmarks import sections
+from benchmarks import host, sections
 from kd_jax import atomic, compact, ivf, search, sharding
 from kd_jax.data import datasets
 from kd_jax.modes import stage as stage_lib
@@ -75,13 +74,6 @@ def phase_memory(into: dict, name: str):
     done.set()
     thread.join()
     into[name] = {"resident_peak_gb": _status_gb("VmHWM"), "private_peak_gb": max(peak[0], _status_gb("RssAnon"))}
-
-
-def cpu_name() -> str:
-  for line in Path("/proc/cpuinfo").read_text().splitlines():
-    if line.startswith("model name"):
-      return line.split(":", 1)[1].strip()
-  return platform.processor()
 
 
 def scifact_profile(inputs, data_cfg):
@@ -239,7 +231,7 @@ def main():
     index = build_index(args, built, params, mesh, lengths, probs, width)
     index["quiet_docs_per_s"] = quiet_rate(args, built, params, mesh, lengths, probs, width)
   index["quiet_minutes_for_all"] = args.num_docs / index["quiet_docs_per_s"] / 60
-  result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
+  result = {"machine": {"cpu": host.cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
                         "devices": len(jax.devices())},
             "command": "python -m benchmarks.wikipedia_scale " + " ".join(
                 f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
