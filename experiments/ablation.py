@@ -84,12 +84,16 @@ ROWS = [("CNN reproduction", "cnn", ()), ("CNN + fullsel", "cnn", ("fullsel",))]
     # The lexical channel on top of the chosen levers, for both students.
     ("CNN + fullsel + inbatch + mined8 + lex4k", "cnn", CHOSEN + ("mined8", "lex4k")),
     ("BiLSTM + fullsel + inbatch + mined8 + lex4k", "lstm", CHOSEN + ("mined8", "lex4k")),
-    ("CNN + fullsel + inbatch + mined8 + lex4k + oovlex", "cnn", CHOSEN + ("mined8", "lex4k", "oovlex"))]
+    ("CNN + fullsel + inbatch + mined8 + lex4k + oovlex", "cnn", CHOSEN + ("mined8", "lex4k", "oovlex")),
+    # Documents' dense parts at unit length, against the hubs that remain with the lexical channel.
+    ("CNN + fullsel + inbatch + mined8 + lex4k + oovlex + docnorm", "cnn",
+     CHOSEN + ("mined8", "lex4k", "oovlex", "docnorm"))]
 # Also checked on the other collection: the chosen levers and all of them.
 TRANSFER_ROWS = ("CNN + fullsel + inbatch", "CNN all levers", "BiLSTM + fullsel + inbatch",
                  "CNN + fullsel + inbatch + mined8", "CNN + fullsel + inbatch + mined8 + crop50",
                  "CNN + fullsel + inbatch + mined8 + cos", "CNN + fullsel + inbatch + mined8 + lex4k",
-                 "BiLSTM + fullsel + inbatch + mined8 + lex4k", "CNN + fullsel + inbatch + mined8 + lex4k + oovlex")
+                 "BiLSTM + fullsel + inbatch + mined8 + lex4k", "CNN + fullsel + inbatch + mined8 + lex4k + oovlex",
+                 "CNN + fullsel + inbatch + mined8 + lex4k + oovlex + docnorm")
 OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 
 

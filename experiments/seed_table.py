@@ -31,7 +31,9 @@ LEX = dict(ablation.LEVERS["lex4k"][1])
 ROWS = [("CNN, dense vectors only (the main command before the lexical channel)", "", DENSE),
         ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True}),
         ("CNN + lexical channel + rare words matched (the main command)", "+lex4k+oovlex",
-         {**LEX, **ablation.LEVERS["oovlex"][1]})]
+         {**LEX, **ablation.LEVERS["oovlex"][1]}),
+        ("CNN + lexical channel + rare words + documents' dense parts at unit length", "+lex4k+oovlex+docnorm",
+         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["docnorm"][1]})]
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
