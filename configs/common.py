@@ -53,6 +53,9 @@ def student_model(kind: str, module: str = "", **own_fields) -> ml_collections.C
       kind=kind, module=module,
       embed_dim=50, glove=True, freeze_embeddings=False, shared_towers=True,
       out_dim=256, scoring="dot", dropout_rate=0.1,
+      # 'cosine': the dense parts of claim and document at unit length, times a learned scale starting here;
+      # 'doc_cosine': the document's only (models/students.py).
+      cosine_scale_init=10.0,
       dropout_rng="threefry",  # or 'hash': each decision from a cheap hash of its position (models/fast_ops.py)
       # >0 (a power of two): vectors gain this many hashed buckets of learned term weights, so search adds a learned
       # exact-match score to the dense one (models/lexical.py); 0: dense vectors only.
