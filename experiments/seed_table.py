@@ -33,7 +33,9 @@ ROWS = [("CNN, dense vectors only (the main command before the lexical channel)"
         ("CNN + lexical channel + rare words matched (the main command)", "+lex4k+oovlex",
          {**LEX, **ablation.LEVERS["oovlex"][1]}),
         ("CNN + lexical channel + rare words + documents' dense parts at unit length", "+lex4k+oovlex+docnorm",
-         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["docnorm"][1]})]
+         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["docnorm"][1]}),
+        ("CNN + lexical channel + rare words, 1,200 steps", "+lex4k+oovlex+steps1200",
+         {**LEX, **ablation.LEVERS["oovlex"][1], "train.steps": 1200})]
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
