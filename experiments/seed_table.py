@@ -35,7 +35,11 @@ ROWS = [("CNN, dense vectors only (the main command before the lexical channel)"
         ("CNN + lexical channel + rare words + documents' dense parts at unit length", "+lex4k+oovlex+docnorm",
          {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["docnorm"][1]}),
         ("CNN + lexical channel + rare words, 1,200 steps", "+lex4k+oovlex+steps1200",
-         {**LEX, **ablation.LEVERS["oovlex"][1], "train.steps": 1200})]
+         {**LEX, **ablation.LEVERS["oovlex"][1], "train.steps": 1200}),
+        ("CNN + lexical channel + rare words, documents cut at 256 words", "+lex4k+oovlex+doc256",
+         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["doc256"][1]}),
+        ("CNN + lexical channel + rare words + cosine dense parts", "+lex4k+oovlex+cos",
+         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["cos"][1]})]
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
