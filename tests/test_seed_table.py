@@ -65,3 +65,10 @@ def test_the_main_command_cnn_stays_within_one_twentieth_of_the_teacher():
     n = count_params(shapes)
     assert n * ratio <= TEACHER_PARAMS, (cfg.model.kind, n)
     assert rows * cfg.model.embed_dim < n  # the embedding table is most of it
+
+
+def test_every_row_can_be_asked_for_by_name():
+  """--rows is a comma-separated list: a row name with a comma could never be run on its own."""
+  names = [name for name, *_ in seed_table.ROWS] + [name for name, *_ in ablation.ROWS]
+  assert not [n for n in names if "," in n]
+  assert len(set(names)) == len(names)
