@@ -28,18 +28,20 @@ from kd_jax import atomic
 # means the same thing after the defaults change.
 DENSE = {"model.lexical_dim": 0, "data.vocab_size": 20000, "data.oov_buckets": 0, "model.embed_oov": True}
 LEX = dict(ablation.LEVERS["lex4k"][1])
-ROWS = [("CNN with dense vectors only (the main command before the lexical channel)", "", DENSE),
-        ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True}),
+OOVLEX = dict(ablation.LEVERS["oovlex"][1])
+STEPS600 = {"train.steps": 600}  # the main command's length when these rows were measured
+ROWS = [("CNN with dense vectors only (the main command before the lexical channel)", "", {**DENSE, **STEPS600}),
+        ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True, **STEPS600}),
         ("CNN + lexical channel + rare words matched (the main command)", "+lex4k+oovlex",
-         {**LEX, **ablation.LEVERS["oovlex"][1]}),
+         {**LEX, **OOVLEX, **STEPS600}),
         ("CNN + lexical channel + rare words + documents' dense parts at unit length", "+lex4k+oovlex+docnorm",
-         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["docnorm"][1]}),
+         {**LEX, **OOVLEX, **ablation.LEVERS["docnorm"][1], **STEPS600}),
         ("CNN + lexical channel + rare words + 1200 steps", "+lex4k+oovlex+steps1200",
-         {**LEX, **ablation.LEVERS["oovlex"][1], "train.steps": 1200}),
+         {**LEX, **OOVLEX, "train.steps": 1200}),
         ("CNN + lexical channel + rare words + documents cut at 256 words", "+lex4k+oovlex+doc256",
-         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["doc256"][1]}),
+         {**LEX, **OOVLEX, **ablation.LEVERS["doc256"][1], **STEPS600}),
         ("CNN + lexical channel + rare words + cosine dense parts", "+lex4k+oovlex+cos",
-         {**LEX, **ablation.LEVERS["oovlex"][1], **ablation.LEVERS["cos"][1]})]
+         {**LEX, **OOVLEX, **ablation.LEVERS["cos"][1], **STEPS600})]
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
