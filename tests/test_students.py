@@ -160,6 +160,11 @@ def test_score_per_claim_candidates_and_shared_matrix(scoring):
     np.testing.assert_allclose(full, claim_vecs @ collection.T, rtol=1e-5, atol=1e-4)
 
 
+def test_an_unknown_scoring_is_refused_with_the_known_ones():
+  with pytest.raises(ValueError, match="dot, cosine, doc_cosine, got 'l2'"):
+    _make("cnn", scoring="l2").init(jax.random.key(0), _ids(0, CLAIMS_SHAPE), _ids(1, DOCS_SHAPE))
+
+
 @pytest.mark.parametrize("kind,shared", [("cnn", True), ("cnn", False), ("lstm-max", False)])
 def test_freeze_embeddings_gives_zero_embedding_gradient(kind, shared):
   claims, docs = _ids(8, CLAIMS_SHAPE), _ids(9, DOCS_SHAPE)
