@@ -32,11 +32,11 @@ OOVLEX = dict(ablation.LEVERS["oovlex"][1])
 STEPS600 = {"train.steps": 600}  # the main command's length when these rows were measured
 ROWS = [("CNN with dense vectors only (the main command before the lexical channel)", "", {**DENSE, **STEPS600}),
         ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True, **STEPS600}),
-        ("CNN + lexical channel + rare words matched (the main command)", "+lex4k+oovlex",
+        ("CNN + lexical channel + rare words matched (the main command until 1200 steps)", "+lex4k+oovlex",
          {**LEX, **OOVLEX, **STEPS600}),
         ("CNN + lexical channel + rare words + documents' dense parts at unit length", "+lex4k+oovlex+docnorm",
          {**LEX, **OOVLEX, **ablation.LEVERS["docnorm"][1], **STEPS600}),
-        ("CNN + lexical channel + rare words + 1200 steps", "+lex4k+oovlex+steps1200",
+        ("CNN + lexical channel + rare words + 1200 steps (the main command)", "+lex4k+oovlex+steps1200",
          {**LEX, **OOVLEX, "train.steps": 1200}),
         ("CNN + lexical channel + rare words + documents cut at 256 words", "+lex4k+oovlex+doc256",
          {**LEX, **OOVLEX, **ablation.LEVERS["doc256"][1], **STEPS600}),
@@ -76,7 +76,8 @@ def render(results: dict) -> str:
   lines = ["## The main command's student over seeds", "",
            "`python run.py --config=configs/cnn_student.py` as it stands (its own teacher, steps and dropout masks; "
            "not the reproduction's recipe the ablation above uses), with the settings named, over seeds. Columns as in "
-           "the ablation; the fusion weights and the hub correction's beta are chosen on dev.", ""]
+           "the ablation; the fusion weights and the hub correction's beta are chosen on dev. Figures without ± are "
+           "seed 0 alone: probes that dev did not choose, so not run on more seeds.", ""]
   return "\n".join(lines + ablation.dataset_table(results["dataset"], results)) + "\n"
 
 
