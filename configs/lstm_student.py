@@ -20,7 +20,8 @@ def get_config(arg: str = ""):
   # checked on dev for the BiLSTM: out-of-vocabulary words share <unk> here.
   c.model.lexical_dim = 4096
   c.data.oov_buckets = 0
-  # The CNN's 1,200 steps were chosen on dev for the CNN only; the BiLSTM keeps the 600 it was measured with.
+  # The CNN's 1,200 steps were chosen on dev for the CNN only; the BiLSTM keeps the 600 it was measured with (the
+  # smoke variant keeps its few).
   if arg != "smoke":
     c.train.steps = 600
   return c
