@@ -9,7 +9,7 @@ Token ids are int32 `[..., L]` with 0 = padding (trailing) and 1 = out-of-vocabu
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, get_args
 
 import flax.linen as nn
 import jax
@@ -24,6 +24,10 @@ PAD_ID = 0
 OOV_ID = 1
 
 
+Scoring = Literal["dot", "cosine", "doc_cosine"]
+SCORINGS = get_args(Scoring)  # what DualEncoder accepts, in the order its error names them
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StudentConfig:
   """Fields shared by both students."""
@@ -35,7 +39,7 @@ class StudentConfig:
   # cosine: of the dense part only (the lexical channel stays a dot). doc_cosine: only the document's dense part is
   # scaled to unit length, so no document outscores the others for every claim by its norm (a hub), while the
   # claim's norm still weighs its dense part against the lexical channel.
-  scoring: Literal["dot", "cosine", "doc_cosine"] = "dot"
+  scoring: Scoring = "dot"
   # Raw cosines lie in [-1, 1], far too flat for a softmax over candidates; the scale is learned.
   cosine_scale_init: float = 10.0
   dropout_rate: float = 0.1
@@ -164,9 +168,6 @@ def _encode_flat(tower: Callable[..., Array], ids: Array, deterministic: bool) -
   lead = ids.shape[:-1]
   vecs = tower(ids.reshape(-1, ids.shape[-1]), deterministic=deterministic)
   return vecs.reshape(*lead, vecs.shape[-1])
-
-
-SCORINGS = ("dot", "cosine", "doc_cosine")
 
 
 def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
