@@ -114,8 +114,13 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # alone searches with the hub correction at `hub_beta` (-1: the beta mode=evaluate chose on dev; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
+      # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
+      # uncalibrated figures (`calibrated`). doc_norms: how far each document's dense norm is pulled toward the
+      # searched collection's median (0: as trained, 1: all at the median), on the stage's own training collection and
+      # on any other. stop_df: words in more than this share of the training collection's documents never match in
+      # the lexical channel (1: all match). Chosen on dev: experiments/calibration.py, results/calibration.json.
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
-                  ivf=dict(lists=0, probe=32)),
+                  doc_norms=dict(own=0.25, other=1.0), stop_df=0.25, ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
       hybrid=dict(methods=("linear", "rrf", "gated", "coverage"), depth=100),
       # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): `bank`

@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from configs import pseudo_table as pseudo_table_config
 from experiments import pseudo_table, reproduce, results_md
-from kd_jax import atomic, collection, logbook
+from kd_jax import atomic, calibration, collection, logbook
 from kd_jax.modes import evaluate
 
 # Each lever: a short name (part of the stage name) and its config overrides.
@@ -147,7 +147,8 @@ def transfer(cfg, workdir: Path, target: str, max_claims: int) -> dict:
   cfg.collection.update(dataset=target, name=target, max_claims=max_claims)
   path = workdir / cfg.name / f"eval_{target}.json"
   stored = json.loads(path.read_text()) if path.is_file() else {}
-  if set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods) and "hub_norm" in stored:
+  calibrated = "calibrated" in stored or not calibration.of(cfg, own=False).active
+  if set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods) and "hub_norm" in stored and calibrated:
     return stored
   return evaluate.evaluate_collection(cfg, str(workdir), collection.from_config(cfg))
 
@@ -194,7 +195,10 @@ def render(whole: dict) -> str:
            "titles). Hub: the largest share of test claims with one document in the student's top 10. "
            "Hub-corrected: the same student searching with each document less beta x its mean top-10 score over a "
            "bank of 2,000 of the collection's own documents read as claims (kd_jax/hubness.py; beta chosen on dev, "
-           "and on the training collection's dev for the other collection). + BM25 coverage: linear fusion with the "
+           "and on the training collection's dev for the other collection). Calibrated: searched as mode=search does by "
+           "default, with the training collection's common words kept out of lexical matches and documents' dense "
+           "norms pulled toward the collection's median (kd_jax/calibration.py; results/calibration.md), shown where "
+           "measured. + BM25 coverage: linear fusion with the "
            "student's share scaled by the share of claim and document words it knows (kd_jax/fusion.py). Train "
            "minutes are wall time on 2 CPU cores shared with other jobs: compare them within a table only.", "",
            "Levers: " + "; ".join(f"`{k}` {v}" for k, v in whole["levers"].items()) + ".", ""]
@@ -209,40 +213,51 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
   bm25 = first[0]["bm25_full_collection"]
   lines = [f"### {dataset}", "", f"Produced by `{results['command']}`; {len(first)} seeds. BM25 over the whole "
            f"collection: nDCG@10 {bm25['ndcg@10']:.3f}, R@100 {bm25['recall@100']:.3f}.", "",
-           "| row | levers | params | full nDCG@10 | full R@100 | hub-corrected nDCG@10 | rerank nDCG@10 | + BM25 gated | "
-           "+ BM25 linear | + BM25 coverage | hub | hub, corrected | dev full nDCG@10 | train min |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| row | levers | params | full nDCG@10 | full R@100 | hub-corrected nDCG@10 | calibrated nDCG@10 | "
+           "rerank nDCG@10 | + BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | hub | "
+           "hub, corrected | hub, calibrated | dev full nDCG@10 | train min |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, row in rows.items():
     runs = row["runs"]
     hyb = {m: _ms([r["hybrid"][m]["full_collection"]["test"]["ndcg@10"] for r in runs])
            if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear", "coverage")}
     corrected = all("hub_norm" in r for r in runs)
+    cal = all("hybrid" in r.get("calibrated", {}) for r in runs)
     lines.append(
         f"| {name} | {' '.join(row['levers']) or '—'} | {runs[0]['params']:,} | "
         f"{_ms([r['full_collection']['ndcg@10'] for r in runs])} | "
         f"{_ms([r['full_collection']['recall@100'] for r in runs])} | "
         f"{_ms([r['hub_norm']['full_collection']['ndcg@10'] for r in runs]) if corrected else '—'} | "
-        f"{_ms([r['rerank']['ndcg@10'] for r in runs])} | "
-        f"{hyb['gated']} | {hyb['linear']} | {hyb['coverage']} | {_pct([r['hub']['max_share'] for r in runs])} | "
+        f"{_ms([r['calibrated']['full_collection']['ndcg@10'] for r in runs]) if cal else '—'} | "
+        f"{_ms([r['rerank']['ndcg@10'] for r in runs])} | {hyb['gated']} | {hyb['linear']} | "
+        f"{_ms([r['calibrated']['hybrid']['linear']['full_collection']['test']['ndcg@10'] for r in runs]) if cal else '—'} | "
+        f"{hyb['coverage']} | {_pct([r['hub']['max_share'] for r in runs])} | "
         f"{_pct([r['hub_norm']['hub']['max_share'] for r in runs]) if corrected else '—'} | "
+        f"{_pct([r['calibrated']['hub']['max_share'] for r in runs]) if cal else '—'} | "
         f"{_ms([r['dev_best']['full_ndcg@10'] for r in runs])} | {_ms([r['train_minutes'] for r in runs])} |")
   transfers = {n: r for n, r in rows.items() if all("transfer" in x for x in r["runs"])}
   if transfers:
     target = next(iter(transfers.values()))["runs"][0]["transfer"]
     lines += ["", f"Trained on {dataset}, zero-shot on {target['collection']} (first {target['claims']} test claims; "
               f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}; fusion weights chosen on {dataset} "
-              "dev):", "", "| row | alone | alone, hub-corrected | + BM25 gated | + BM25 linear | + BM25 coverage | hub | "
-              "hub, corrected |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "dev; calibrated: documents' dense norms and the training collection's common words, "
+              "kd_jax/calibration.py):", "", "| row | alone | alone, hub-corrected | alone, calibrated | "
+              "+ BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | hub | "
+              "hub, corrected | hub, calibrated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in transfers.items():
       t = [r["transfer"] for r in row["runs"]]
       fused = {m: _ms([x["hybrid"][m]["full_collection"]["ndcg@10"] for x in t])
                if all(m in x["hybrid"] for x in t) else "—" for m in ("gated", "linear", "coverage")}
       corrected = all("hub_norm" in x for x in t)
+      normed = all("calibrated" in x for x in t)
       lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hub_norm']['full_collection']['ndcg@10'] for x in t]) if corrected else '—'} | "
-                   f"{fused['gated']} | {fused['linear']} | {fused['coverage']} | "
-                   f"{_pct([x['hub']['max_share'] for x in t])} | "
-                   f"{_pct([x['hub_norm']['hub']['max_share'] for x in t]) if corrected else '—'} |")
+                   f"{_ms([x['calibrated']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
+                   f"{fused['gated']} | {fused['linear']} | "
+                   f"{_ms([x['calibrated']['hybrid']['linear']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
+                   f"{fused['coverage']} | {_pct([x['hub']['max_share'] for x in t])} | "
+                   f"{_pct([x['hub_norm']['hub']['max_share'] for x in t]) if corrected else '—'} | "
+                   f"{_pct([x['calibrated']['hub']['max_share'] for x in t]) if normed else '—'} |")
   return lines + [""]
 
 

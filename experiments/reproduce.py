@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from experiments import results_md
-from kd_jax import atomic, logbook, multihost
+from kd_jax import atomic, calibration, logbook, multihost
 from kd_jax.modes import distill, evaluate
 from kd_jax.data import candidates, datasets
 from kd_jax.models import registry
@@ -95,10 +95,11 @@ def eval_stage(cfg, workdir: Path) -> dict:
   _check_same_settings(cfg, workdir / cfg.name)
   if path.is_file():
     stored = json.loads(path.read_text())
+    calibrated = "calibrated" in stored or not calibration.of(cfg, own=True).active
     if "full_collection" not in stored or (set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods)
-                                           and "hub_norm" in stored):
+                                           and "hub_norm" in stored and calibrated):
       return stored
-    # made before a fusion method or the hub correction existed: the figures again
+    # made before a fusion method, the hub correction or the calibration existed: the figures again
     return evaluate.evaluate_stage(cfg, str(workdir))
   if cfg.mode == "distill":
     return distill.distill(cfg, str(workdir))

@@ -16,6 +16,7 @@ SECTIONS = (
     "transfer.md",  # benchmarks/transfer_table.py: the students on the other collection
     "ablation.md",  # experiments/ablation.py: what makes a student search the whole collection
     "main_recipe.md",  # experiments/seed_table.py: the main command's student over seeds
+    "calibration.md",  # experiments/calibration.py: search calibrated for the collection searched
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import evaluate, hybrid, metrics, search, sharding, stage_inputs
+from kd_jax import calibration, evaluate, hybrid, metrics, search, sharding, stage_inputs
 from kd_jax.collection import Source
 from kd_jax.data import tokenize
 from kd_jax.models.build import Built
@@ -22,10 +22,12 @@ from kd_jax.models.build import Built
 
 def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_vecs: np.ndarray,
                     doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
-                    hub_norm: dict | None = None, penalty: np.ndarray | None = None) -> dict:
+                    hub_norm: dict | None = None, penalty: np.ndarray | None = None,
+                    cal: calibration.Calibration = calibration.Calibration()) -> dict:
   """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
   `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
-  (indexing.hub_penalty), the student alone with the hub correction too."""
+  (indexing.hub_penalty), the student alone with the hub correction too; with an active `cal`, the student alone
+  and fused once more, calibrated for the collection (calibration.py)."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -45,12 +47,30 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                                      bm25, mesh, depth, *reach_of(inputs, claims.texts, coll))
   out["hybrid"] = {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
                    for m, w in weights.items()}
+  if cal.active:
+    out["calibrated"] = calibrated_figures(built, params, inputs, claim_vecs, doc_vecs, doc_ids, source, claims,
+                                           weights, mesh, depth, cal)
   if hub_norm is not None:
     h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
                                     doc_bias=hub_norm["beta"] * penalty)
     out["hub_norm"] = {**hub_norm, "full_collection": search.full_collection_metrics(
         h_scores, h_rows, claims.ids, doc_ids, claims.qrels), "hub": hub_share(h_rows)}
   return out
+
+
+def calibrated_figures(built: Built, params, inputs: stage_inputs.StageInputs, claim_vecs: np.ndarray, doc_vecs,
+                       doc_ids: list[str], source: Source, claims, weights: dict[str, float], mesh, depth: int,
+                       cal: calibration.Calibration) -> dict:
+  """The student alone (with its hub check) and its fusions with BM25 (at `weights`), calibrated by `cal`."""
+  vecs, claim_vecs = cal.docs(built, doc_vecs), cal.claims(built, inputs, claim_vecs)
+  scores, rows = search.top_k(built, params, claim_vecs, vecs, depth, mesh)
+  pool = hybrid.full_collection_pool(built, params, claim_vecs, vecs, claims.texts, claims.ids, claims.qrels,
+                                     source.bm25, mesh, depth, *reach_of(inputs, claims.texts, source.collection()))
+  return {**cal.settings(),
+          "full_collection": search.full_collection_metrics(scores, rows, claims.ids, doc_ids, claims.qrels),
+          "hub": hub_share(rows),
+          "hybrid": {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
+                     for m, w in weights.items()}}
 
 
 def hub_norm_settings(config) -> dict:
@@ -140,6 +160,9 @@ def log_summary(result: dict) -> None:
   f = lambda x: f"{x['full_collection']['ndcg@10']:.3f}"  # noqa: E731
   parts = [f"BM25 {f(result['bm25'])}", f"student {f(result['student'])}"]
   parts += [f"hybrid {m} (w={h['weight']:g}) {f(h)}" for m, h in result["hybrid"].items()]
+  if "calibrated" in result:
+    parts.append(f"student calibrated (doc_norms {result['calibrated']['doc_norms']:g}, stop_df "
+                 f"{result['calibrated']['stop_df']:g}) {f(result['calibrated'])}")
   if "hub_norm" in result:
     parts.append(f"student with hub correction (beta={result['hub_norm']['beta']:g}) {f(result['hub_norm'])}")
   if "teacher" in result:

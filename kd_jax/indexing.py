@@ -99,6 +99,8 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
   """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
   bank settings it was made with in `hub_penalty.json`); the bank's documents are read from `source` in one pass."""
   want = {k: int(settings[k]) for k in ("bank", "k", "seed")}
+  if settings.get("doc_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
+    want["doc_norms"] = float(settings["doc_norms"])
   path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)

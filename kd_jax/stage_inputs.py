@@ -2,7 +2,8 @@
 
 `<stage>/inputs/inputs.json` holds the data settings that shape a model's inputs (word and wordpiece lengths, the
 tokenizer, the collection it was trained on) and, for students, `<stage>/inputs/vocab.txt` the word vocabulary its
-embedding rows follow. A stage reads these, not the prepared-data cache: it keeps working after the cache is
+embedding rows follow and `<stage>/inputs/doc_freq.npy` the share of training documents holding each of its words
+(stopwords.py). A stage reads these, not the prepared-data cache: it keeps working after the cache is
 deleted, and reads any other collection with the vocabulary it was trained with.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, multihost, pretrained
+from kd_jax import atomic, multihost, pretrained, stopwords
 from kd_jax.data import tokenize
 
 _LENGTHS = ("claim_word_len", "doc_word_len", "claim_wp_len", "doc_wp_len")
@@ -25,6 +26,7 @@ _LENGTHS = ("claim_word_len", "doc_word_len", "claim_wp_len", "doc_wp_len")
 class StageInputs:
   vocab: list[str]  # the student's word vocabulary (row i of its embedding table); the teacher's is its tokenizer's
   settings: dict  # tokenizer, lengths, the training data's name and prepared-data fingerprint
+  doc_freq: np.ndarray | None = None  # [len(vocab)]: share of the training collection's documents holding each word
 
   @functools.cached_property
   def word_index(self) -> dict[str, int]:
@@ -55,10 +57,14 @@ def save(stage: Path, prepared, data_cfg) -> None:
               "data": data_cfg.name, "prepared": prepared.root.name, "vocab_size": len(prepared.vocab),
               "oov_buckets": prepared.oov_buckets}
 
+  freq = stopwords.doc_freq(prepared.docs_words, len(prepared.vocab))
+
   def write():
     out = folder(stage)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "vocab.txt", "\n".join(prepared.vocab))
+    with atomic.open_for_write(out / "doc_freq.npy", "wb") as f:
+      np.save(f, freq)
     atomic.write_text(out / "inputs.json", json.dumps(settings, indent=2))  # last: marks the folder complete
   multihost.primary_writes(f"the inputs of {stage}", write)
 
@@ -73,8 +79,23 @@ def load(stage: Path) -> StageInputs:
   if len(vocab) != settings["vocab_size"]:
     raise ValueError(f"{folder(stage) / 'vocab.txt'} holds {len(vocab)} words, {settings['vocab_size']} expected: "
                      "the stage folder is damaged; run --config.mode=evaluate with its training config to rewrite it.")
-  return StageInputs(vocab=vocab, settings=settings)
+  freq_path = folder(stage) / "doc_freq.npy"
+  return StageInputs(vocab=vocab, settings=settings, doc_freq=np.load(freq_path) if freq_path.is_file() else None)
 
 
 def stored(stage: Path) -> bool:
   return (folder(stage) / "inputs.json").is_file()
+
+
+def add_doc_freq(stage: Path, prepared) -> None:
+  """Adds doc_freq.npy to the inputs of a stage saved before it existed, from the prepared data it was trained on."""
+  settings = json.loads((folder(stage) / "inputs.json").read_text())
+  if prepared.root.name != settings["prepared"]:
+    raise ValueError(f"{stage} was trained on prepared data {settings['prepared']}, not {prepared.root.name}: pass "
+                     "the stage's own training config to store its word frequencies.")
+  freq = stopwords.doc_freq(prepared.docs_words, len(prepared.vocab))
+
+  def write():
+    with atomic.open_for_write(folder(stage) / "doc_freq.npy", "wb") as f:
+      np.save(f, freq)
+  multihost.primary_writes(f"the word frequencies of {stage}", write)

@@ -1,6 +1,7 @@
 """A trained stage on collections beyond its training data: index, search and evaluate zero-shot, on the real
 SciFact and FEVER-titles data; the stage folder carries its own vocabulary; a killed indexing run resumes."""
 
+import collections
 import json
 import shutil
 
@@ -44,7 +45,9 @@ def test_the_stage_folder_carries_its_vocabulary(stage):
 
 def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   c, root = stage
-  result = evaluate.evaluate_stage(_on(c, dataset="fever_titles", max_claims=300), str(root / "work"))
+  on = _on(c, dataset="fever_titles", max_claims=300)
+  on.search.doc_norms.other, on.search.stop_df = 0.5, 0.3
+  result = evaluate.evaluate_stage(on, str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
   assert saved == json.loads(json.dumps(result))
@@ -96,6 +99,29 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   np.testing.assert_allclose(hn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
                              atol=2e-3)
 
+  # Calibrated (calibration.py): documents' dense norms pulled half way (in log space) to the collection's median,
+  # and the lexical buckets of words found in more than 30% of SciFact's abstracts zeroed in the claims.
+  dn, dim = saved["calibrated"], c.model.out_dim
+  norms = np.linalg.norm(d[:, :dim], axis=1)
+  assert (norms > 0).all()
+  scaled = np.concatenate([d[:, :dim] * np.sqrt(np.median(norms) / norms)[:, None], d[:, dim:]], 1)
+  sci = datasets.load(c.data).collection
+  sci_words = tokenize.word_ids(index, [sci.document(i) for i in range(len(sci))], c.data.doc_word_len, oov)
+  holding = collections.Counter(w for row in sci_words for w in set(row.tolist()) if 1 < w < len(vocab))
+  common = np.array(sorted(w for w, n in holding.items() if n / len(sci_words) > 0.3))
+  assert 5 <= len(common) <= 60 and "the" in {vocab[w] for w in common}
+  hashed = (common.astype(np.uint64) * 0x9E3779B1 % 2**32) >> (32 - int(np.log2(c.model.lexical_dim)))
+  q_cut = q.copy()
+  q_cut[:, dim + hashed.astype(int)] = 0.0
+  calibrated = q_cut @ scaled.T
+  top = np.argsort(-calibrated, axis=1, kind="stable")[:, :100]
+  run = {cid: {coll.ids[r]: float(calibrated[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
+  measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+  assert (dn["doc_norms"], dn["stop_df"]) == (0.5, 0.3) and set(dn["hybrid"]) == set(saved["hybrid"])
+  np.testing.assert_allclose(dn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
+                             atol=2e-3)
+  assert abs(dn["hub"]["max_share"] - collection_eval.hub_share(top)["max_share"]) <= 2 / 300  # near-ties may swap
+
 
 def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path, capsys):
   c, root = stage
@@ -109,6 +135,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
           {"_id": "d3", "title": "Insulin", "text": "Insulin resistance in type 2 diabetes."}]
   jsonl.write_text("\n".join(json.dumps(d) for d in docs))
   on = _on(c, path=str(jsonl))
+  on.search.doc_norms.other = 0.0  # the stored vectors as trained, until the last check below
   on.mode = "index"
   modes.run(on, str(work))
   on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency cancer risk", 3
@@ -143,6 +170,16 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert [h[0] for h in approx] == [h[0] for h in corrected]
   np.testing.assert_allclose([h[1] for h in approx], [h[1] for h in corrected], rtol=1e-4, atol=1e-4)
   assert (work / "cnn_student" / "index" / "docs" / "ivf-2" / "meta.json").is_file()
+
+  # Every document's dense part at the collection's median norm (doc_norms.py, strength 1), by NumPy.
+  on.search.ivf.lists, on.search.hub_beta, on.search.doc_norms.other = 0, 0.0, 1.0
+  calibrated = modes.run(on, str(work))[0]
+  scaled, dim = np.array(vecs), c.model.out_dim
+  norms = np.linalg.norm(scaled[:, :dim], axis=1)
+  scaled[:, :dim] *= (np.median(norms) / norms)[:, None]
+  want = query @ scaled.T
+  assert [h[0] for h in calibrated] == [ids[i] for i in np.argsort(-want, kind="stable")]
+  np.testing.assert_allclose([h[1] for h in calibrated], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
 
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from kd_jax import (atomic, collection, collection_eval, evaluate, hubness, hybrid, indexing, multihost, search,
-                    sharding, stage_inputs, train)
+from kd_jax import (atomic, calibration, collection, collection_eval, evaluate, hubness, hybrid, indexing, multihost,
+                    search, sharding, stage_inputs, train)
 from kd_jax.data import candidates, datasets, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -57,6 +57,14 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["hub"] = collection_eval.hub_share(rows)
     result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
     result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split)
+    cal = calibration.of(config, own=True)
+    if cal.active:  # the calibration mode=search applies on the training collection (calibration.py)
+      inputs = stage.stage_inputs_of(config, out)
+      s_scores, s_rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs), cal.docs(built, doc_vecs),
+                                      100, mesh)
+      result["calibrated"] = {**cal.settings(), "hub": collection_eval.hub_share(s_rows),
+                              "full_collection": search.full_collection_metrics(s_scores, s_rows, claim_ids,
+                                                                                prepared.doc_ids, prepared.qrels[split])}
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
@@ -67,6 +75,10 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
       dev = restored.predict_split("dev")
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
                                  data, bm25)
+      if cal.active:  # the fusions again with the calibrated student, their weights chosen on dev again
+        result["calibrated"]["hybrid"] = _hybrid(config, built, params, prepared, mesh, cal.docs(built, doc_vecs),
+                                                 {split: pred, "dev": dev}, split, data, bm25,
+                                                 lambda v: cal.claims(built, inputs, v), rerank=False)
   multihost.primary_writes(f"{out / f'eval_{split}.json'}",
                            lambda: atomic.write_text(out / f"eval_{split}.json", json.dumps(result, indent=2)))
   logging.info("%s on %s: reranking nDCG@10 %.4f%s -> %s", config.name, split, result["rerank"]["ndcg@10"],
@@ -75,8 +87,10 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   return result
 
 
-def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str, data, bm25) -> dict:
-  """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking and full collection)."""
+def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split: str, data, bm25,
+            claim_fn=lambda v: v, rerank: bool = True) -> dict:
+  """Student + BM25 fusion per method: weight chosen on dev, `split` figures (reranking unless not `rerank`, and full
+  collection); `claim_fn` transforms the claim vectors (calibration.py) before search."""
   pools, reach = {}, {}
   vocab_size = len(prepared.vocab)
   doc_cov = tokenize.coverage(prepared.docs_words, vocab_size)  # what the coverage fusion lets the student speak for
@@ -86,7 +100,7 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
     src = prepared.source(s)
     claim_words = np.stack([src[i]["claim_words"] for i in range(len(src))])
     claim_cov = tokenize.coverage(claim_words, vocab_size)
-    claim_vecs = search.encode_claims(built, params, claim_words, mesh)
+    claim_vecs = claim_fn(search.encode_claims(built, params, claim_words, mesh))
     pools[s] = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, [text[c] for c in claim_ids],
                                            claim_ids, prepared.qrels[s], bm25, mesh, config.hybrid.depth,
                                            claim_cov, lambda rows: doc_cov[rows])
@@ -95,8 +109,9 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
   out = {}
   for m in config.hybrid.methods:
     out[m] = {
-        "rerank": hybrid.choose(lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w, reach["dev"]),
-                                lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w, reach[split])),
+        **({"rerank": hybrid.choose(
+            lambda w: hybrid.rerank_metrics(preds["dev"], bm25_cands["dev"], m, w, reach["dev"]),
+            lambda w: hybrid.rerank_metrics(preds[split], bm25_cands[split], m, w, reach[split]))} if rerank else {}),
         "full_collection": hybrid.choose(
             lambda w: hybrid.full_collection_metrics(pools["dev"], m, w, prepared.doc_ids, config.hybrid.depth),
             lambda w: hybrid.full_collection_metrics(pools[split], m, w, prepared.doc_ids, config.hybrid.depth))}
@@ -156,7 +171,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
-                                              config.hybrid.depth, hub_norm, penalty)}
+                                              config.hybrid.depth, hub_norm, penalty,
+                                              calibration.of(config, own=False))}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}

@@ -1,5 +1,5 @@
 """mode=search: top-k documents for a claim (or a file of claims) from a stored index, alone (with the hub correction
-the stage chose on dev, hubness.py) or fused with BM25."""
+the stage chose on dev, hubness.py) or fused with BM25, calibrated for the collection first (calibration.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import collection_eval, fusion, hybrid, indexing, ivf, multihost, search, sharding
+from kd_jax import calibration, collection, collection_eval, fusion, hybrid, indexing, ivf, multihost, search, sharding
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -39,8 +39,12 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
   built, params, inputs = stage.student(config, out, mesh)
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
+  cal = calibration.of(config, own=collection.from_config(config) is None)
+  doc_vecs = cal.docs(built, doc_vecs)
+  if cal.active:
+    logging.info("Calibrated search (calibration.py): %s", cal.settings())
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
-  claim_vecs = search.encode_claims(built, params, ids, mesh)
+  claim_vecs = cal.claims(built, inputs, search.encode_claims(built, params, ids, mesh))
   coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
     weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
@@ -58,12 +62,15 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = collection_eval.own_dev_hub_norm(out) or collection_eval.hub_norm_settings(config)
-      bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, h, mesh)
+      bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs,
+                                         {**h, "doc_norms": cal.doc_norms}, mesh)
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
                    beta, h["k"], min(h["bank"], len(doc_ids)))
     lists = int(s.get("ivf", {}).get("lists", 0))
     if lists:  # approximate: only the documents of each claim's best lists are scored (ivf.py)
-      index = ivf.IVF(ivf.build(root / f"ivf-{lists}", doc_vecs, lists))
+      # Its lists hold copies of the vectors: one IVF per norm strength.
+      index = ivf.IVF(ivf.build(root / (f"ivf-{lists}" + (f"-norms{cal.doc_norms:g}" if cal.doc_norms else "")),
+                                doc_vecs, lists))
       scores, rows = index.search(built, params, claim_vecs, s.top_k, int(s.ivf.probe), doc_bias=bias)
       logging.info("IVF search: %d of %d lists probed per claim", min(int(s.ivf.probe), lists), lists)
     else:

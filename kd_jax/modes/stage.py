@@ -78,11 +78,14 @@ def no_teacher(tdir: Path) -> FileNotFoundError:
 
 
 def stage_inputs_of(config, stage: Path) -> stage_inputs.StageInputs:
-  """The vocabulary and lengths stored in the stage folder (from the prepared data, stored now, for stages trained
-  before folders carried them)."""
+  """The vocabulary, lengths and word frequencies stored in the stage folder (from the prepared data, stored now, for
+  stages trained before folders carried them)."""
   if not stage_inputs.stored(stage):
     check_writable(config.data, stage)
     stage_inputs.save(stage, prepare.prepare(config.data), config.data)
+  elif config.model.kind != "teacher" and not (stage_inputs.folder(stage) / "doc_freq.npy").is_file():
+    check_writable(config.data, stage)
+    stage_inputs.add_doc_freq(stage, prepare.prepare(config.data))
   return stage_inputs.load(stage)
 
 

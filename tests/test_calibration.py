@@ -1,0 +1,137 @@
+"""Search calibrated for a collection, against NumPy: documents' dense norms pulled toward the collection's median
+(kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training collection's common words
+kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py)."""
+
+import collections
+import types
+
+import ml_collections
+import numpy as np
+import pytest
+
+from kd_jax import calibration, compact, doc_norms, search, sharding, stopwords
+from kd_jax.models import students
+
+DENSE, LEX = 6, 8
+
+
+def _vecs(n=50, seed=0):
+  rng = np.random.default_rng(seed)
+  dense = rng.normal(size=(n, DENSE)) * rng.uniform(0.2, 5.0, size=(n, 1))  # norms spread over a factor of 25
+  lex = np.maximum(rng.normal(size=(n, LEX)), 0)
+  return np.concatenate([dense, lex], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.25, 0.5, 1.0])
+def test_factors_move_log_norms_toward_the_median(strength):
+  norms = np.array([0.5, 1.0, 2.0, 4.0, 0.0, 8.0])
+  got = doc_norms.factors(norms, strength)
+  median = np.median([0.5, 1.0, 2.0, 4.0, 8.0])  # of the non-zero norms
+  want = np.where(norms > 0, np.exp((1 - strength) * np.log(np.maximum(norms, 1e-30)) + strength * np.log(median))
+                  / np.maximum(norms, 1e-30), 1.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  if strength == 1.0:
+    np.testing.assert_allclose((norms * got)[norms > 0], median, rtol=1e-6)  # every document at the median
+  assert got[4] == 1.0  # a zero dense part stays zero
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_a_strength_outside_0_1_is_refused_in_one_line(bad):
+  with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\]") as e:
+    doc_norms.factors(np.ones(3), bad)
+  assert "\n" not in str(e.value)
+  config = ml_collections.ConfigDict({"search": {"doc_norms": {"own": 0.25, "other": bad}}})
+  assert doc_norms.strength_for(config, own=True) == 0.25
+  with pytest.raises(ValueError, match=r"^search\.doc_norms\.other must lie in \[0, 1\]"):
+    doc_norms.strength_for(config, own=False)
+  assert doc_norms.strength_for(ml_collections.ConfigDict({"search": {}}), own=False) == 0.0  # saved before it
+
+
+def test_the_view_scales_only_the_dense_part_and_never_writes_the_index(tmp_path):
+  vecs = _vecs()
+  table = np.lib.format.open_memmap(tmp_path / "v.npy", mode="w+", dtype=np.float32, shape=vecs.shape)
+  table[:] = vecs
+  view = doc_norms.calibrated(table, DENSE, 1.0)
+  norms = np.linalg.norm(vecs[:, :DENSE], axis=1)
+  want = vecs.copy()
+  want[:, :DENSE] *= (np.median(norms) / norms)[:, None]
+  np.testing.assert_allclose(view[3:17], want[3:17], rtol=1e-5)
+  rows = np.array([[4, 0, 9], [49, 4, 4]])  # fusion pools index with [Q, U] row arrays
+  np.testing.assert_allclose(view[rows], want[rows], rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(view), want, rtol=1e-5)
+  np.testing.assert_array_equal(view[:][:, DENSE:], vecs[:, DENSE:])  # the lexical channel as stored
+  np.testing.assert_array_equal(np.asarray(table), vecs)
+  assert view.shape == vecs.shape and len(view) == len(vecs)
+  assert doc_norms.calibrated(table, DENSE, 0.0) is table  # strength 0: the index itself
+  # A compact index is read through its decoded rows.
+  stored, scales = compact.encode(vecs, "int8")
+  np.testing.assert_allclose(doc_norms.dense_norms(compact.Table(stored, scales, "int8"), DENSE, chunk_rows=7),
+                             np.linalg.norm(compact.decode(stored, scales, "int8")[:, :DENSE], axis=1), rtol=1e-6)
+
+
+def _student(scoring):
+  cfg = students.CNNConfig(vocab_size=10, out_dim=DENSE, lexical_dim=LEX, scoring=scoring, cosine_scale_init=3.0)
+  params = {"cosine_scale": np.float32(3.0)} if scoring != "dot" else {}
+  return types.SimpleNamespace(module=students.CNNStudent(cfg)), params
+
+
+def test_search_over_the_view_equals_numpy_over_scaled_vectors():
+  built, params = _student("dot")
+  vecs, claims = _vecs(), _vecs(5, seed=1)
+  mesh = sharding.make_mesh(1, 1)
+  scores, rows = search.top_k(built, params, claims, doc_norms.calibrated(vecs, DENSE, 0.5), 10, mesh,
+                              chunk_rows=16)
+  f = doc_norms.factors(np.linalg.norm(vecs[:, :DENSE], axis=1), 0.5)
+  brute = claims[:, :DENSE] @ (vecs[:, :DENSE] * f[:, None]).T + claims[:, DENSE:] @ vecs[:, DENSE:].T
+  np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
+  np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_that_normalises_documents_is_unchanged():
+  built, params = _student("doc_cosine")
+  vecs, claims = _vecs(), _vecs(5, seed=1)
+  mesh = sharding.make_mesh(1, 1)
+  plain = search.top_k(built, params, claims, vecs, 10, mesh)
+  calibrated = search.top_k(built, params, claims, doc_norms.calibrated(vecs, DENSE, 1.0), 10, mesh)
+  np.testing.assert_array_equal(plain[1], calibrated[1])
+  np.testing.assert_allclose(plain[0], calibrated[0], rtol=1e-5, atol=1e-5)
+
+
+def test_document_frequencies_equal_a_count_of_documents_holding_each_word():
+  rng = np.random.default_rng(3)
+  words = rng.integers(0, 40, size=(57, 12))
+  words[:, 9:] = 0  # trailing padding
+  words[5] = 0  # a document of padding only
+  words[:, 0] = 7  # in every document
+  got = stopwords.doc_freq(words, vocab_size=30, chunk_rows=10)  # ids 30.. are hashed rare words: not counted
+  holding = collections.Counter(w for row in words for w in set(row.tolist()))
+  want = np.array([0.0, 0.0] + [holding[w] / 57 for w in range(2, 30)])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got[7] == 1.0
+  np.testing.assert_array_equal(stopwords.stop_ids(got, 0.5), np.flatnonzero(want > 0.5))
+  assert len(stopwords.stop_ids(got, 1.0)) == 0
+
+
+def test_common_words_lose_only_their_lexical_buckets_in_claims():
+  built, _ = _student("dot")
+  freq = np.zeros(10, np.float32)
+  freq[[3, 5]] = [0.9, 0.6]
+  inputs = types.SimpleNamespace(doc_freq=freq)
+  claims = _vecs(4, seed=2) + 1.0  # no zeros, so every zeroed value shows
+  cut = calibration.Calibration(stop_df=0.7).claims(built, inputs, claims)
+  bucket = (3 * 0x9E3779B1 % 2**32) >> (32 - 3)  # word 3's bucket: the top log2(8) bits of id x golden (mod 2^32)
+  want = claims.copy()
+  want[:, DENSE + bucket] = 0.0
+  np.testing.assert_array_equal(cut, want)
+  assert calibration.Calibration(stop_df=1.0).claims(built, inputs, claims) is claims  # off
+  with pytest.raises(ValueError, match="no word frequencies"):
+    calibration.Calibration(stop_df=0.5).claims(built, types.SimpleNamespace(doc_freq=None), claims)
+  with pytest.raises(ValueError, match=r"^search\.stop_df must lie in \(0, 1\]"):
+    stopwords.check(0.0)
+
+
+def test_the_config_names_the_calibration_for_own_and_other_collections():
+  config = ml_collections.ConfigDict({"search": {"doc_norms": {"own": 0.25, "other": 1.0}, "stop_df": 0.5}})
+  assert calibration.of(config, own=True) == calibration.Calibration(doc_norms=0.25, stop_df=0.5)
+  assert calibration.of(config, own=False) == calibration.Calibration(doc_norms=1.0, stop_df=0.5)
+  assert not calibration.of(ml_collections.ConfigDict({"search": {}}), own=False).active  # saved before it
