@@ -10,7 +10,8 @@ from configs import cnn_student, common
 
 
 def get_config(arg: str = ""):
-  c = cnn_student.get_config(arg)
+  # The CNN's 1,200 steps were chosen on dev for the CNN only; the BiLSTM keeps the 600 it was measured with.
+  c = cnn_student.student_config(arg, steps=600)
   c.name = "lstm_student"
   c.model = common.student_model("lstm", hidden=128, pooling="max")
   # Flax's dropout masks: hashed ones (the CNN's) were not checked on dev for the BiLSTM, and save it only ~6%.
@@ -20,8 +21,4 @@ def get_config(arg: str = ""):
   # checked on dev for the BiLSTM: out-of-vocabulary words share <unk> here.
   c.model.lexical_dim = 4096
   c.data.oov_buckets = 0
-  # The CNN's 1,200 steps were chosen on dev for the CNN only; the BiLSTM keeps the 600 it was measured with (the
-  # smoke variant keeps its few).
-  if arg != "smoke":
-    c.train.steps = 600
   return c

@@ -242,8 +242,8 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
               f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}; fusion weights chosen on {dataset} "
               "dev; calibrated: documents' dense norms and the training collection's common words, "
               "kd_jax/calibration.py):", "", "| row | alone | alone, hub-corrected | alone, calibrated | "
-              "+ BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | hub | "
-              "hub, corrected | hub, calibrated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "+ BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | + BM25 coverage, "
+              "calibrated | hub | hub, corrected | hub, calibrated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in transfers.items():
       t = [r["transfer"] for r in row["runs"]]
       fused = {m: _ms([x["hybrid"][m]["full_collection"]["ndcg@10"] for x in t])
@@ -255,7 +255,9 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
                    f"{_ms([x['calibrated']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
                    f"{fused['gated']} | {fused['linear']} | "
                    f"{_ms([x['calibrated']['hybrid']['linear']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
-                   f"{fused['coverage']} | {_pct([x['hub']['max_share'] for x in t])} | "
+                   f"{fused['coverage']} | "
+                   f"{_ms([x['calibrated']['hybrid']['coverage']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
+                   f"{_pct([x['hub']['max_share'] for x in t])} | "
                    f"{_pct([x['hub_norm']['hub']['max_share'] for x in t]) if corrected else '—'} | "
                    f"{_pct([x['calibrated']['hub']['max_share'] for x in t]) if normed else '—'} |")
   return lines + [""]
