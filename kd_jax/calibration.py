@@ -25,9 +25,10 @@ class Calibration:
   def settings(self) -> dict:
     return {"doc_norms": self.doc_norms, "stop_df": self.stop_df}
 
-  def docs(self, built, doc_vecs):
-    """The index as search should read it (itself when the norms are left alone)."""
-    return doc_norms.calibrated(doc_vecs, doc_norms.dense_dim(built), self.doc_norms)
+  def docs(self, built, doc_vecs, norms: np.ndarray | None = None):
+    """The index as search should read it (itself when the norms are left alone); `norms`: its dense norms, if
+    stored."""
+    return doc_norms.calibrated(doc_vecs, doc_norms.dense_dim(built), self.doc_norms, norms)
 
   def claims(self, built, inputs, claim_vecs: np.ndarray) -> np.ndarray:
     """Claim vectors without the lexical buckets of the training collection's common words."""

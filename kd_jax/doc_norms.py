@@ -11,8 +11,8 @@ space, to the median m of the dense norms of the collection being searched,
 strength 0 leaves the vectors as trained; 1 gives every document the median norm, so only the direction of its dense
 part ranks it. The median is the collection's own, so the dense part keeps the scale the student gave that
 collection against the lexical channel, which is left alone (an exact-match score, not a direction). Scoring that
-already normalises documents (`doc_cosine`, `cosine`) is unchanged by it. The strength is chosen on dev, on the
-training collection and the other one (experiments/doc_norms.py).
+already normalises documents (`doc_cosine`, `cosine`) is unchanged by it. The strength is chosen on dev, once for the
+training collection and once for any other (experiments/calibration.py).
 """
 
 from __future__ import annotations
@@ -83,14 +83,15 @@ class Scaled:
     return out if dtype is None else out.astype(dtype)
 
 
-def calibrated(doc_vecs, dense_dim: int, strength: float):
-  """`doc_vecs` itself at strength 0, else the Scaled view at `strength`."""
+def calibrated(doc_vecs, dense_dim: int, strength: float, norms: np.ndarray | None = None):
+  """`doc_vecs` itself at strength 0, else the Scaled view at `strength`; `norms` [N] (dense_norms, e.g. stored
+  beside a large index) spares a pass over the vectors."""
   if check(strength) == 0.0:
     return doc_vecs
-  return Scaled(doc_vecs, factors(dense_norms(doc_vecs, dense_dim), strength), dense_dim)
+  norms = dense_norms(doc_vecs, dense_dim) if norms is None else norms
+  return Scaled(doc_vecs, factors(norms, strength), dense_dim)
 
 
 def dense_dim(built) -> int:
   """How many leading values of a student's vectors are its dense part (the rest: the lexical channel)."""
   return int(built.module.config.out_dim)
-

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, compact, hubness, multihost, search
+from kd_jax import atomic, compact, doc_norms, hubness, multihost, search
 from kd_jax.collection import Source
 from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
@@ -70,7 +70,9 @@ def _start(out: Path, ids: list[str], dim: int, dtype: str) -> int:
 
   def fresh():
     out.mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").unlink(missing_ok=True)
+    # Files derived from the vectors (dense_norms, hub_penalty) go with them.
+    for name in ("meta.json", "dense_norms.npy", "hub_penalty.npy", "hub_penalty.json"):
+      (out / name).unlink(missing_ok=True)
     atomic.write_text(out / "doc_ids.json", json.dumps(ids))
     np.lib.format.open_memmap(out / "doc_vecs.npy", mode="w+", dtype=compact.STORED[dtype],
                               shape=(len(ids), dim)).flush()
@@ -92,6 +94,23 @@ def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
     del table
   atomic.write_text(out / "progress.json", json.dumps({"done": start + len(vecs), "dim": int(vecs.shape[1]),
                                                        "dtype": dtype}))
+
+
+def dense_norms(root: Path, doc_vecs, dense_dim: int) -> np.ndarray:
+  """The dense norms [N] of the index in `root` (doc_norms.dense_norms), computed once and stored beside it
+  (`dense_norms.npy`): a search of one claim then reads the index once, not twice."""
+  path = root / "dense_norms.npy"
+  if path.is_file():
+    norms = np.load(path)
+    if len(norms) == len(doc_vecs):
+      return norms
+  norms = doc_norms.dense_norms(doc_vecs, dense_dim)
+
+  def write():
+    with atomic.open_for_write(path, "wb") as f:
+      np.save(f, norms)
+  multihost.primary_writes(f"the dense norms of {root}", write)
+  return norms
 
 
 def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,

@@ -180,6 +180,8 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ scaled.T
   assert [h[0] for h in calibrated] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in calibrated], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+  stored_norms = work / "cnn_student" / "index" / "docs" / "dense_norms.npy"  # kept for the next search
+  np.testing.assert_allclose(np.load(stored_norms), norms, rtol=1e-6)
 
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
@@ -191,8 +193,11 @@ def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   params, _ = train.restore_params(run_dir, built, c, mesh)
   source = collection.from_config(_on(c, dataset="scifact"))
   whole = indexing.build_index(built, params, inputs, source, tmp_path / "whole", mesh, {}, chunk=2000)
+  (tmp_path / "killed").mkdir()
+  np.save(tmp_path / "killed" / "dense_norms.npy", np.ones(3))  # derived from vectors a fresh start replaces
   indexing.build_index(built, params, inputs, source, tmp_path / "killed", mesh, {}, chunk=2000, stop_after_chunks=1)
   assert not search.Index(tmp_path / "killed").exists()
+  assert not (tmp_path / "killed" / "dense_norms.npy").exists()
   assert json.loads((tmp_path / "killed" / "progress.json").read_text())["done"] == 2000
   resumed = indexing.build_index(built, params, inputs, source, tmp_path / "killed", mesh, {}, chunk=2000)
   a, ids_a, _ = whole.read()

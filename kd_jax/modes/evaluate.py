@@ -59,9 +59,8 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split)
     cal = calibration.of(config, own=True)
     if cal.active:  # the calibration mode=search applies on the training collection (calibration.py)
-      inputs = stage.stage_inputs_of(config, out)
-      s_scores, s_rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs), cal.docs(built, doc_vecs),
-                                      100, mesh)
+      inputs, cal_docs = stage.stage_inputs_of(config, out), cal.docs(built, doc_vecs)
+      s_scores, s_rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs), cal_docs, 100, mesh)
       result["calibrated"] = {**cal.settings(), "hub": collection_eval.hub_share(s_rows),
                               "full_collection": search.full_collection_metrics(s_scores, s_rows, claim_ids,
                                                                                 prepared.doc_ids, prepared.qrels[split])}
@@ -76,7 +75,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
                                  data, bm25)
       if cal.active:  # the fusions again with the calibrated student, their weights chosen on dev again
-        result["calibrated"]["hybrid"] = _hybrid(config, built, params, prepared, mesh, cal.docs(built, doc_vecs),
+        result["calibrated"]["hybrid"] = _hybrid(config, built, params, prepared, mesh, cal_docs,
                                                  {split: pred, "dev": dev}, split, data, bm25,
                                                  lambda v: cal.claims(built, inputs, v), rerank=False)
   multihost.primary_writes(f"{out / f'eval_{split}.json'}",

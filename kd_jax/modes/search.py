@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import calibration, collection, collection_eval, fusion, hybrid, indexing, ivf, multihost, search, sharding
+from kd_jax import (calibration, collection, collection_eval, doc_norms, fusion, hybrid, indexing, ivf, multihost,
+                    search, sharding)
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -40,7 +41,8 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   built, params, inputs = stage.student(config, out, mesh)
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   cal = calibration.of(config, own=collection.from_config(config) is None)
-  doc_vecs = cal.docs(built, doc_vecs)
+  if cal.doc_norms:
+    doc_vecs = cal.docs(built, doc_vecs, indexing.dense_norms(root, doc_vecs, doc_norms.dense_dim(built)))
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
