@@ -1,7 +1,7 @@
 """Choosing the search calibration on dev (kd_jax/calibration.py): finished students search their own collection and
 the other dataset's, with the training collection's common words kept out of lexical matches (`search.stop_df`) and
 documents' dense norms pulled toward the searched collection's median (`search.doc_norms`), over a grid of both.
-Writes results/calibration.json and results/calibration.md (a section of RESULTS.md).
+Writes results/calibration.json, results/calibration.md (a section of RESULTS.md) and results/calibration.png.
 
   KD_JAX_DATA_DIR=../shared/data python -m experiments.calibration --workdir=workdir
 
@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from experiments import results_md
+from experiments import reproduce, results_md
 from kd_jax import atomic, calibration, collection, collection_eval, indexing, search, sharding
 from kd_jax.modes import stage
 
@@ -140,6 +140,26 @@ def render(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def plot(results: dict, out: Path) -> None:
+  """calibration.png: mean dev nDCG@10 over the stages against the norm strength, one line per stop_df, on the
+  stages' own collections and on the other ones; the chosen settings marked."""
+  plt = reproduce.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  c = results["chosen"]
+  for ax, where, title in zip(axes, ("own", "other"), ("own collection (dev)", "other collection (dev)")):
+    for t in results["stop_dfs"]:
+      ax.plot(results["strengths"], [c["dev_ndcg@10"][where][key(t, s)] for s in results["strengths"]], "o-",
+              label=f"stop_df {t:g}" + (" (off)" if t >= 1 else ""))
+    chosen_s = c["doc_norms"][where]
+    ax.plot([chosen_s], [c["dev_ndcg@10"][where][key(c["stop_df"], chosen_s)]], "k*", markersize=14, label="chosen")
+    ax.set_xlabel("doc_norms strength (0: as trained)")
+    ax.set_ylabel(f"mean nDCG@10 over {len(results['stages'])} students")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(out / "calibration.png", dpi=110)
+
+
 def main(argv):
   del argv
   f = flags.FLAGS
@@ -159,6 +179,7 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   atomic.write_text(out / "calibration.json", json.dumps(results, indent=2))
   atomic.write_text(out / "calibration.md", render(results))
+  plot(results, out)
   results_md.write(out)
   print(render(results))
 
