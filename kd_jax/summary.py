@@ -21,6 +21,10 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
     h = student["hub_norm"]
     rows.append((f"{student['model']} alone, hub-corrected (dev-chosen beta {h['beta']:g})", None,
                  h["full_collection"][metric]))
+  if "calibrated" in student:
+    c = student["calibrated"]
+    rows.append((f"{student['model']} alone, calibrated as mode=search searches (doc_norms {c['doc_norms']:g}, "
+                 f"stop_df {c['stop_df']:g})", None, c["full_collection"][metric]))
   for method, h in student.get("hybrid", {}).items():
     rows.append((f"{student['model']} + BM25, {method} (dev-chosen weights {h['rerank']['weight']:g} / "
                  f"{h['full_collection']['weight']:g})", h["rerank"]["test"][metric],
@@ -30,9 +34,11 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
   lines += [f"| {name} | {_f(rr)} | {_f(fc)} |" for name, rr, fc in rows]
   hub = student.get("hub")
   if hub:
-    corrected = student.get("hub_norm", {}).get("hub")
+    also = [(student.get("hub_norm", {}).get("hub"), "hub-corrected"), (student.get("calibrated", {}).get("hub"),
+                                                                         "calibrated")]
+    also = [f"{100 * h['max_share']:.1f}% {name}" for h, name in also if h]
     lines += ["", f"Hub check: one document is in the student's top {hub['k']} for {100 * hub['max_share']:.1f}% of "
-              "claims" + (f" ({100 * corrected['max_share']:.1f}% hub-corrected)." if corrected else ".")]
+              "claims" + (f" ({', '.join(also)})." if also else ".")]
   lines += ["", f"Files: {stage}/eval_test.json (every figure), {stage}/metrics.jsonl and tensorboard/ (training), "
             f"{stage}/checkpoints/ (latest and best), {stage}/inputs/ (vocabulary); teacher: {teacher_dir}."]
   if teacher is None:

@@ -25,6 +25,12 @@ def test_table_lists_bm25_teacher_student_and_hybrids_with_their_weights():
   text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
   assert "| cnn_student alone, hub-corrected (dev-chosen beta 0.25) | — | 0.421 |" in text.splitlines()
   assert "2.0% of claims (1.0% hub-corrected)." in text
+  student["calibrated"] = {"doc_norms": 0.25, "stop_df": 0.25, "full_collection": _m(0.43),
+                           "hub": {"k": 10, "max_share": 0.015}}
+  text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
+  assert ("| cnn_student alone, calibrated as mode=search searches (doc_norms 0.25, stop_df 0.25) | — | 0.430 |"
+          in text.splitlines())
+  assert "2.0% of claims (1.0% hub-corrected, 1.5% calibrated)." in text
   # Without the teacher's test evaluation the table says how to get it.
   text = summary.render(student, None, Path("w/cnn_student"), Path("w/teacher"))
   assert "teacher (cross-encoder)" not in text and "--config.name=teacher --config.mode=evaluate" in text
