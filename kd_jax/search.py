@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from kd_jax import atomic, compact, metrics, sharding
+from kd_jax import atomic, compact, doc_norms, metrics, sharding
 from kd_jax.data import tokenize
 from kd_jax.data.jsonl import read_lines
 from kd_jax.data.prepare import Prepared
+from kd_jax.models import students
 from kd_jax.models.build import Built
 
 
@@ -71,8 +72,13 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   `lax.top_k` over everything. Scores use the model's own `score` (dot or scaled cosine), so search and training
   agree. `approx_recall` > 0 takes each chunk's top k with `lax.approx_max_k` at that recall target instead (exact
   on CPU, where XLA has no approximate kernel; faster on TPU). `doc_bias` [N] is subtracted from every claim's
-  score of each document (hubness.py's correction).
+  score of each document (hubness.py's correction). A doc_norms.Scaled index is read as stored and its dense parts
+  scaled inside the step.
   """
+  dense, norm_scale = 0, None
+  if isinstance(doc_vecs, doc_norms.Scaled):  # scaled on the device inside the step, not copied and scaled by NumPy
+    doc_vecs, norm_scale, dense = doc_vecs.vecs, doc_vecs.scale, doc_vecs.dense_dim
+  dot = _plain_dot(built)
   n, d = doc_vecs.shape
   shards = mesh.shape["data"]
   step = min(chunk_rows, n)
@@ -86,15 +92,19 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
 
   def make():
     @jax.jit
-    def search_chunk(p, claims, docs, scales, bias, valid):
+    def search_chunk(p, claims, docs, scales, bias, norm, valid):
       docs = _decode_on_device(docs, scales, dtype)
+      if dense and not dot:  # doc_norms.Scaled: each row's dense part times its factor
+        docs = jnp.where(jnp.arange(d)[None] < dense, docs * norm[:, None], docs)
       scores = built.module.apply({"params": p}, claims, docs, method=built.module.score) - bias[None]  # [Q, step]
+      if dense and dot:  # the same for a plain dot product, cheaper: a dense part times f adds (f - 1) x its score
+        scores = scores + (norm - 1.0)[None] * (claims[:, :dense] @ docs[:, :dense].T)
       scores = jnp.where(jnp.arange(step)[None] < valid, scores, -jnp.inf)
       if approx_recall:
         return jax.lax.approx_max_k(scores, kc, recall_target=approx_recall)
       return jax.lax.top_k(scores, kc)
     return search_chunk
-  search = _cached(built.module, ("top_k", step, kc, approx_recall, dtype), make)
+  search = _cached(built.module, ("top_k", step, kc, approx_recall, dtype, dense, dot), make)
   rows_sharded, per_row = NamedSharding(mesh, P("data", None)), NamedSharding(mesh, P("data"))
 
   claims = jnp.asarray(claim_vecs)
@@ -108,20 +118,29 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
       chunk = np.asarray(doc_vecs.stored[start:start + step])
       scales = np.ones(len(chunk)) if doc_vecs.scales is None else np.asarray(doc_vecs.scales[start:start + step])
     valid = len(chunk)
-    bias = np.zeros(step, np.float32)
+    bias, norm = np.zeros(step, np.float32), np.ones(step, np.float32)
     if doc_bias is not None:
       bias[:valid] = doc_bias[start:start + step]
+    if norm_scale is not None:
+      norm[:valid] = norm_scale[start:start + step]
     if valid < step:
       chunk = np.concatenate([chunk, np.zeros((step - valid, d), chunk.dtype)])
     scales = np.concatenate([scales, np.zeros(step - valid)]).astype(np.float32)
     scores, rows = search(params, claims, jax.device_put(chunk, rows_sharded), jax.device_put(scales, per_row),
-                          jax.device_put(bias, per_row), valid)
+                          jax.device_put(bias, per_row), jax.device_put(norm, per_row), valid)
     merged_scores = np.concatenate([best_scores, np.asarray(scores)], axis=1)
     merged_rows = np.concatenate([best_rows, np.asarray(rows).astype(np.int64) + start], axis=1)
     order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]  # earlier chunks first among ties
     best_scores = np.take_along_axis(merged_scores, order, 1)
     best_rows = np.take_along_axis(merged_rows, order, 1)
   return best_scores, best_rows
+
+
+def _plain_dot(built: Built) -> bool:
+  """Whether the model scores with DualEncoder's own plain dot product (not cosine, not a student's own `score`)."""
+  module = built.module
+  return (isinstance(module, students.DualEncoder) and type(module).score is students.DualEncoder.score
+          and module.config.scoring == "dot")
 
 
 def _decode_on_device(stored, scales, dtype: str):

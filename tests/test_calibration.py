@@ -5,6 +5,8 @@ kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py)."""
 import collections
 import types
 
+import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -83,6 +85,31 @@ def test_search_over_the_view_equals_numpy_over_scaled_vectors():
                               chunk_rows=16)
   f = doc_norms.factors(np.linalg.norm(vecs[:, :DENSE], axis=1), 0.5)
   brute = claims[:, :DENSE] @ (vecs[:, :DENSE] * f[:, None]).T + claims[:, DENSE:] @ vecs[:, DENSE:].T
+  np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
+  np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+  # A compact index is decoded and scaled on the device, in the same step.
+  table = compact.Table(*compact.encode(vecs, "int8"), "int8")
+  decoded = np.asarray(table)
+  g = doc_norms.factors(np.linalg.norm(decoded[:, :DENSE], axis=1), 0.5)
+  brute = claims[:, :DENSE] @ (decoded[:, :DENSE] * g[:, None]).T + claims[:, DENSE:] @ decoded[:, DENSE:].T
+  scores, rows = search.top_k(built, params, claims, doc_norms.calibrated(table, DENSE, 0.5), 10, mesh, chunk_rows=16)
+  np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
+  np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+
+
+class _OwnScorer(nn.Module):
+  """A model with a `score` of its own (not DualEncoder's): search scales its documents before scoring."""
+
+  def score(self, claims, docs):
+    return jnp.einsum("bd,nd->bn", claims, docs) + 0.5 * jnp.sum(docs, -1)[None]
+
+
+def test_search_scales_the_documents_of_a_model_with_its_own_score():
+  built, vecs, claims = types.SimpleNamespace(module=_OwnScorer()), _vecs(), _vecs(5, seed=1)
+  scores, rows = search.top_k(built, {}, claims, doc_norms.calibrated(vecs, DENSE, 1.0), 10, sharding.make_mesh(1, 1),
+                              chunk_rows=16)
+  scaled = np.asarray(doc_norms.calibrated(vecs, DENSE, 1.0))
+  brute = claims @ scaled.T + 0.5 * scaled.sum(-1)[None]
   np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
   np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
 
