@@ -70,8 +70,7 @@ def _start(out: Path, ids: list[str], dim: int, dtype: str) -> int:
 
   def fresh():
     out.mkdir(parents=True, exist_ok=True)
-    # Files derived from the vectors (dense_norms, hub_penalty) go with them.
-    for name in ("meta.json", "dense_norms.npy", "hub_penalty.npy", "hub_penalty.json"):
+    for name in ("meta.json",) + search.DERIVED:  # files derived from the old vectors go with them
       (out / name).unlink(missing_ok=True)
     atomic.write_text(out / "doc_ids.json", json.dumps(ids))
     np.lib.format.open_memmap(out / "doc_vecs.npy", mode="w+", dtype=compact.STORED[dtype],

@@ -197,6 +197,11 @@ def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: lis
   return metrics.evaluate_run(run, {q: qrels[q] for q in claim_ids}, ks=ks)
 
 
+# Files stored beside an index and computed from its vectors (indexing.dense_norms, indexing.hub_penalty): they go
+# when the vectors are rebuilt.
+DERIVED = ("dense_norms.npy", "hub_penalty.npy", "hub_penalty.json")
+
+
 class Index:
   """Stored document vectors of one student (`<stage>/index/`): written by mode=index, read by mode=search."""
 
@@ -209,8 +214,9 @@ class Index:
   def write(self, doc_vecs: np.ndarray, doc_ids: list[str], meta: dict[str, Any]) -> None:
     self.root.mkdir(parents=True, exist_ok=True)
     # meta.json marks the index complete: an older one goes first, so a rebuild killed midway never pairs it with
-    # new vectors; each file is renamed into place whole, and meta.json comes last.
-    (self.root / "meta.json").unlink(missing_ok=True)
+    # new vectors (nor files derived from the old ones); each file is renamed into place whole, and meta.json last.
+    for name in ("meta.json",) + DERIVED:
+      (self.root / name).unlink(missing_ok=True)
     with atomic.open_for_write(self.root / "doc_vecs.npy", "wb") as f:
       np.save(f, doc_vecs.astype(np.float32))
     atomic.write_text(self.root / "doc_ids.json", json.dumps(doc_ids))
