@@ -21,24 +21,20 @@ import numpy as np
 
 from benchmarks import host
 from configs import cnn_student
-from kd_jax import atomic, calibration, collection, indexing, search, sharding
+from experiments import ablation, calibration as calibration_experiment
+from kd_jax import atomic, calibration, doc_norms, indexing, search, sharding
 from kd_jax.modes import stage as stage_lib
 
 REPO = Path(__file__).resolve().parents[1]
-OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 
 
 def collection_seconds(stage: Path, cfg, name: str, own: bool, rounds: int, mesh) -> dict:
   built, params, inputs = stage_lib.student(cfg, stage, mesh)
-  c = ml_collections.ConfigDict(cfg.to_dict())
-  c.collection.update(path="", dataset=name, name=name, max_claims=0)
-  src = collection.from_config(c)
-  index = indexing.build_index(built, params, inputs, src, indexing.index_root(stage, name), mesh,
-                               {"model": cfg.name, "prepared": inputs.settings["prepared"]})
+  src, index = calibration_experiment.stored_index(stage, cfg, built, params, inputs, name, 0, mesh)
   doc_vecs, _, _ = index.read()
   claims = search.encode_claims(built, params, inputs.claim_words(src.claims("test").texts), mesh)
   cal = calibration.of(cnn_student.get_config(), own=own)  # the main command's search settings
-  norms = indexing.dense_norms(index.root, doc_vecs, int(built.module.config.out_dim))  # stored, as mode=search does
+  norms = indexing.dense_norms(index.root, doc_vecs, doc_norms.dense_dim(built))  # stored, as mode=search does
   runs = {"as trained": lambda: search.top_k(built, params, claims, doc_vecs, 100, mesh),
           "calibrated": lambda: search.top_k(built, params, cal.claims(built, inputs, claims),
                                              cal.docs(built, doc_vecs, norms), 100, mesh)}
@@ -66,7 +62,7 @@ def main():
   result = {"command": f"python -m benchmarks.calibration_cost --stage={args.stage} --rounds={args.rounds}",
             "cpu": host.cpu_name(), "devices": len(jax.devices()), "load_average": os.getloadavg(),
             "collections": {name: collection_seconds(stage, cfg, name, name == cfg.data.name, args.rounds, mesh)
-                            for name in (cfg.data.name, OTHER[cfg.data.name])}}
+                            for name in (cfg.data.name, ablation.OTHER[cfg.data.name])}}
   atomic.write_text(Path(args.out), json.dumps(result, indent=2))
   lines = [f"On {result['cpu']} (one JAX device), load average {result['load_average'][0]:.1f}; median of "
            f"{args.rounds} rounds; claims encoded beforehand.", "",

@@ -28,13 +28,12 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from experiments import reproduce, results_md
+from experiments import ablation, reproduce, results_md
 from kd_jax import atomic, calibration, collection, collection_eval, indexing, search, sharding
 from kd_jax.modes import stage
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 STOP_DFS = (1.0, 0.5, 0.25, 0.1, 0.05)
-OTHER = {"scifact": "fever_titles", "fever_titles": "scifact"}
 # Every finished student with the lexical channel and dot scores (the kind whose norms make hubs), `{seed}` filled in.
 STAGES = ("main_hash/cnn_student+lex4k+oovlex+steps1200_s{seed}",
           "reproduce/scifact/cnn_T2_a0.5_s{seed}+fullsel+inbatch+mined8+lex4k+oovlex",
@@ -47,10 +46,14 @@ def key(stop_df: float, strength: float) -> str:
   return f"stop_df={stop_df:g} doc_norms={strength:g}"
 
 
-def _source(cfg, name: str, max_claims: int) -> collection.Source:
+def stored_index(stage_dir: Path, cfg, built, params, inputs, name: str, max_claims: int, mesh):
+  """(the dataset `name` as a collection.Source cut to `max_claims` test claims, the stage's stored index of it): the
+  index is built once, beside the stage's other indexes, and reused after."""
   c = ml_collections.ConfigDict(cfg.to_dict())
   c.collection.update(path="", dataset=name, name=name, max_claims=max_claims)
-  return collection.from_config(c)
+  src = collection.from_config(c)
+  return src, indexing.build_index(built, params, inputs, src, indexing.index_root(stage_dir, name), mesh,
+                                   {"model": cfg.name, "prepared": inputs.settings["prepared"]})
 
 
 def stage_rows(stage_dir: Path, stop_dfs, strengths, transfer_claims: int) -> dict:
@@ -59,13 +62,10 @@ def stage_rows(stage_dir: Path, stop_dfs, strengths, transfer_claims: int) -> di
   mesh = sharding.make_mesh(1, 1)
   built, params, inputs = stage.student(cfg, stage_dir, mesh)
   own_name = cfg.data.name
-  sources = {"own": _source(cfg, own_name, cfg.data.get("max_claims", 0)),
-             "other": _source(cfg, OTHER[own_name], transfer_claims)}
-  out = {"trained_on": own_name, "other": OTHER[own_name], "rows": {}}
-  for where, src in sources.items():
-    # Both collections are read through a stored index (built once, beside the stage's other indexes).
-    index = indexing.build_index(built, params, inputs, src, indexing.index_root(stage_dir, src.name), mesh,
-                                 {"model": cfg.name, "prepared": inputs.settings["prepared"]})
+  wanted = {"own": (own_name, cfg.data.get("max_claims", 0)), "other": (ablation.OTHER[own_name], transfer_claims)}
+  out = {"trained_on": own_name, "other": ablation.OTHER[own_name], "rows": {}}
+  for where, (name, max_claims) in wanted.items():
+    src, index = stored_index(stage_dir, cfg, built, params, inputs, name, max_claims, mesh)
     doc_vecs, doc_ids, _ = index.read()
     for split in ("dev", "test"):
       claims = src.claims(split)
