@@ -12,6 +12,8 @@ recipe's seg_cosine head (the head is a negligible share of the step).
 - Step FLOPs: XLA's own cost analysis of the compiled step (forward, backward and optimizer, every op).
 - The PyTorch peer is HF BertForSequenceClassification from the same weights, AdamW + clipping, run with
   OMP_WAIT_POLICY=PASSIVE (set before torch loads: OpenMP spin-waiting otherwise inflates its times under load).
+- glibc keeps freed memory for reuse (benchmarks/host.py, unless --malloc=default), so the peer is not timed paying
+  page faults for the buffers it re-allocates every step.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import speed  # noqa: E402
+from benchmarks import host, speed  # noqa: E402
 from configs import common  # noqa: E402
 from kd_jax import losses, pretrained, sharding, train  # noqa: E402
 from kd_jax.data import datasets, pipeline, prepare  # noqa: E402
@@ -130,7 +132,11 @@ def main() -> None:
   parser.add_argument("--out", default="results/TEACHER_SPEED.md")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--steps", type=int, default=2, help="steps per timed call")
+  parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
+                      help="steady: restart with glibc keeping freed memory (benchmarks/host.py); default: as started")
   args = parser.parse_args()
+  if args.malloc == "steady":
+    host.restart_with_steady_malloc("benchmarks.teacher_speed")
   try:
     import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
     have_torch = True
@@ -177,7 +183,7 @@ def main() -> None:
           f" on {datetime.datetime.now():%Y-%m-%d %H:%M} in {time.time() - start:.0f} s.\n\n{speed.machine()}\n"
           f"- PyTorch peer: torch {torch_build}, {speed.THREADS} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}; HF attention implementation '{attn}'\n"
-          f"- At start: {load_start}\n- At end: {speed.load()}\n\n"
+          f"- Memory allocator: {host.malloc_note()}\n- At start: {load_start}\n- At end: {speed.load()}\n\n"
           f"Measured GEMM peak on this CPU, same process: **f32 {peak['f32']:.0f} GFLOP/s**, **bf16 x bf16 -> f32 "
           f"{peak['bf16_f32']:.0f} GFLOP/s**.\n\n{text}\n\nMedian of {args.rounds} rounds of {args.steps} steps, "
           "contenders alternating. Achieved GFLOP/s = XLA's cost-analysis FLOPs of the compiled step / its time; the "
