@@ -17,3 +17,9 @@ def test_results_page_joins_the_sections_and_ends_with_the_readmes_targets(tmp_p
   page = (tmp_path / "RESULTS.md").read_text()
   assert page.index("## Reproduction") < page.index("## Ablation") < page.index("## Where the issue's targets stand")
   assert "| CNN alone, SciFact" in page  # the repository's own README table
+
+
+def test_committed_results_page_ends_with_the_readmes_current_targets():
+  """Editing the README's targets table without re-running `results_md.write` leaves RESULTS.md stale."""
+  page = (results_md.README.parent / "results" / "RESULTS.md").read_text()
+  assert page.endswith(results_md.targets_section())
