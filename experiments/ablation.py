@@ -214,13 +214,13 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
   lines = [f"### {dataset}", "", f"Produced by `{results['command']}`; {len(first)} seeds. BM25 over the whole "
            f"collection: nDCG@10 {bm25['ndcg@10']:.3f}, R@100 {bm25['recall@100']:.3f}.", "",
            "| row | levers | params | full nDCG@10 | full R@100 | hub-corrected nDCG@10 | calibrated nDCG@10 | "
-           "rerank nDCG@10 | + BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | hub | "
-           "hub, corrected | hub, calibrated | dev full nDCG@10 | train min |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "rerank nDCG@10 | + BM25 gated | + BM25 linear | + BM25 z-score | + BM25 linear, calibrated | "
+           "+ BM25 coverage | hub | hub, corrected | hub, calibrated | dev full nDCG@10 | train min |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, row in rows.items():
     runs = row["runs"]
     hyb = {m: _ms([r["hybrid"][m]["full_collection"]["test"]["ndcg@10"] for r in runs])
-           if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear", "coverage")}
+           if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear", "zscore", "coverage")}
     corrected = all("hub_norm" in r for r in runs)
     cal = all("hybrid" in r.get("calibrated", {}) for r in runs)
     lines.append(
@@ -229,7 +229,7 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
         f"{_ms([r['full_collection']['recall@100'] for r in runs])} | "
         f"{_ms([r['hub_norm']['full_collection']['ndcg@10'] for r in runs]) if corrected else '—'} | "
         f"{_ms([r['calibrated']['full_collection']['ndcg@10'] for r in runs]) if cal else '—'} | "
-        f"{_ms([r['rerank']['ndcg@10'] for r in runs])} | {hyb['gated']} | {hyb['linear']} | "
+        f"{_ms([r['rerank']['ndcg@10'] for r in runs])} | {hyb['gated']} | {hyb['linear']} | {hyb['zscore']} | "
         f"{_ms([r['calibrated']['hybrid']['linear']['full_collection']['test']['ndcg@10'] for r in runs]) if cal else '—'} | "
         f"{hyb['coverage']} | {_pct([r['hub']['max_share'] for r in runs])} | "
         f"{_pct([r['hub_norm']['hub']['max_share'] for r in runs]) if corrected else '—'} | "
@@ -242,18 +242,19 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
               f"BM25 alone {target['bm25']['full_collection']['ndcg@10']:.3f}; fusion weights chosen on {dataset} "
               "dev; calibrated: documents' dense norms and the training collection's common words, "
               "kd_jax/calibration.py):", "", "| row | alone | alone, hub-corrected | alone, calibrated | "
-              "+ BM25 gated | + BM25 linear | + BM25 linear, calibrated | + BM25 coverage | + BM25 coverage, "
-              "calibrated | hub | hub, corrected | hub, calibrated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "+ BM25 gated | + BM25 linear | + BM25 z-score | + BM25 linear, calibrated | + BM25 coverage | "
+              "+ BM25 coverage, calibrated | hub | hub, corrected | hub, calibrated |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in transfers.items():
       t = [r["transfer"] for r in row["runs"]]
       fused = {m: _ms([x["hybrid"][m]["full_collection"]["ndcg@10"] for x in t])
-               if all(m in x["hybrid"] for x in t) else "—" for m in ("gated", "linear", "coverage")}
+               if all(m in x["hybrid"] for x in t) else "—" for m in ("gated", "linear", "zscore", "coverage")}
       corrected = all("hub_norm" in x for x in t)
       normed = all("calibrated" in x for x in t)
       lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hub_norm']['full_collection']['ndcg@10'] for x in t]) if corrected else '—'} | "
                    f"{_ms([x['calibrated']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
-                   f"{fused['gated']} | {fused['linear']} | "
+                   f"{fused['gated']} | {fused['linear']} | {fused['zscore']} | "
                    f"{_ms([x['calibrated']['hybrid']['linear']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
                    f"{fused['coverage']} | "
                    f"{_ms([x['calibrated']['hybrid']['coverage']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "

@@ -1,6 +1,7 @@
 """Student + BM25 fusion: against a plain-Python reference, and weight 0 / 1 giving each single system's ranking."""
 
 import json
+import statistics
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ def _agreement_reference(student, bm25, mask, top, depth):
 
 def _reference(method, student, bm25, weight, mask, reach, k=60.0):
   """Per claim, loops over its valid documents: min-max linear interpolation (gated: the weight scaled by the
-  claim's agreement; coverage: by the pair's reach), or weighted RRF (ties share a rank)."""
+  claim's agreement; coverage: by the pair's reach), z-score interpolation (statistics' population mean and std), or
+  weighted RRF (ties share a rank)."""
   out = np.full(student.shape, -np.inf)
   if method == "gated":
     gate = _agreement_reference(student, bm25, mask, 10, 100)
@@ -35,6 +37,10 @@ def _reference(method, student, bm25, weight, mask, reach, k=60.0):
         norm = lambda v, x: (x - min(v)) / (max(v) - min(v)) if max(v) > min(v) else 0.0  # noqa: E731
         wj = weight * reach[i, j] if method == "coverage" else w
         out[i, j] = wj * norm(s, s[n]) + (1 - wj) * norm(b, b[n])
+      elif method == "zscore":
+        sd = lambda v: statistics.pstdev(v)  # noqa: E731
+        z = lambda v, x: (x - statistics.fmean(v)) / sd(v) if sd(v) > 0 else 0.0  # noqa: E731
+        out[i, j] = weight * z(s, s[n]) + (1 - weight) * z(b, b[n])
       else:
         rank = lambda v, x: 1 + sum(y > x for y in v)  # noqa: E731
         out[i, j] = weight / (k + rank(s, s[n])) + (1 - weight) / (k + rank(b, b[n]))
