@@ -21,6 +21,7 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+from benchmarks import host
 from experiments import ablation, reproduce, results_md
 from kd_jax import atomic
 
@@ -63,7 +64,8 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
     for seed in seeds:
       cfg = stage_config(base, suffix, overrides, seed)
       result = dict(reproduce.eval_stage(cfg, workdir), train_minutes=ablation.train_minutes(workdir / cfg.name),
-                    dev_best={m: reproduce.best_dev(workdir / cfg.name, m) for m in ("ndcg@10", "full_ndcg@10")})
+                    dev_best={m: reproduce.best_dev(workdir / cfg.name, m) for m in ("ndcg@10", "full_ndcg@10")},
+                    cpu=host.cpu_name())  # this run's CPU: a seed trains to other figures on another CPU
       if transfer_claims and dataset in ablation.OTHER:
         result["transfer"] = ablation.transfer(cfg, workdir, ablation.OTHER[dataset], transfer_claims)
       runs.append(result)
@@ -78,7 +80,12 @@ def render(results: dict) -> str:
            "not the reproduction's recipe the ablation above uses), with the settings named, over seeds. Columns as in "
            "the ablation; the fusion weights and the hub correction's beta are chosen on dev. Figures without ± are "
            "seed 0 alone: probes that dev did not choose, so not run on more seeds.", ""]
-  return "\n".join(lines + ablation.dataset_table(results["dataset"], results)) + "\n"
+  # Rows measured since runs record their CPU say which; the earlier sessions' CPU was not recorded.
+  named = {f"{name} [{row['runs'][0]['cpu']}]" if row["runs"] and "cpu" in row["runs"][0] else name: row
+           for name, row in results["rows"].items()}
+  lines[-2] += (" Rows name the CPU they were trained and evaluated on where it was recorded; the others ran on an "
+                "Intel Xeon: XLA's arithmetic differs between CPUs, so one seed trains to different figures on each.")
+  return "\n".join(lines + ablation.dataset_table(results["dataset"], {**results, "rows": named})) + "\n"
 
 
 def main(argv):
