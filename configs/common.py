@@ -109,9 +109,10 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # How mode=index stores document vectors: float32, bfloat16 (half the bytes) or int8 with a scale per row (a
       # quarter); compact indexes live beside the float32 one (<stage>/index/<name>-<dtype>/), search reads either.
       index=dict(dtype="float32"),
-      # mode=search: a claim, or a file of one claim per line. hybrid=linear, zscore, rrf, gated or coverage fuses the
-      # student with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate chose on dev). The
-      # student alone searches with the hub correction at `hub_beta` (-1: the beta mode=evaluate chose on dev; 0: off).
+      # mode=search: a claim, or a file of one claim per line. hybrid=linear, zscore, rrf, gated, coverage or
+      # zcoverage fuses the student with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate
+      # chose on dev). The student alone searches with the hub correction at `hub_beta` (-1: the beta mode=evaluate
+      # chose on dev; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
@@ -122,7 +123,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
                   doc_norms=dict(own=0.25, other=1.0), stop_df=0.25, ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
-      hybrid=dict(methods=("linear", "zscore", "rrf", "gated", "coverage"), depth=100),
+      hybrid=dict(methods=("linear", "zscore", "rrf", "gated", "coverage", "zcoverage"), depth=100),
       # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): `bank`
       # collection documents read as claims; each document's mean of its `k` best bank scores is subtracted, at a
       # weight chosen on dev.

@@ -243,14 +243,16 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
               "dev; calibrated: documents' dense norms and the training collection's common words, "
               "kd_jax/calibration.py):", "", "| row | alone | alone, hub-corrected | alone, calibrated | "
               "+ BM25 gated | + BM25 linear | + BM25 z-score | + BM25 linear, calibrated | + BM25 coverage | "
-              "+ BM25 coverage, calibrated | hub | hub, corrected | hub, calibrated |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "+ BM25 coverage, calibrated | + BM25 z-coverage, calibrated | hub | hub, corrected | hub, calibrated |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in transfers.items():
       t = [r["transfer"] for r in row["runs"]]
       fused = {m: _ms([x["hybrid"][m]["full_collection"]["ndcg@10"] for x in t])
                if all(m in x["hybrid"] for x in t) else "—" for m in ("gated", "linear", "zscore", "coverage")}
       corrected = all("hub_norm" in x for x in t)
       normed = all("calibrated" in x for x in t)
+      zcov = (_ms([x["calibrated"]["hybrid"]["zcoverage"]["full_collection"]["ndcg@10"] for x in t])
+              if normed and all("zcoverage" in x["calibrated"].get("hybrid", {}) for x in t) else "—")
       lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hub_norm']['full_collection']['ndcg@10'] for x in t]) if corrected else '—'} | "
                    f"{_ms([x['calibrated']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
@@ -258,6 +260,7 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
                    f"{_ms([x['calibrated']['hybrid']['linear']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
                    f"{fused['coverage']} | "
                    f"{_ms([x['calibrated']['hybrid']['coverage']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
+                   f"{zcov if normed else '—'} | "
                    f"{_pct([x['hub']['max_share'] for x in t])} | "
                    f"{_pct([x['hub_norm']['hub']['max_share'] for x in t]) if corrected else '—'} | "
                    f"{_pct([x['calibrated']['hub']['max_share'] for x in t]) if normed else '—'} |")

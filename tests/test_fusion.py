@@ -24,7 +24,7 @@ def _agreement_reference(student, bm25, mask, top, depth):
 def _reference(method, student, bm25, weight, mask, reach, k=60.0):
   """Per claim, loops over its valid documents: min-max linear interpolation (gated: the weight scaled by the
   claim's agreement; coverage: by the pair's reach), z-score interpolation (statistics' population mean and std), or
-  weighted RRF (ties share a rank)."""
+  weighted RRF (ties share a rank); zcoverage: z-scores with the pair's reach scaling the weight."""
   out = np.full(student.shape, -np.inf)
   if method == "gated":
     gate = _agreement_reference(student, bm25, mask, 10, 100)
@@ -37,10 +37,11 @@ def _reference(method, student, bm25, weight, mask, reach, k=60.0):
         norm = lambda v, x: (x - min(v)) / (max(v) - min(v)) if max(v) > min(v) else 0.0  # noqa: E731
         wj = weight * reach[i, j] if method == "coverage" else w
         out[i, j] = wj * norm(s, s[n]) + (1 - wj) * norm(b, b[n])
-      elif method == "zscore":
+      elif method in ("zscore", "zcoverage"):
         sd = lambda v: statistics.pstdev(v)  # noqa: E731
         z = lambda v, x: (x - statistics.fmean(v)) / sd(v) if sd(v) > 0 else 0.0  # noqa: E731
-        out[i, j] = weight * z(s, s[n]) + (1 - weight) * z(b, b[n])
+        wj = weight * reach[i, j] if method == "zcoverage" else weight
+        out[i, j] = wj * z(s, s[n]) + (1 - wj) * z(b, b[n])
       else:
         rank = lambda v, x: 1 + sum(y > x for y in v)  # noqa: E731
         out[i, j] = weight / (k + rank(s, s[n])) + (1 - weight) / (k + rank(b, b[n]))

@@ -43,7 +43,7 @@ def test_reproduce_smoke_writes_table_and_plots(data_dir, tmp_path):
   assert saved["datasets"]["scifact"]["bm25"]["full_collection"]["ndcg@10"] > 0.6
   # Students record their hybrids with BM25, the weight chosen on dev.
   hybrid = rows["CNN distilled"][0]["hybrid"]
-  assert set(hybrid) == {"linear", "zscore", "rrf", "gated", "coverage"}
+  assert set(hybrid) == {"linear", "zscore", "rrf", "gated", "coverage", "zcoverage"}
   assert all(0.0 <= h[s]["weight"] <= 1.0 and "ndcg@10" in h[s]["test"] for h in hybrid.values()
              for s in ("rerank", "full_collection"))
 

@@ -105,7 +105,7 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
                 "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
   assert len(_hits(found)) == 10, found.stdout
   # Hybrid search: the dev-chosen weight by default; at weight 0 the ranking is BM25's own.
-  assert set(result["hybrid"]) == {"linear", "zscore", "rrf", "gated", "coverage"}
+  assert set(result["hybrid"]) == {"linear", "zscore", "rrf", "gated", "coverage", "zcoverage"}
   query = "Vitamin D deficiency increases cancer risk"
   fused = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=rrf",
                 f"--config.search.query={query}", *common])
