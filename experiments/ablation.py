@@ -215,12 +215,13 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
            f"collection: nDCG@10 {bm25['ndcg@10']:.3f}, R@100 {bm25['recall@100']:.3f}.", "",
            "| row | levers | params | full nDCG@10 | full R@100 | hub-corrected nDCG@10 | calibrated nDCG@10 | "
            "rerank nDCG@10 | + BM25 gated | + BM25 linear | + BM25 z-score | + BM25 linear, calibrated | "
-           "+ BM25 coverage | hub | hub, corrected | hub, calibrated | dev full nDCG@10 | train min |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "+ BM25 coverage | + BM25 z-coverage | hub | hub, corrected | hub, calibrated | dev full nDCG@10 | "
+           "train min |", "|---|---|" + "---:|" * 17]
   for name, row in rows.items():
     runs = row["runs"]
     hyb = {m: _ms([r["hybrid"][m]["full_collection"]["test"]["ndcg@10"] for r in runs])
-           if all(m in r.get("hybrid", {}) for r in runs) else "—" for m in ("gated", "linear", "zscore", "coverage")}
+           if all(m in r.get("hybrid", {}) for r in runs) else "—"
+           for m in ("gated", "linear", "zscore", "coverage", "zcoverage")}
     corrected = all("hub_norm" in r for r in runs)
     cal = all("hybrid" in r.get("calibrated", {}) for r in runs)
     lines.append(
@@ -231,7 +232,7 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
         f"{_ms([r['calibrated']['full_collection']['ndcg@10'] for r in runs]) if cal else '—'} | "
         f"{_ms([r['rerank']['ndcg@10'] for r in runs])} | {hyb['gated']} | {hyb['linear']} | {hyb['zscore']} | "
         f"{_ms([r['calibrated']['hybrid']['linear']['full_collection']['test']['ndcg@10'] for r in runs]) if cal else '—'} | "
-        f"{hyb['coverage']} | {_pct([r['hub']['max_share'] for r in runs])} | "
+        f"{hyb['coverage']} | {hyb['zcoverage']} | {_pct([r['hub']['max_share'] for r in runs])} | "
         f"{_pct([r['hub_norm']['hub']['max_share'] for r in runs]) if corrected else '—'} | "
         f"{_pct([r['calibrated']['hub']['max_share'] for r in runs]) if cal else '—'} | "
         f"{_ms([r['dev_best']['full_ndcg@10'] for r in runs])} | {_ms([r['train_minutes'] for r in runs])} |")

@@ -83,8 +83,9 @@ def render(results: dict) -> str:
   # Rows measured since runs record their CPU say which; the earlier sessions' CPU was not recorded.
   named = {f"{name} [{row['runs'][0]['cpu']}]" if row["runs"] and "cpu" in row["runs"][0] else name: row
            for name, row in results["rows"].items()}
-  lines[-2] += (" Rows name the CPU they were trained and evaluated on where it was recorded; the others ran on an "
-                "Intel Xeon: XLA's arithmetic differs between CPUs, so one seed trains to different figures on each.")
+  lines[-2] += (" Rows name the CPU they were trained and evaluated on where it was recorded (the earlier sessions' "
+                "benchmarks ran on an Intel Xeon): XLA's arithmetic differs between CPUs, so one seed trains to other "
+                "figures on each.")
   return "\n".join(lines + ablation.dataset_table(results["dataset"], {**results, "rows": named})) + "\n"
 
 
