@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
-from pathlib import Path
 
-
-def cpu_name() -> str:
-  """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
-  info = Path("/proc/cpuinfo")
-  for line in info.read_text().splitlines() if info.is_file() else ():
-    if line.startswith("model name"):
-      return line.split(":", 1)[1].strip()
-  return platform.processor() or "unknown"
+from kd_jax.machine import cpu_name  # noqa: F401  (the benchmarks name their CPU as kd_jax's stages do)
 
 
 # glibc's malloc hands large freed blocks back to the OS (anything over 32 MB always goes through mmap/munmap, and the

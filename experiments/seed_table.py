@@ -21,9 +21,8 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import host
 from experiments import ablation, reproduce, results_md
-from kd_jax import atomic
+from kd_jax import atomic, machine
 
 # (row name, stage-name suffix, overrides). Settings are spelled out, not taken from the config's defaults, so a row
 # means the same thing after the defaults change.
@@ -53,6 +52,14 @@ def stage_config(base, suffix: str, overrides: dict, seed: int):
   return cfg
 
 
+def trained_on(stage: Path) -> str:
+  """The CPU (or accelerator) a stage trained on, as it recorded it (kd_jax/machine.py); for a stage trained before
+  stages recorded it, this run's CPU, which trained it when this run did."""
+  done = stage / "complete.json"
+  recorded = json.loads(done.read_text()).get("machine") if done.is_file() else None
+  return recorded.split(" (")[0] if recorded else machine.cpu_name()
+
+
 def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims: int) -> dict:
   dataset = base.data.name
   out = {"command": "python -m experiments.seed_table " + shlex.join(sys.argv[1:]), "dataset": dataset, "rows": {}}
@@ -65,7 +72,7 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
       cfg = stage_config(base, suffix, overrides, seed)
       result = dict(reproduce.eval_stage(cfg, workdir), train_minutes=ablation.train_minutes(workdir / cfg.name),
                     dev_best={m: reproduce.best_dev(workdir / cfg.name, m) for m in ("ndcg@10", "full_ndcg@10")},
-                    cpu=host.cpu_name())  # this run's CPU: a seed trains to other figures on another CPU
+                    cpu=trained_on(workdir / cfg.name))
       if transfer_claims and dataset in ablation.OTHER:
         result["transfer"] = ablation.transfer(cfg, workdir, ablation.OTHER[dataset], transfer_claims)
       runs.append(result)

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kd_jax import (atomic, checkpoint, doc_crop, evaluate, list_sampling, mined_negatives, multihost, negatives,
-                    search, sharding, stage_inputs)
+from kd_jax import (atomic, checkpoint, doc_crop, evaluate, list_sampling, machine, mined_negatives, multihost,
+                    negatives, search, sharding, stage_inputs)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -228,7 +228,8 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   log.close()
   if end == tc.steps:
     multihost.primary_writes(f"{workdir / 'complete.json'}", lambda: atomic.write_text(
-        workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics}, indent=2)))
+        workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics,
+                                               "machine": machine.describe()}, indent=2)))
   return FitResult(params=state["params"], metrics=metrics, initial_metrics=initial)
 
 

@@ -78,3 +78,14 @@ def test_every_row_can_be_asked_for_by_name():
   names = [name for name, *_ in seed_table.ROWS] + [name for name, *_ in ablation.ROWS]
   assert not [n for n in names if "," in n]
   assert len(set(names)) == len(names)
+
+
+def test_trained_on_reads_the_stages_record_and_else_names_this_cpu(tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  from kd_jax import machine  # pylint: disable=import-outside-toplevel
+  (tmp_path / "new").mkdir()
+  (tmp_path / "new" / "complete.json").write_text(json.dumps({"steps": 1, "machine": "TPU v5 lite (tpu, 8 devices)"}))
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "complete.json").write_text(json.dumps({"steps": 1}))
+  assert seed_table.trained_on(tmp_path / "new") == "TPU v5 lite"
+  assert seed_table.trained_on(tmp_path / "old") == machine.cpu_name()

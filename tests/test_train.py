@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,7 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   student = tmp_path / "cnn_student"
   for stage in (tmp_path / "teacher", student):
     assert (stage / "complete.json").is_file() and (stage / "checkpoints").is_dir()
+    assert re.fullmatch(r".+ \(cpu, \d+ devices?\)", json.loads((stage / "complete.json").read_text())["machine"])
     assert any((stage / "tensorboard").iterdir())
   log = [json.loads(l) for l in (student / "metrics.jsonl").read_text().splitlines()]
   dev = [r for r in log if r["split"] == "dev"]

@@ -1,0 +1,26 @@
+"""The machine a run trains on, named in what it writes: XLA's arithmetic differs between CPUs (and accelerators),
+so one recipe and seed train to other figures on each, and a result is read with the machine that made it."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import jax
+
+
+def cpu_name() -> str:
+  """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
+  info = Path("/proc/cpuinfo")
+  for line in info.read_text().splitlines() if info.is_file() else ():
+    if line.startswith("model name"):
+      return line.split(":", 1)[1].strip()
+  return platform.processor() or "unknown"
+
+
+def describe() -> str:
+  """The devices this process computes on: 'AMD EPYC (cpu, 2 devices)', 'TPU v5 lite (tpu, 8 devices)'."""
+  devices = jax.devices()
+  first = devices[0]
+  kind = cpu_name() if first.platform == "cpu" else first.device_kind
+  return f"{kind} ({first.platform}, {len(devices)} device{'s' if len(devices) > 1 else ''})"

@@ -1,0 +1,17 @@
+"""kd_jax/machine.py: the machine a run names in what it writes (stages record it in complete.json)."""
+
+import re
+from pathlib import Path
+
+import jax
+
+from kd_jax import machine
+
+
+def test_cpu_name_is_procs_model_name_and_describe_counts_the_devices():
+  info = Path("/proc/cpuinfo")
+  models = {l.split(":", 1)[1].strip() for l in info.read_text().splitlines() if l.startswith("model name")}
+  assert machine.cpu_name() in models or not models
+  n = len(jax.devices())
+  assert machine.describe() == f"{machine.cpu_name()} (cpu, {n} device{'s' if n > 1 else ''})"
+  assert re.fullmatch(r".+ \(cpu, \d+ devices?\)", machine.describe())
