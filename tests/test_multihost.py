@@ -96,12 +96,14 @@ def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, dat
   a, b = _eval(one), _eval(two)
   for key in ("rerank", "full_collection", "hybrid"):
     assert a[key] == b[key], key
-  # Training curves: the same losses to float tolerance at every logged step (reductions may be ordered otherwise).
+  # Training curves: the same losses to float tolerance at every logged step. The float32 loss is summed in another
+  # order over two processes' shards than over one process's; on an AMD EPYC (Zen 5) that moved a 31.66 loss by
+  # 1.8e-5 relative, so 1e-4 (the evaluation figures above stay exactly equal).
   for stage in ("teacher", "cnn_student"):
     rows = [[json.loads(line) for line in (run / stage / "metrics.jsonl").open()] for run in (one, two)]
     assert [(r["step"], r["split"]) for r in rows[0]] == [(r["step"], r["split"]) for r in rows[1]]
     for x, y in zip(*rows):
-      np.testing.assert_allclose(x.get("loss", x.get("ndcg@10")), y.get("loss", y.get("ndcg@10")), rtol=1e-5)
+      np.testing.assert_allclose(x.get("loss", x.get("ndcg@10")), y.get("loss", y.get("ndcg@10")), rtol=1e-4)
   # The 2-process checkpoint restores in this one process (8 devices), as the 1-process run's parameters.
   c = cnn_student.get_config("smoke")
   c.data.dir, c.data.cache_dir = str(data_dir), str(root / "cache_one")
