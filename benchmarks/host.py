@@ -29,8 +29,15 @@ def malloc_note() -> str:
   return "glibc malloc defaults: large freed buffers go back to the OS, and are page-faulted in again when re-allocated"
 
 
-def restart_with_steady_malloc(module: str) -> None:
-  """Replaces this process with `python -m module <same arguments>` under STEADY_MALLOC, unless it already runs so."""
-  if malloc_setting() != "steady":
+def add_malloc_argument(parser) -> None:
+  """The `--malloc` option of every benchmark timing a PyTorch peer (its value goes to restart_with_steady_malloc)."""
+  parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
+                      help="steady: restart with glibc keeping freed memory (benchmarks/host.py); default: as started")
+
+
+def restart_with_steady_malloc(module: str, setting: str = "steady") -> None:
+  """Replaces this process with `python -m module <same arguments>` under STEADY_MALLOC, unless it already runs so or
+  `setting` (the --malloc option) is 'default'."""
+  if setting == "steady" and malloc_setting() != "steady":
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], {**os.environ, **STEADY_MALLOC})

@@ -357,11 +357,9 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", default="results/BENCHMARKS.md")
   parser.add_argument("--quick", action="store_true", help="fewer claims, steps and rounds (checks the script)")
-  parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
-                      help="steady: restart with glibc keeping freed memory (benchmarks/host.py); default: as started")
+  host.add_malloc_argument(parser)
   args = parser.parse_args()
-  if args.malloc == "steady":
-    host.restart_with_steady_malloc("benchmarks.speed")
+  host.restart_with_steady_malloc("benchmarks.speed", args.malloc)
   s = SIZES["quick" if args.quick else "full"]
   if torch is None:
     print(TORCH_HINT)

@@ -132,11 +132,9 @@ def main() -> None:
   parser.add_argument("--out", default="results/TEACHER_SPEED.md")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--steps", type=int, default=2, help="steps per timed call")
-  parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
-                      help="steady: restart with glibc keeping freed memory (benchmarks/host.py); default: as started")
+  host.add_malloc_argument(parser)
   args = parser.parse_args()
-  if args.malloc == "steady":
-    host.restart_with_steady_malloc("benchmarks.teacher_speed")
+  host.restart_with_steady_malloc("benchmarks.teacher_speed", args.malloc)
   try:
     import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
     have_torch = True

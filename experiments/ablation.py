@@ -252,16 +252,14 @@ def dataset_table(dataset: str, results: dict) -> list[str]:
                if all(m in x["hybrid"] for x in t) else "—" for m in ("gated", "linear", "zscore", "coverage")}
       corrected = all("hub_norm" in x for x in t)
       normed = all("calibrated" in x for x in t)
-      zcov = (_ms([x["calibrated"]["hybrid"]["zcoverage"]["full_collection"]["ndcg@10"] for x in t])
-              if normed and all("zcoverage" in x["calibrated"].get("hybrid", {}) for x in t) else "—")
+      cal_fused = {m: _ms([x["calibrated"]["hybrid"][m]["full_collection"]["ndcg@10"] for x in t])
+                   if normed and all(m in x["calibrated"].get("hybrid", {}) for x in t) else "—"
+                   for m in ("linear", "coverage", "zcoverage")}
       lines.append(f"| {name} | {_ms([x['student']['full_collection']['ndcg@10'] for x in t])} | "
                    f"{_ms([x['hub_norm']['full_collection']['ndcg@10'] for x in t]) if corrected else '—'} | "
                    f"{_ms([x['calibrated']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
-                   f"{fused['gated']} | {fused['linear']} | {fused['zscore']} | "
-                   f"{_ms([x['calibrated']['hybrid']['linear']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
-                   f"{fused['coverage']} | "
-                   f"{_ms([x['calibrated']['hybrid']['coverage']['full_collection']['ndcg@10'] for x in t]) if normed else '—'} | "
-                   f"{zcov if normed else '—'} | "
+                   f"{fused['gated']} | {fused['linear']} | {fused['zscore']} | {cal_fused['linear']} | "
+                   f"{fused['coverage']} | {cal_fused['coverage']} | {cal_fused['zcoverage']} | "
                    f"{_pct([x['hub']['max_share'] for x in t])} | "
                    f"{_pct([x['hub_norm']['hub']['max_share'] for x in t]) if corrected else '—'} | "
                    f"{_pct([x['calibrated']['hub']['max_share'] for x in t]) if normed else '—'} |")

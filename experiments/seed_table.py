@@ -57,7 +57,7 @@ def trained_on(stage: Path) -> str:
   stages recorded it, this run's CPU, which trained it when this run did."""
   done = stage / "complete.json"
   recorded = json.loads(done.read_text()).get("machine") if done.is_file() else None
-  return recorded.split(" (")[0] if recorded else machine.cpu_name()
+  return machine.kind(recorded) if recorded else machine.cpu_name()
 
 
 def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims: int) -> dict:

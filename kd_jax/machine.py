@@ -24,3 +24,8 @@ def describe() -> str:
   first = devices[0]
   kind = cpu_name() if first.platform == "cpu" else first.device_kind
   return f"{kind} ({first.platform}, {len(devices)} device{'s' if len(devices) > 1 else ''})"
+
+
+def kind(description: str) -> str:
+  """The CPU or accelerator named by a `describe()` string: 'AMD EPYC (cpu, 2 devices)' -> 'AMD EPYC'."""
+  return description.split(" (")[0]

@@ -24,6 +24,7 @@ def test_restart_with_steady_malloc_keeps_arguments_and_sets_glibc_env(tmp_path)
   out = subprocess.run([sys.executable, "-m", "probe_restart", "--out", "x y"], env=env, capture_output=True,
                        text=True, check=True).stdout.split("\n")
   assert out[0] == "steady ['--out', 'x y'] 0"
+  host.restart_with_steady_malloc("never_started", "default")  # --malloc=default: this process goes on as it is
 
 
 def test_malloc_setting_reads_the_environment(monkeypatch):

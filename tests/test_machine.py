@@ -15,3 +15,8 @@ def test_cpu_name_is_procs_model_name_and_describe_counts_the_devices():
   n = len(jax.devices())
   assert machine.describe() == f"{machine.cpu_name()} (cpu, {n} device{'s' if n > 1 else ''})"
   assert re.fullmatch(r".+ \(cpu, \d+ devices?\)", machine.describe())
+
+
+def test_kind_reads_back_what_describe_wrote():
+  assert machine.kind(machine.describe()) == machine.cpu_name()
+  assert machine.kind("TPU v5 lite (tpu, 8 devices)") == "TPU v5 lite"
