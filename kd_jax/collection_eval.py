@@ -23,11 +23,12 @@ from kd_jax.models.build import Built
 def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_vecs: np.ndarray,
                     doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
                     hub_norm: dict | None = None, penalty: np.ndarray | None = None,
-                    cal: calibration.Calibration = calibration.Calibration()) -> dict:
+                    cal: calibration.Calibration = calibration.Calibration(),
+                    cal_weights: dict[str, float] | None = None) -> dict:
   """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
   `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
   (indexing.hub_penalty), the student alone with the hub correction too; with an active `cal`, the student alone
-  and fused once more, calibrated for the collection (calibration.py)."""
+  and fused once more, calibrated for the collection (calibration.py), at `cal_weights` (default: `weights`)."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -49,7 +50,7 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                    for m, w in weights.items()}
   if cal.active:
     out["calibrated"] = calibrated_figures(built, params, inputs, claim_vecs, doc_vecs, doc_ids, source, claims,
-                                           weights, mesh, depth, cal)
+                                           cal_weights or weights, mesh, depth, cal)
   if hub_norm is not None:
     h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
                                     doc_bias=hub_norm["beta"] * penalty)
@@ -149,10 +150,18 @@ def own_dev_hub_norm(stage: Path) -> dict | None:
   return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
 
 
-def own_dev_weights(stage: Path, methods) -> dict[str, float]:
-  """The fusion weights the stage chose on its own dev set (its eval_test.json), for the methods it has."""
+def own_dev_weights(stage: Path, methods, calibrated: bool = False) -> dict[str, float]:
+  """The fusion weights the stage chose on its own dev set (its eval_test.json), for the methods it has.
+
+  `calibrated`: the weights dev chose for the student searched calibrated (`calibrated.hybrid`), for a calibrated
+  search: calibration moves the student's scores, so the share dev gave the uncalibrated student need not fit (the
+  main command's seed 0: zcoverage 0.8 calibrated, 0.6 as trained). Methods the file holds no calibrated weight for
+  (evaluated before calibrated fusions existed, or with calibration off) keep the uncalibrated one."""
   path = Path(stage) / "eval_test.json"
-  chosen = json.loads(path.read_text()).get("hybrid", {}) if path.is_file() else {}
+  stored = json.loads(path.read_text()) if path.is_file() else {}
+  chosen = stored.get("hybrid", {})
+  if calibrated:
+    chosen = {**chosen, **stored.get("calibrated", {}).get("hybrid", {})}
   return {m: float(chosen[m]["full_collection"]["weight"]) for m in methods if m in chosen}
 
 

@@ -118,6 +118,10 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   run = {cid: {coll.ids[r]: float(calibrated[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
   measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
   assert (dn["doc_norms"], dn["stop_df"]) == (0.5, 0.3) and set(dn["hybrid"]) == set(saved["hybrid"])
+  # Fused at the weights dev chose for the student calibrated on its own collection.
+  own_cal = json.loads((run_dir / "eval_test.json").read_text())["calibrated"]["hybrid"]
+  assert {m: h["weight"] for m, h in dn["hybrid"].items()} == {m: own_cal[m]["full_collection"]["weight"]
+                                                               for m in own_cal}
   np.testing.assert_allclose(dn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
                              atol=2e-3)
   assert abs(dn["hub"]["max_share"] - collection_eval.hub_share(top)["max_share"]) <= 2 / 300  # near-ties may swap
@@ -224,3 +228,16 @@ def test_geometry_of_constructed_indexes():
   spread = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])  # unit vectors, centroid zero
   g = collection_eval.geometry(spread, lengths)
   assert g["norm_cv"] == 0 and g["corr_norm_length"] == 0 and abs(g["mean_cos_to_centroid"]) < 1e-9
+
+
+def test_dev_weights_for_a_calibrated_search(tmp_path):
+  assert collection_eval.own_dev_weights(tmp_path, ["linear"]) == {}  # not evaluated yet
+  weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
+  (tmp_path / "eval_test.json").write_text(json.dumps({
+      "hybrid": {"linear": weight(0.7), "zscore": weight(0.6), "rrf": weight(1.0)},
+      "calibrated": {"doc_norms": 0.25, "hybrid": {"linear": weight(0.8), "zscore": weight(0.5)}}}))
+  methods = ["linear", "zscore", "rrf", "gated"]
+  assert collection_eval.own_dev_weights(tmp_path, methods) == {"linear": 0.7, "zscore": 0.6, "rrf": 1.0}
+  # Calibrated where the file holds a calibrated weight; the uncalibrated one for a method evaluated without it.
+  assert collection_eval.own_dev_weights(tmp_path, methods, calibrated=True) == {"linear": 0.8, "zscore": 0.5,
+                                                                                 "rrf": 1.0}

@@ -106,12 +106,15 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   found = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search",
                 "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
   assert len(_hits(found)) == 10, found.stdout
-  # Hybrid search: the dev-chosen weight by default; at weight 0 the ranking is BM25's own.
+  # Hybrid search: the weight dev chose for the calibrated student by default (search is calibrated); at weight 0
+  # the ranking is BM25's own.
   assert set(result["hybrid"]) == {"linear", "zscore", "rrf", "gated", "coverage", "zcoverage"}
+  assert set(result["calibrated"]["hybrid"]) == set(result["hybrid"])
   query = "Vitamin D deficiency increases cancer risk"
   fused = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=rrf",
                 f"--config.search.query={query}", *common])
-  assert f"student weight {result['hybrid']['rrf']['full_collection']['weight']:.2f}" in fused.stderr
+  assert "Calibrated search" in fused.stderr
+  assert f"student weight {result['calibrated']['hybrid']['rrf']['full_collection']['weight']:.2f}" in fused.stderr
   bm25_only = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=linear",
                     "--config.search.hybrid_weight=0", f"--config.search.query={query}", *common])
   config = _config(cnn_student, data_dir, cache_dir)

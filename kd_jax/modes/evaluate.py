@@ -171,7 +171,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty,
-                                              calibration.of(config, own=False))}
+                                              calibration.of(config, own=False),
+                                              collection_eval.own_dev_weights(out, config.hybrid.methods, True))}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}

@@ -3,7 +3,6 @@ the stage chose on dev, hubness.py) or fused with BM25, calibrated for the colle
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   claim_vecs = cal.claims(built, inputs, search.encode_claims(built, params, ids, mesh))
   coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
-    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out)
+    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out, cal.active)
     bm25 = source.bm25
     depth = max(s.top_k, config.hybrid.depth)
     pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
@@ -96,13 +95,13 @@ def _hub_beta(beta: float, out: Path) -> float:
   return float(chosen["beta"]) if chosen else 0.0
 
 
-def _hybrid_weight(method: str, weight: float, out: Path) -> float:
-  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method`."""
+def _hybrid_weight(method: str, weight: float, out: Path, calibrated: bool) -> float:
+  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method` (for the calibrated student when
+  the search is calibrated)."""
   if weight >= 0:
     return weight
-  path = out / "eval_test.json"
-  chosen = json.loads(path.read_text()).get("hybrid", {}).get(method) if path.is_file() else None
-  if chosen is None:
-    raise FileNotFoundError(f"No dev-chosen {method} fusion weight in {path}: run --config.mode=evaluate first, or "
-                            "pass --config.search.hybrid_weight=0.5.")
-  return float(chosen["full_collection"]["weight"])
+  chosen = collection_eval.own_dev_weights(out, [method], calibrated)
+  if method not in chosen:
+    raise FileNotFoundError(f"No dev-chosen {method} fusion weight in {out / 'eval_test.json'}: run "
+                            "--config.mode=evaluate first, or pass --config.search.hybrid_weight=0.5.")
+  return chosen[method]
