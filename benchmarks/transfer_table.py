@@ -22,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import reproduce, results_md
-from kd_jax import collection
+from kd_jax import collection, collection_eval
 from kd_jax.modes import evaluate
 from kd_jax.models import registry
 
@@ -53,8 +53,7 @@ def run(config, workdir: Path, max_claims: int) -> dict:
           cfg.collection.update(dataset=target, name=target, max_claims=max_claims)
           path = stage / f"eval_{target}.json"
           result = json.loads(path.read_text()) if path.is_file() else {}
-          if set(result.get("hybrid", {})) != set(cfg.hybrid.methods) or "hub_norm" not in result:
-            # missing, or made before a fusion method or the hub correction existed
+          if not collection_eval.zero_shot_is_current(result, stage, cfg):
             result = evaluate.evaluate_collection(cfg, str(workdir / trained_on), collection.from_config(cfg))
           rows.setdefault(f"{registry.display_name(kind)} {label}", []).append(result)
     if rows:

@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from configs import pseudo_table as pseudo_table_config
 from experiments import pseudo_table, reproduce, results_md
-from kd_jax import atomic, calibration, collection, logbook
+from kd_jax import atomic, collection, collection_eval, logbook
 from kd_jax.modes import evaluate
 
 # Each lever: a short name (part of the stage name) and its config overrides.
@@ -147,8 +147,7 @@ def transfer(cfg, workdir: Path, target: str, max_claims: int) -> dict:
   cfg.collection.update(dataset=target, name=target, max_claims=max_claims)
   path = workdir / cfg.name / f"eval_{target}.json"
   stored = json.loads(path.read_text()) if path.is_file() else {}
-  calibrated = "calibrated" in stored or not calibration.of(cfg, own=False).active
-  if set(stored.get("hybrid", {})) >= set(cfg.hybrid.methods) and "hub_norm" in stored and calibrated:
+  if collection_eval.zero_shot_is_current(stored, workdir / cfg.name, cfg):
     return stored
   return evaluate.evaluate_collection(cfg, str(workdir), collection.from_config(cfg))
 

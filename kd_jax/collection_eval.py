@@ -165,6 +165,18 @@ def own_dev_weights(stage: Path, methods, calibrated: bool = False) -> dict[str,
   return {m: float(chosen[m]["full_collection"]["weight"]) for m in methods if m in chosen}
 
 
+def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
+  """Whether a stored zero-shot result (`eval_<collection>.json`) holds what evaluate_collection writes today for
+  `config`: every fusion method, the hub correction, and when search is calibrated for other collections, the
+  calibrated figures fused at the weights the stage's own dev chose for its calibrated student."""
+  if set(stored.get("hybrid", {})) != set(config.hybrid.methods) or "hub_norm" not in stored:
+    return False  # made before a fusion method or the hub correction existed
+  if not calibration.of(config, own=False).active:
+    return True
+  fused = stored.get("calibrated", {}).get("hybrid", {})
+  return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods, calibrated=True)
+
+
 def log_summary(result: dict) -> None:
   f = lambda x: f"{x['full_collection']['ndcg@10']:.3f}"  # noqa: E731
   parts = [f"BM25 {f(result['bm25'])}", f"student {f(result['student'])}"]

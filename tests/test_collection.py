@@ -241,3 +241,22 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
   # Calibrated where the file holds a calibrated weight; the uncalibrated one for a method evaluated without it.
   assert collection_eval.own_dev_weights(tmp_path, methods, calibrated=True) == {"linear": 0.8, "zscore": 0.5,
                                                                                  "rrf": 1.0}
+
+
+def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
+  config = cnn_student.get_config()
+  methods = list(config.hybrid.methods)
+  weight = lambda w: {"weight": w, "full_collection": {"weight": w}}  # noqa: E731
+  (tmp_path / "eval_test.json").write_text(json.dumps({
+      "hybrid": {m: weight(0.6) for m in methods}, "calibrated": {"hybrid": {m: weight(0.8) for m in methods}}}))
+  stored = {"hybrid": {m: weight(0.6) for m in methods}, "hub_norm": {"beta": 0.5},
+            "calibrated": {"hybrid": {m: weight(0.8) for m in methods}}}
+  assert collection_eval.zero_shot_is_current(stored, tmp_path, config)
+  # Calibrated fusions made at the uncalibrated student's weights (before they had their own): evaluated again.
+  assert not collection_eval.zero_shot_is_current({**stored, "calibrated": {"hybrid": stored["hybrid"]}}, tmp_path,
+                                                  config)
+  assert not collection_eval.zero_shot_is_current({k: v for k, v in stored.items() if k != "hub_norm"}, tmp_path,
+                                                  config)
+  assert not collection_eval.zero_shot_is_current({**stored, "hybrid": {"linear": weight(0.6)}}, tmp_path, config)
+  config.search.doc_norms.other, config.search.stop_df = 0.0, 1.0  # search uncalibrated: no calibrated figures needed
+  assert collection_eval.zero_shot_is_current({k: v for k, v in stored.items() if k != "calibrated"}, tmp_path, config)
