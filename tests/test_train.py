@@ -114,7 +114,8 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   fused = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=rrf",
                 f"--config.search.query={query}", *common])
   assert "Calibrated search" in fused.stderr
-  assert f"student weight {result['calibrated']['hybrid']['rrf']['full_collection']['weight']:.2f}" in fused.stderr
+  weight = result["calibrated"]["hybrid"]["rrf"]["full_collection"]["weight"]
+  assert f"student weight {weight:.2f} (chosen on dev for the calibrated student)" in fused.stderr
   bm25_only = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search", "--config.search.hybrid=linear",
                     "--config.search.hybrid_weight=0", f"--config.search.query={query}", *common])
   config = _config(cnn_student, data_dir, cache_dir)
