@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from kd_jax.machine import cpu_name  # noqa: F401  (the benchmarks name their CPU as kd_jax's stages do)
 
@@ -41,3 +42,25 @@ def restart_with_steady_malloc(module: str, setting: str = "steady") -> None:
   if setting == "steady" and malloc_setting() != "steady":
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], {**os.environ, **STEADY_MALLOC})
+
+
+def cpu_times(stat: str | None = None) -> tuple[int, int]:
+  """(all CPU time, time stolen by the hypervisor), in clock ticks since boot, from /proc/stat's first line (or
+  `stat`, its text). On a cloud VM, steal is time this machine's vCPUs were ready to run while the host ran others: a
+  run that lost much of it timed a slower machine than its header names."""
+  if stat is None:
+    stat = Path("/proc/stat").read_text() if Path("/proc/stat").is_file() else ""
+  first = stat.split("\n", 1)[0].split()
+  if not first or first[0] != "cpu":
+    return 0, 0
+  # user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already counted in user.
+  ticks = [int(v) for v in first[1:9]]
+  return sum(ticks), ticks[7] if len(ticks) > 7 else 0
+
+
+def steal_note(start: tuple[int, int], end: tuple[int, int]) -> str:
+  """The share of all CPU time between two cpu_times() readings that the hypervisor stole."""
+  total, stolen = end[0] - start[0], end[1] - start[1]
+  if total <= 0:
+    return "CPU time stolen by the hypervisor during the run: not readable here"
+  return f"CPU time stolen by the hypervisor during the run: {100 * stolen / total:.1f}% (/proc/stat)"

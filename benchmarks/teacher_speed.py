@@ -141,7 +141,7 @@ def main() -> None:
   except ImportError:
     have_torch = False
     print(speed.TORCH_HINT)
-  start, load_start = time.time(), speed.load()
+  start, load_start, cpu_start = time.time(), speed.load(), host.cpu_times()
   peak = gemm_peak()
   rows, summary = [], {}
   with tempfile.TemporaryDirectory(prefix="kd_jax_bench_") as tmp:
@@ -181,7 +181,8 @@ def main() -> None:
           f" on {datetime.datetime.now():%Y-%m-%d %H:%M} in {time.time() - start:.0f} s.\n\n{speed.machine()}\n"
           f"- PyTorch peer: torch {torch_build}, {speed.THREADS} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}; HF attention implementation '{attn}'\n"
-          f"- Memory allocator: {host.malloc_note()}\n- At start: {load_start}\n- At end: {speed.load()}\n\n"
+          f"- Memory allocator: {host.malloc_note()}\n- At start: {load_start}\n- At end: {speed.load()}\n"
+          f"- {host.steal_note(cpu_start, host.cpu_times())}\n\n"
           f"Measured GEMM peak on this CPU, same process: **f32 {peak['f32']:.0f} GFLOP/s**, **bf16 x bf16 -> f32 "
           f"{peak['bf16_f32']:.0f} GFLOP/s**.\n\n{text}\n\nMedian of {args.rounds} rounds of {args.steps} steps, "
           "contenders alternating. Achieved GFLOP/s = XLA's cost-analysis FLOPs of the compiled step / its time; the "

@@ -47,3 +47,13 @@ def test_load_names_a_process_busy_now_and_not_one_that_is_paused():
   finally:
     spin.kill()
     spin.wait()
+
+
+def test_cpu_steal_is_read_from_proc_stat_and_reported_as_a_share():
+  before = host.cpu_times("cpu  100 10 50 800 5 0 5 30 7 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+  after = host.cpu_times("cpu  150 10 70 900 5 0 5 90 9 0\n")
+  assert before == (1000, 30) and after == (1230, 90)  # guest time (9th column on) is already inside user
+  assert host.steal_note(before, after).startswith("CPU time stolen by the hypervisor during the run: 26.1%")
+  assert "not readable" in host.steal_note((0, 0), (0, 0)) and host.cpu_times("") == (0, 0)
+  live = host.cpu_times()
+  assert live[0] > 0 and 0 <= live[1] <= live[0]  # this machine's own counters
