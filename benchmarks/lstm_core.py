@@ -5,8 +5,8 @@
 
 The BiLSTM benchmark (benchmarks/speed.py) times whole train steps. This one times the part that differs: one LSTM
 direction over the benchmark's documents (512 sequences of 128 words, 50-d inputs, 128 hidden units, as
-configs/lstm_student.py), forward and forward + backward, in Flax (`nn.RNN(nn.OptimizedLSTMCell)`, what the student
-runs) and in PyTorch (`nn.LSTM`). Then one step of the recurrence, in a `lax.scan` of 128 steps: the recurrent product
+configs/lstm_student.py), forward and forward + backward, in Flax (`nn.RNN` over Flax's `OptimizedLSTMCell`, and over
+the student's `FusedLSTMCell`) and in PyTorch (`nn.LSTM`). Then one step of the recurrence, in a `lax.scan` of 128 steps: the recurrent product
 alone, the gate nonlinearities alone, and both, beside the same operations in eager PyTorch.
 
 Same process, alternating contenders, medians (speed.compare); glibc keeps freed memory (benchmarks/host.py) unless
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import host, speed
-from kd_jax.models import students
+from kd_jax.models import lstm_cell, students
 
 SIZES = {"full": dict(batch=512, length=128, rounds=9), "quick": dict(batch=32, length=16, rounds=1)}
 DIM, HIDDEN = 50, 128
@@ -40,15 +40,18 @@ def _pooled_loss(h):
   return jnp.sum(students.masked_max(h, jnp.ones(h.shape[:2], bool)) ** 2)
 
 
-def flax_direction(x: np.ndarray) -> dict:
-  """Forward and forward + backward of one Flax LSTM direction (the student's layer), as blocking callables."""
-  rnn = nn.RNN(nn.OptimizedLSTMCell(HIDDEN))
+CELLS = {"Flax's OptimizedLSTMCell": nn.OptimizedLSTMCell, "FusedLSTMCell (the student's)": lstm_cell.FusedLSTMCell}
+PASSES = ("forward", "forward + backward")
+
+
+def flax_direction(x: np.ndarray, cell) -> dict:
+  """Forward and forward + backward of one Flax LSTM direction with `cell`, as blocking callables."""
+  rnn = nn.RNN(cell(HIDDEN))
   lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)  # the student passes lengths; SciFact's fill the cap
   params = rnn.init(jax.random.key(0), x, seq_lengths=lengths)
   loss = lambda p: _pooled_loss(rnn.apply(p, x, seq_lengths=lengths))  # noqa: E731
   fwd, grad = jax.jit(loss), jax.jit(jax.grad(loss))
-  return {"forward": lambda: jax.block_until_ready(fwd(params)),
-          "forward + backward": lambda: jax.block_until_ready(grad(params))}
+  return dict(zip(PASSES, (lambda: jax.block_until_ready(fwd(params)), lambda: jax.block_until_ready(grad(params)))))
 
 
 def torch_direction(x: np.ndarray) -> dict:
@@ -64,7 +67,7 @@ def torch_direction(x: np.ndarray) -> dict:
     loss = _torch_loss(lstm(xt)[0])
     loss.backward()
     return float(loss)
-  return {"forward": forward, "forward + backward": backward}
+  return dict(zip(PASSES, (forward, backward)))
 
 
 def _torch_loss(h):
@@ -144,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
   s = SIZES["quick" if args.quick else "full"]
   start, load_start, cpu_start = time.time(), speed.load(), host.cpu_times()
   x = np.random.default_rng(0).normal(size=(s["batch"], s["length"], DIM)).astype(np.float32)
-  rows = _rows(flax_direction(x), torch_direction(x) if speed.torch else {}, s["rounds"], 1.0)
+  peer = torch_direction(x) if speed.torch else {}
+  rows = []
+  for label, cell in CELLS.items():
+    rows += [[f"{label}: {r[0]}", *r[1:]] for r in _rows(flax_direction(x, cell), peer, s["rounds"], 1.0)]
   steps = _rows(scan_parts(s["batch"], s["length"]), torch_parts(s["batch"], s["length"]) if speed.torch else {},
                 s["rounds"], s["length"])
   cmd = "python -m benchmarks.lstm_core " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -154,8 +160,10 @@ def main(argv: list[str] | None = None) -> None:
       f"{time.time() - start:.0f} s{' (quick sizes: checks the script)' if args.quick else ''}.\n\n"
       f"{speed.machine()}\n- Memory allocator: {host.malloc_note()}\n- At start: {load_start}\n"
       f"- At end: {speed.load()}\n- {host.steal_note(cpu_start, host.cpu_times())}\n\n"
-      f"## 1. One direction, {shape}\n\nFlax `nn.RNN(nn.OptimizedLSTMCell)` (the student's layer, with sequence "
-      "lengths) against PyTorch `nn.LSTM`; loss: max over time, squared, summed. Milliseconds per call, medians.\n\n"
+      f"## 1. One direction, {shape}\n\n`nn.RNN` (with sequence lengths, as the student) over Flax's "
+      "`OptimizedLSTMCell` and over the student's `FusedLSTMCell` (kd_jax/models/lstm_cell.py: the same parameters "
+      "and function, with a hand-written VJP for the gate arithmetic), against PyTorch `nn.LSTM`; loss: the student's "
+      "max over time, squared, summed. Milliseconds per call, medians.\n\n"
       + speed.table(["", "Flax ms", "PyTorch ms", "ours / PyTorch speed"], rows) + "\n\n"
       f"## 2. One step of the recurrence, {s['batch']} sequences\n\nForward only, milliseconds per step of a "
       f"{s['length']}-step `lax.scan` (JAX) or Python loop (eager PyTorch, which pays Python's overhead per "

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from kd_jax.models import fast_ops, lexical, registry
+from kd_jax.models import fast_ops, lexical, lstm_cell, registry
 
 Array = jax.Array
 PAD_ID = 0
@@ -142,7 +142,8 @@ class BiLSTMEncoder(nn.Module):
     x, mask = Embed(cfg, name="tokens")(ids)
     x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
-    h = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)), nn.RNN(nn.OptimizedLSTMCell(cfg.hidden)),
+    # Flax's OptimizedLSTMCell, its gate arithmetic fused for CPU (lstm_cell.py): same parameters, same function.
+    h = nn.Bidirectional(nn.RNN(lstm_cell.FusedLSTMCell(cfg.hidden)), nn.RNN(lstm_cell.FusedLSTMCell(cfg.hidden)),
                          name="bilstm")(x, seq_lengths=lengths)
     if cfg.pooling == "max":
       z = masked_max(h, mask)
