@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from kd_jax.models import lstm_cell
+from kd_jax.models import lstm_cell, students
 
 B, T, D, H = 6, 9, 5, 8
 
@@ -66,3 +66,16 @@ def test_other_gate_functions_are_refused():
   x = jnp.zeros((2, D))
   with pytest.raises(ValueError, match="sigmoid gates and tanh activations only"):
     cell.init(jax.random.key(0), cell.initialize_carry(jax.random.key(1), x.shape), x)
+
+
+def test_the_student_holds_the_parameters_flax_cells_would(monkeypatch):
+  """Stages trained with nn.OptimizedLSTMCell load into today's student: same paths (module names), shapes, values."""
+  cfg = students.BiLSTMConfig(vocab_size=50, embed_dim=D, hidden=H, out_dim=6, lexical_dim=0)
+  ids = jnp.asarray(np.random.default_rng(2).integers(0, 50, size=(3, T)), jnp.int32)
+  ours = students.BiLSTMEncoder(cfg).init(jax.random.key(0), ids)
+  monkeypatch.setattr(lstm_cell, "FusedLSTMCell", nn.OptimizedLSTMCell)
+  flax_cells = students.BiLSTMEncoder(cfg).init(jax.random.key(0), ids)
+  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(flax_cells)
+  assert "OptimizedLSTMCell_1" in ours["params"]
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_cells)):
+    np.testing.assert_array_equal(a, b)

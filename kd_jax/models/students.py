@@ -142,9 +142,10 @@ class BiLSTMEncoder(nn.Module):
     x, mask = Embed(cfg, name="tokens")(ids)
     x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
-    # Flax's OptimizedLSTMCell, its gate arithmetic fused for CPU (lstm_cell.py): same parameters, same function.
-    h = nn.Bidirectional(nn.RNN(lstm_cell.FusedLSTMCell(cfg.hidden)), nn.RNN(lstm_cell.FusedLSTMCell(cfg.hidden)),
-                         name="bilstm")(x, seq_lengths=lengths)
+    # Flax's OptimizedLSTMCell with a hand-written VJP for its gates (lstm_cell.py): same parameters, same function.
+    # Named as Flax named OptimizedLSTMCell's instances, so checkpoints of either cell load into the other.
+    cells = [lstm_cell.FusedLSTMCell(cfg.hidden, name=f"OptimizedLSTMCell_{i}") for i in range(2)]
+    h = nn.Bidirectional(nn.RNN(cells[0]), nn.RNN(cells[1]), name="bilstm")(x, seq_lengths=lengths)
     if cfg.pooling == "max":
       z = masked_max(h, mask)
     elif cfg.pooling == "mean":
