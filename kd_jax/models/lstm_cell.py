@@ -50,8 +50,9 @@ lstm_update.defvjp(_update_fwd, _update_bwd)
 
 
 class FusedLSTMCell(nn.OptimizedLSTMCell):
-  """nn.OptimizedLSTMCell (parameter names, shapes and initialisers unchanged, so checkpoints load either way) with
-  the default gate functions only: sigmoid gates, tanh activation."""
+  """nn.OptimizedLSTMCell (parameter names, shapes and initialisers unchanged) with the default gate functions only:
+  sigmoid gates, tanh activation. Flax names unnamed submodules after their class, so a model's checkpoints match
+  either cell only when the instance keeps the name Flax gave OptimizedLSTMCell's (students.py passes it)."""
 
   @nn.compact
   def __call__(self, carry, inputs):
