@@ -111,8 +111,8 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       index=dict(dtype="float32"),
       # mode=search: a claim, or a file of one claim per line. hybrid=linear, zscore, rrf, gated, coverage or
       # zcoverage fuses the student with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate
-      # chose on dev, for the calibrated student when search is calibrated). The student alone searches with the hub correction at `hub_beta` (-1: the beta mode=evaluate
-      # chose on dev; 0: off).
+      # chose on dev, for the calibrated student when search is calibrated). The student alone searches with the hub
+      # correction at `hub_beta` (-1: the beta mode=evaluate chose on dev; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
