@@ -95,9 +95,12 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       distributed=dict(enabled=False, coordinator_address="", num_processes=0, process_id=-1,
                        initialization_timeout_s=300,
                        heartbeat_timeout_s=30),  # a dead peer ends the others' run after this long
-      mesh=dict(data=-1, model=1),  # -1: all devices
+      # -1: all devices. split_cpu_data: on a CPU that cpu_devices split, this many devices along data (-1: all
+      # of them; students set 1, sharding.stage_mesh).
+      mesh=dict(data=-1, model=1, split_cpu_data=-1),
       # CPU hosts: run as this many XLA devices, so data-parallel steps put one shard on each core (teacher step
-      # 1.13x faster on this project's 2 cores; students' 2-9% slower). 0: JAX's default (one). Ignored on TPU/GPU,
+      # 1.13x faster on this project's 2 cores; students' slower, so they use one: mesh.split_cpu_data). 0: JAX's
+      # default (one). Ignored on TPU/GPU,
       # and where XLA_FLAGS sets --xla_force_host_platform_device_count.
       cpu_devices=2,
       data=data_config(),

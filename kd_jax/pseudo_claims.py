@@ -89,7 +89,7 @@ def ensure(tcfg, tdir: Path, p, count: int):
   scores = _load_progress(root, ids, rows)
   if len(scores) < len(exs):
     built = build_lib.build(tcfg.model, prepared)
-    mesh = sharding.make_mesh(tcfg.mesh.data, tcfg.mesh.model)
+    mesh = sharding.stage_mesh(tcfg.mesh)
     params, params_sh = train.restore_params(Path(tdir), built, tcfg, mesh)
     predict = evaluate.make_predict(built, mesh, params_sh)
     logging.info("Scoring pseudo-claims %d..%d with the teacher in %s", len(scores), len(exs), tdir)

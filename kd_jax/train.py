@@ -128,7 +128,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
                     "evaluated and checkpointed can become the best-by-dev checkpoint.", tc.eval_every,
                     tc.checkpoint_every)
   atomic.ensure_writable(workdir, "Output folder")
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  mesh = sharding.stage_mesh(config.mesh)
   logging.info("Training on a %s mesh of %s devices", dict(mesh.shape), mesh.devices.flat[0].platform)
   check_batch_sizes(config, mesh)
   tx = make_optimizer(tc)

@@ -34,7 +34,7 @@ def distill(config, workdir: str) -> dict:
   source = _train_source(config, tdir, tcfg, prepared)
   if config.distill.online:
     teacher_built = build_lib.build(tcfg.model, prepared)
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    mesh = sharding.stage_mesh(config.mesh)
     tparams, _ = train.restore_params(tdir, teacher_built, tcfg, mesh)
     result = train.fit(config, out, prepared, built, _loss(config), teacher=(teacher_built, tparams),
                        train_source=source)

@@ -158,7 +158,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
     own.collection.update(path="", dataset="", name="")
     evaluate_stage(own, workdir)
   weights = collection_eval.own_dev_weights(out, config.hybrid.methods)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
   dtype = stage.index_dtype(config)
   root = indexing.index_root(out, source.name, dtype)

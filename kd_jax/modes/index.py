@@ -18,7 +18,7 @@ def index_stage(config, workdir: str) -> Path:
   source = stage.source_of(config)
   root = indexing.index_root(out, source.name, stage.index_dtype(config))
   stage.check_writable(config.data, root)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
   index = indexing.build_index(built, params, inputs, source, root, mesh,
                                {"model": config.name, "prepared": inputs.settings["prepared"]},

@@ -36,7 +36,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     texts = [s.query]
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   cal = calibration.of(config, own=collection.from_config(config) is None)

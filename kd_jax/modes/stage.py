@@ -102,7 +102,7 @@ class Restored:
   @classmethod
   def load(cls, config, stage: Path, prepared: prepare.Prepared) -> Restored:
     built = build_lib.build(config.model, prepared)
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    mesh = sharding.stage_mesh(config.mesh)
     params, params_sh = train.restore_params(stage, built, config, mesh)
     return cls(config, prepared, built, mesh, params, evaluate.make_predict(built, mesh, params_sh))
 
