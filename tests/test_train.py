@@ -243,14 +243,18 @@ def test_cpu_devices_split_the_host_before_jax_starts_and_refuse_after():
 def test_students_take_one_device_of_a_split_cpu_and_the_teacher_both():
   # stage_mesh: on a CPU that split_cpu divided, mesh.split_cpu_data > 0 sizes the data axis (the students' configs
   # set 1); an explicit mesh.data, a config saved before the field, and a device count from XLA_FLAGS are left alone.
-  code = ("import ml_collections as mc\nfrom kd_jax import sharding\nsharding.split_cpu(2)\n"
+  code = ("import ml_collections as mc\nfrom configs import cnn_student\nfrom kd_jax import sharding\n"
+          "from kd_jax.modes import stage\nsharding.split_cpu(2)\n"
           "size = lambda **m: sharding.stage_mesh(mc.ConfigDict({'data': -1, 'model': 1, **m})).devices.size\n"
           "print(size(split_cpu_data=1), size(split_cpu_data=-1), size(data=2, split_cpu_data=1), size(),"
-          " size(split_cpu_data=4))\n")
+          " size(split_cpu_data=4))\n"
+          # the chain: the student on one device, the teacher it trains or restores on both
+          "c = cnn_student.get_config()\n_, t = stage.teacher_config(c, '/nonexistent')\n"
+          "print(sharding.stage_mesh(c.mesh).devices.size, sharding.stage_mesh(t.mesh).devices.size)\n")
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.split() == ["1", "2", "2", "2", "2"], proc.stdout
+  assert proc.stdout.split() == ["1", "2", "2", "2", "2", "1", "2"], proc.stdout
   assert cnn_student.get_config().mesh.split_cpu_data == 1 and lstm_student.get_config().mesh.split_cpu_data == 1
   assert teacher_config.get_config().mesh.split_cpu_data == -1 and cnn_student.get_config().teacher.mesh.split_cpu_data == -1
   # This process's 8 devices come from XLA_FLAGS, not split_cpu: students shard over all of them, as tested here.

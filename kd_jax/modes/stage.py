@@ -50,7 +50,10 @@ def teacher_config(config, workdir: str):
   tcfg.name = tdir.name
   # Soft labels must score the very candidate lists the student trains on.
   tcfg.data = ml_collections.ConfigDict(config.data.to_dict())
-  tcfg.mesh = ml_collections.ConfigDict(config.mesh.to_dict())
+  # The chain's mesh, but the teacher's own share of a CPU split for it (a student config asks for one device of
+  # it, sharding.stage_mesh).
+  tcfg.mesh = ml_collections.ConfigDict({**config.mesh.to_dict(),
+                                         "split_cpu_data": config.teacher.mesh.get("split_cpu_data", -1)})
   return tdir, tcfg
 
 
