@@ -18,9 +18,10 @@ def cpu_name() -> str:
   return platform.processor() or "unknown"
 
 
-def describe() -> str:
-  """The devices this process computes on: 'AMD EPYC (cpu, 2 devices)', 'TPU v5 lite (tpu, 8 devices)'."""
-  devices = jax.devices()
+def describe(mesh=None) -> str:
+  """The devices a stage computes on (its `mesh`'s; default: all this process has): 'AMD EPYC (cpu, 2 devices)',
+  'TPU v5 lite (tpu, 8 devices)'. A student on one device of a CPU split in two names 1 (sharding.stage_mesh)."""
+  devices = list(mesh.devices.flat) if mesh is not None else jax.devices()
   first = devices[0]
   kind = cpu_name() if first.platform == "cpu" else first.device_kind
   return f"{kind} ({first.platform}, {len(devices)} device{'s' if len(devices) > 1 else ''})"

@@ -229,7 +229,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   if end == tc.steps:
     multihost.primary_writes(f"{workdir / 'complete.json'}", lambda: atomic.write_text(
         workdir / "complete.json", json.dumps({"steps": tc.steps, tc.eval_split: metrics,
-                                               "machine": machine.describe()}, indent=2)))
+                                               "machine": machine.describe(mesh)}, indent=2)))
   return FitResult(params=state["params"], metrics=metrics, initial_metrics=initial)
 
 

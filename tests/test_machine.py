@@ -20,3 +20,9 @@ def test_cpu_name_is_procs_model_name_and_describe_counts_the_devices():
 def test_kind_reads_back_what_describe_wrote():
   assert machine.kind(machine.describe()) == machine.cpu_name()
   assert machine.kind("TPU v5 lite (tpu, 8 devices)") == "TPU v5 lite"
+
+
+def test_describe_counts_a_meshs_devices():
+  from kd_jax import sharding
+  assert machine.describe(sharding.make_mesh(1, 1)) == f"{machine.cpu_name()} (cpu, 1 device)"
+  assert machine.describe(sharding.make_mesh(2, 1)) == f"{machine.cpu_name()} (cpu, 2 devices)"
