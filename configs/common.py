@@ -100,8 +100,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       mesh=dict(data=-1, model=1, split_cpu_data=-1),
       # CPU hosts: run as this many XLA devices, so data-parallel steps put one shard on each core (teacher step
       # 1.13x faster on this project's 2 cores; students' slower, so they use one: mesh.split_cpu_data). 0: JAX's
-      # default (one). Ignored on TPU/GPU,
-      # and where XLA_FLAGS sets --xla_force_host_platform_device_count.
+      # default (one). Ignored on TPU/GPU, and where XLA_FLAGS sets --xla_force_host_platform_device_count.
       cpu_devices=2,
       data=data_config(),
       # mode=index/search/evaluate on another collection than the training data: a BEIR folder or a .jsonl of

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import jax
 
-from kd_jax import machine
+from kd_jax import machine, sharding
 
 
 def test_cpu_name_is_procs_model_name_and_describe_counts_the_devices():
@@ -23,6 +23,5 @@ def test_kind_reads_back_what_describe_wrote():
 
 
 def test_describe_counts_a_meshs_devices():
-  from kd_jax import sharding
   assert machine.describe(sharding.make_mesh(1, 1)) == f"{machine.cpu_name()} (cpu, 1 device)"
   assert machine.describe(sharding.make_mesh(2, 1)) == f"{machine.cpu_name()} (cpu, 2 devices)"

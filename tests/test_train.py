@@ -256,7 +256,8 @@ def test_students_take_one_device_of_a_split_cpu_and_the_teacher_both():
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.split() == ["1", "2", "2", "2", "2", "1", "2"], proc.stdout
   assert cnn_student.get_config().mesh.split_cpu_data == 1 and lstm_student.get_config().mesh.split_cpu_data == 1
-  assert teacher_config.get_config().mesh.split_cpu_data == -1 and cnn_student.get_config().teacher.mesh.split_cpu_data == -1
+  assert teacher_config.get_config().mesh.split_cpu_data == -1
+  assert cnn_student.get_config().teacher.mesh.split_cpu_data == -1
   # This process's 8 devices come from XLA_FLAGS, not split_cpu: students shard over all of them, as tested here.
   cfg = cnn_student.get_config()
   assert sharding.stage_mesh(cfg.mesh).devices.size == len(jax.devices()) == 8

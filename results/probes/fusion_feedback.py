@@ -5,28 +5,25 @@
 Dense Rocchio pseudo-relevance feedback for the student, then z-score / zcoverage fusion with BM25.
 q' = q + beta_d * |q_d|/|m_d| * m_d (dense part) + beta_l * |q_l|/|m_l| * m_l (lexical part), m = mean of the top-k
 documents' vectors from a first pass (student alone, or the zcoverage fusion at the stage's dev weight)."""
-import json, sys, itertools, time
-sys.path.insert(0, ".")
-from pathlib import Path
-import ml_collections, numpy as np
-from experiments import calibration as cexp
-from kd_jax import collection_eval, hybrid, fusion, search, sharding
+import itertools
+import json
+import sys
+import time
+
+import numpy as np
+
+import probe_common
+from kd_jax import collection_eval, fusion, hybrid, search
 from kd_jax.data import candidates
-from kd_jax.modes import stage
 
 W = hybrid.WEIGHTS
 KS = [3, 5, 10]
 BETAS = [0.0, 0.25, 0.5, 1.0]
 out = {}
-mesh = sharding.make_mesh(1, 1)
+mesh = probe_common.MESH
 for seed in [int(s) for s in sys.argv[2].split(",")]:
-  stage_dir = Path(sys.argv[1]) / f"cnn_student+lex4k+oovlex+steps1200_s{seed}"
-  cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
-  built, params, inputs = stage.student(cfg, stage_dir, mesh)
+  stage_dir, cfg, built, params, inputs, src, doc_vecs, doc_ids = probe_common.load(sys.argv[1], seed)
   D = cfg.model.out_dim
-  src, index = cexp.stored_index(stage_dir, cfg, built, params, inputs, cfg.data.name, 0, mesh)
-  doc_vecs, doc_ids, _ = index.read()
-  doc_vecs = np.asarray(doc_vecs, np.float32)
   coll = src.collection()
   bm = candidates.BM25Index(coll)
   w0 = collection_eval.own_dev_weights(stage_dir, ("zcoverage",))["zcoverage"]
@@ -48,13 +45,7 @@ for seed in [int(s) for s in sys.argv[2].split(",")]:
       continue
     res = {}
     for split, (claims, cv, reach, first) in data.items():
-      m = doc_vecs[first[source][:, :k]].mean(1)
-      q = cv.copy()
-      for sl, b in ((slice(0, D), bd), (slice(D, None), bl)):
-        if b:
-          qn = np.linalg.norm(cv[:, sl], axis=1, keepdims=True)
-          mn = np.maximum(np.linalg.norm(m[:, sl], axis=1, keepdims=True), 1e-9)
-          q[:, sl] = cv[:, sl] + b * qn / mn * m[:, sl]
+      q = probe_common.rocchio(cv, doc_vecs, first[source], k, D, bd, bl)
       pool = hybrid.full_collection_pool(built, params, q, doc_vecs, claims.texts, claims.ids, claims.qrels, bm, mesh,
                                          100, *reach)
       res[split] = {"alone": hybrid.full_collection_metrics(pool, "linear", 1.0, doc_ids)["ndcg@10"]}

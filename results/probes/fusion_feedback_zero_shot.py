@@ -4,27 +4,23 @@ after fusion_feedback.py:
   KD_JAX_DATA_DIR=../shared/data python results/probes/fusion_feedback_zero_shot.py workdir/main_hash
 
 The feedback round zero-shot on FEVER-titles (first 1,500 test claims), weights from own (SciFact) dev."""
-import json, sys
-sys.path.insert(0, ".")
-from pathlib import Path
-import ml_collections, numpy as np
-from experiments import calibration as cexp
-from kd_jax import collection_eval, hybrid, fusion, search, sharding
-from kd_jax.modes import stage
+import json
+import sys
+
+import numpy as np
+
+import probe_common
+from kd_jax import collection_eval, fusion, hybrid, search
 
 probe = {}
 probe.update(json.load(open("results/probes/fusion_feedback.json")))
 out = {}
 CFGS = [(3, 0.0, 0.25), (3, 0.25, 0.0), (3, 0.25, 0.25), (3, 0.5, 0.25), (3, 0.5, 0.5)]
-mesh = sharding.make_mesh(1, 1)
+mesh = probe_common.MESH
 for seed in range(3):
-  stage_dir = Path(sys.argv[1]) / f"cnn_student+lex4k+oovlex+steps1200_s{seed}"
-  cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
-  built, params, inputs = stage.student(cfg, stage_dir, mesh)
+  stage_dir, cfg, built, params, inputs, src, doc_vecs, doc_ids = probe_common.load(sys.argv[1], seed,
+                                                                                     "fever_titles", 1500)
   D = cfg.model.out_dim
-  src, index = cexp.stored_index(stage_dir, cfg, built, params, inputs, "fever_titles", 1500, mesh)
-  doc_vecs, doc_ids, _ = index.read()
-  doc_vecs = np.asarray(doc_vecs, np.float32)
   coll = src.collection()
   bm = src.bm25
   w0 = collection_eval.own_dev_weights(stage_dir, ("zcoverage", "zscore"))
@@ -39,13 +35,7 @@ for seed in range(3):
   out[f"s{seed} base"] = {**{m: round(v, 4) for m, v in base.items()},
                           "bm25": round(hybrid.full_collection_metrics(pool, "linear", 0.0, doc_ids)["ndcg@10"], 4)}
   for k, bd, bl in CFGS:
-    m = doc_vecs[top[:, :k]].mean(1)
-    q = cv.copy()
-    for sl, b in ((slice(0, D), bd), (slice(D, None), bl)):
-      if b:
-        qn = np.linalg.norm(cv[:, sl], axis=1, keepdims=True)
-        mn = np.maximum(np.linalg.norm(m[:, sl], axis=1, keepdims=True), 1e-9)
-        q[:, sl] = cv[:, sl] + b * qn / mn * m[:, sl]
+    q = probe_common.rocchio(cv, doc_vecs, top, k, D, bd, bl)
     p2 = hybrid.full_collection_pool(built, params, q, doc_vecs, claims.texts, claims.ids, claims.qrels, bm, mesh,
                                      100, *reach)
     row = probe[f"s{seed} fused k={k} bd={bd} bl={bl}"]

@@ -3,26 +3,22 @@
   KD_JAX_DATA_DIR=../shared/data python results/probes/fusion_threeway.py workdir/main_hash
 
 Three-way z-score fusion: the student's dense part, its lexical part, BM25; weights chosen on dev."""
-import json, sys, itertools
-sys.path.insert(0, ".")
-from pathlib import Path
-import ml_collections, numpy as np
-from experiments import calibration as cexp
-from kd_jax import collection_eval, hybrid, fusion, search, sharding, metrics
+import itertools
+import json
+import sys
+
+import numpy as np
+
+import probe_common
+from kd_jax import collection_eval, fusion, hybrid, metrics, search
 from kd_jax.data import candidates
-from kd_jax.modes import stage
 
 G = [round(x, 2) for x in np.arange(0, 1.01, 0.1)]
-mesh = sharding.make_mesh(1, 1)
+mesh = probe_common.MESH
 out = {}
 for seed in range(3):
-  stage_dir = Path(sys.argv[1]) / f"cnn_student+lex4k+oovlex+steps1200_s{seed}"
-  cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
-  built, params, inputs = stage.student(cfg, stage_dir, mesh)
+  stage_dir, cfg, built, params, inputs, src, doc_vecs, doc_ids = probe_common.load(sys.argv[1], seed)
   D = cfg.model.out_dim
-  src, index = cexp.stored_index(stage_dir, cfg, built, params, inputs, cfg.data.name, 0, mesh)
-  doc_vecs, doc_ids, _ = index.read()
-  doc_vecs = np.asarray(doc_vecs, np.float32)
   coll = src.collection()
   bm = candidates.BM25Index(coll)
   res = {}
