@@ -57,8 +57,9 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     fused = fusion.fuse(s.hybrid, pool.student, pool.bm25, weight, pool.mask, pool.reach)
     best = np.argsort(-fused, axis=1, kind="stable")[:, : s.top_k]
     scores, rows = np.take_along_axis(fused, best, 1), np.take_along_axis(pool.rows, best, 1)
-    chosen = "" if s.hybrid_weight >= 0 else " (chosen on dev for the calibrated student)" if cal.active else \
-        " (chosen on dev)"
+    chosen = ""
+    if s.hybrid_weight < 0:
+      chosen = " (chosen on dev for the calibrated student)" if cal.active else " (chosen on dev)"
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
     beta = _hub_beta(s.get("hub_beta", -1.0), out)
