@@ -1,14 +1,14 @@
-"""Where the BiLSTM student's train step loses to PyTorch: one LSTM direction alone, and one step of its scan split.
+"""Where the BiLSTM student's train step loses to PyTorch: the BiLSTM layer alone, and one step of a scan split.
 
   python -m benchmarks.lstm_core --out results/LSTM_CORE.md      # under a minute on 2 CPU cores
   python -m benchmarks.lstm_core --out /tmp/core.md --quick      # checks the script
 
-The BiLSTM benchmark (benchmarks/speed.py) times whole train steps. This one times the part that differs: one LSTM
-direction over the benchmark's documents (512 sequences of 128 words, 50-d inputs, 128 hidden units, as
-configs/lstm_student.py), forward and forward + backward, in Flax (`nn.RNN` over Flax's `OptimizedLSTMCell`, and over
-the student's `FusedLSTMCell`) and in PyTorch (`nn.LSTM`). Then one step of the recurrence, in a `lax.scan` of 128
-steps: the recurrent product alone, the gate nonlinearities alone, and both, beside the same operations in eager
-PyTorch.
+The BiLSTM benchmark (benchmarks/speed.py) times whole train steps. This one times the part that differs: the BiLSTM
+layer over the benchmark's documents (512 sequences of 128 words, 50-d inputs, 128 hidden units per direction, as
+configs/lstm_student.py), forward and forward + backward, in Flax (`nn.Bidirectional` over Flax's `OptimizedLSTMCell`,
+and the student's `kd_jax/models/bilstm.py`) and in PyTorch (two `nn.LSTM`s, the backward one reading each sequence
+reversed within its length, as the train-step peer). Then one step of the recurrence, in a `lax.scan` of 128 steps:
+the recurrent product alone, the gate nonlinearities alone, and both, beside the same operations in eager PyTorch.
 
 Same process, alternating contenders, medians (speed.compare); glibc keeps freed memory (benchmarks/host.py) unless
 `--malloc=default`. PyTorch is the peer (`pip install torch==2.13.0`); without it its columns read "—".
@@ -29,50 +29,71 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import host, speed
-from kd_jax.models import lstm_cell, students
+from kd_jax.models import bilstm, students
 
 SIZES = {"full": dict(batch=512, length=128, rounds=9), "quick": dict(batch=32, length=16, rounds=1)}
 DIM, HIDDEN = 50, 128
 
 
-def _pooled_loss(h):
-  """A loss of the shape the student's: max over time as the student pools (masked_max: its gradient goes to the
-  position of the max, as PyTorch's does; autodiff of jnp.max would add passes for ties), then a scalar."""
-  return jnp.sum(students.masked_max(h, jnp.ones(h.shape[:2], bool)) ** 2)
+def _pooled_loss(h, mask):
+  """A loss of the shape the student's: max over time at valid positions (masked_max: its gradient goes to the
+  position of the max, as PyTorch's does), then a scalar."""
+  return jnp.sum(students.masked_max(h, mask) ** 2)
 
 
-CELLS = {"Flax's OptimizedLSTMCell": nn.OptimizedLSTMCell, "FusedLSTMCell (the student's)": lstm_cell.FusedLSTMCell}
+LAYERS = ("Flax's Bidirectional OptimizedLSTMCell", "kd_jax/models/bilstm.py (the student's)")
 PASSES = ("forward", "forward + backward")
 
 
-def flax_direction(x: np.ndarray, cell) -> dict:
-  """Forward and forward + backward of one Flax LSTM direction with `cell`, as blocking callables."""
-  rnn = nn.RNN(cell(HIDDEN))
+class _FlaxLayer(nn.Module):
+  @nn.compact
+  def __call__(self, x, lengths):
+    cells = [nn.OptimizedLSTMCell(HIDDEN, name=f"OptimizedLSTMCell_{i}") for i in range(2)]
+    h = nn.Bidirectional(nn.RNN(cells[0]), nn.RNN(cells[1]))(x, seq_lengths=lengths)
+    return _pooled_loss(h, jnp.arange(x.shape[1])[None, :] < lengths[:, None])
+
+
+class _StudentLayer(nn.Module):
+  @nn.compact
+  def __call__(self, x, lengths):
+    weights = [bilstm.LSTMWeights(HIDDEN, name=f"OptimizedLSTMCell_{i}")(x.shape[-1]) for i in range(2)]
+    hf, hb = bilstm.bilstm(x, lengths, *weights)
+    mask = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
+    return sum(_pooled_loss(jnp.swapaxes(h, 0, 1), m) for h, m in ((hf, mask), (hb, mask[:, ::-1])))
+
+
+def flax_layer(x: np.ndarray, layer: str) -> dict:
+  """Forward and forward + backward of one BiLSTM layer, as blocking callables."""
+  model = (_FlaxLayer if layer == LAYERS[0] else _StudentLayer)()
   lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)  # the student passes lengths; SciFact's fill the cap
-  params = rnn.init(jax.random.key(0), x, seq_lengths=lengths)
-  loss = lambda p: _pooled_loss(rnn.apply(p, x, seq_lengths=lengths))  # noqa: E731
+  params = model.init(jax.random.key(0), x, lengths)
+  loss = lambda p: model.apply(p, x, lengths)  # noqa: E731
   fwd, grad = jax.jit(loss), jax.jit(jax.grad(loss))
   return dict(zip(PASSES, (lambda: jax.block_until_ready(fwd(params)), lambda: jax.block_until_ready(grad(params)))))
 
 
-def torch_direction(x: np.ndarray) -> dict:
+def torch_layer(x: np.ndarray) -> dict:
   import torch  # pylint: disable=import-outside-toplevel
-  lstm, xt = torch.nn.LSTM(DIM, HIDDEN, batch_first=True), torch.from_numpy(x)
+  from benchmarks import torch_peers  # pylint: disable=import-outside-toplevel
+  fwd_lstm, bwd_lstm = torch.nn.LSTM(DIM, HIDDEN, batch_first=True), torch.nn.LSTM(DIM, HIDDEN, batch_first=True)
+  xt, lengths = torch.from_numpy(x), torch.full((x.shape[0],), x.shape[1])
+  mask = torch.ones(x.shape[:2], dtype=torch.bool)
+
+  def loss():
+    back = torch_peers.reverse_valid(bwd_lstm(torch_peers.reverse_valid(xt, lengths))[0], lengths)
+    return torch_peers.masked_max(torch.cat([fwd_lstm(xt)[0], back], -1), mask).pow(2).sum()
 
   def forward():
     with torch.no_grad():
-      return float(_torch_loss(lstm(xt)[0]))
+      return float(loss())
 
   def backward():
-    lstm.zero_grad()
-    loss = _torch_loss(lstm(xt)[0])
-    loss.backward()
-    return float(loss)
+    fwd_lstm.zero_grad()
+    bwd_lstm.zero_grad()
+    out = loss()
+    out.backward()
+    return float(out)
   return dict(zip(PASSES, (forward, backward)))
-
-
-def _torch_loss(h):
-  return h.max(dim=1).values.pow(2).sum()
 
 
 def scan_parts(batch: int, length: int) -> dict:
@@ -148,22 +169,23 @@ def main(argv: list[str] | None = None) -> None:
   s = SIZES["quick" if args.quick else "full"]
   start, load_start, cpu_start = time.time(), speed.load(), host.cpu_times()
   x = np.random.default_rng(0).normal(size=(s["batch"], s["length"], DIM)).astype(np.float32)
-  peer = torch_direction(x) if speed.torch else {}
+  peer = torch_layer(x) if speed.torch else {}
   rows = []
-  for label, cell in CELLS.items():
-    rows += [[f"{label}: {r[0]}", *r[1:]] for r in _rows(flax_direction(x, cell), peer, s["rounds"], 1.0)]
+  for layer in LAYERS:
+    rows += [[f"{layer}: {r[0]}", *r[1:]] for r in _rows(flax_layer(x, layer), peer, s["rounds"], 1.0)]
   steps = _rows(scan_parts(s["batch"], s["length"]), torch_parts(s["batch"], s["length"]) if speed.torch else {},
                 s["rounds"], s["length"])
   cmd = "python -m benchmarks.lstm_core " + shlex.join(sys.argv[1:] if argv is None else argv)
   shape = f"{s['batch']} sequences x {s['length']} steps, {DIM}-d inputs, {HIDDEN} hidden units"
   text = (
-      f"# One LSTM direction: Flax vs PyTorch\n\nGenerated by `{cmd}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
+      f"# The BiLSTM layer: Flax vs PyTorch\n\nGenerated by `{cmd}` on {datetime.datetime.now():%Y-%m-%d %H:%M} in "
       f"{time.time() - start:.0f} s{' (quick sizes: checks the script)' if args.quick else ''}.\n\n"
       f"{speed.machine()}\n- Memory allocator: {host.malloc_note()}\n{speed.conditions(load_start, cpu_start)}\n"
-      f"## 1. One direction, {shape}\n\n`nn.RNN` (with sequence lengths, as the student) over Flax's "
-      "`OptimizedLSTMCell` and over the student's `FusedLSTMCell` (kd_jax/models/lstm_cell.py: the same parameters "
-      "and function, with a hand-written VJP for the gate arithmetic), against PyTorch `nn.LSTM`; loss: the student's "
-      "max over time, squared, summed. Milliseconds per call, medians.\n\n"
+      f"## 1. The BiLSTM layer, {shape} per direction\n\n`nn.Bidirectional` over Flax's `OptimizedLSTMCell` (with "
+      "sequence lengths, as the student was until kd_jax/models/bilstm.py) and the student's layer (bilstm.py: the "
+      "same parameters and function, both directions in one scan with a hand-written VJP), against two PyTorch "
+      "`nn.LSTM`s, the backward one reading each sequence reversed within its length; loss: the student's max over "
+      "time, squared, summed. Milliseconds per call, medians.\n\n"
       + speed.table(["", "Flax ms", "PyTorch ms", "ours / PyTorch speed"], rows) + "\n\n"
       f"## 2. One step of the recurrence, {s['batch']} sequences\n\nForward only, milliseconds per step of a "
       f"{s['length']}-step `lax.scan` (JAX) or Python loop (eager PyTorch, which pays Python's overhead per "

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from kd_jax.models import fast_ops, lexical, lstm_cell, registry
+from kd_jax.models import bilstm, fast_ops, lexical, registry
 
 Array = jax.Array
 PAD_ID = 0
@@ -142,18 +142,17 @@ class BiLSTMEncoder(nn.Module):
     x, mask = Embed(cfg, name="tokens")(ids)
     x = fast_ops.dropout(self, x, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
-    # Flax's OptimizedLSTMCell with a hand-written VJP for its gates (lstm_cell.py): same parameters, same function.
-    # Named as Flax named OptimizedLSTMCell's instances, so checkpoints of either cell load into the other.
-    cells = [lstm_cell.FusedLSTMCell(cfg.hidden, name=f"OptimizedLSTMCell_{i}") for i in range(2)]
-    h = nn.Bidirectional(nn.RNN(cells[0]), nn.RNN(cells[1]), name="bilstm")(x, seq_lengths=lengths)
-    if cfg.pooling == "max":
-      z = masked_max(h, mask)
-    elif cfg.pooling == "mean":
-      z = masked_mean(h, mask)
-    else:
+    # Both directions in one scan with a hand-written VJP (bilstm.py): Flax's Bidirectional OptimizedLSTMCells'
+    # function and parameters. Named as Flax named those cells, so checkpoints of either load into the other.
+    weights = [bilstm.LSTMWeights(cfg.hidden, name=f"OptimizedLSTMCell_{i}")(x.shape[-1]) for i in range(2)]
+    hf, hb = bilstm.bilstm(x, lengths, *weights)
+    if cfg.pooling not in ("max", "mean"):
       raise ValueError(f"pooling must be 'max' or 'mean', got {cfg.pooling!r}")
+    pool = masked_max if cfg.pooling == "max" else masked_mean
+    # Pooled per direction where its outputs lie (the reverse one's in reversed time): no [N, L, 2H] copy.
+    z = jnp.concatenate([pool(jnp.swapaxes(h, 0, 1), m) for h, m in ((hf, mask), (hb, mask[:, ::-1]))], axis=-1)
     z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
-    return with_lexical(cfg, ids, nn.Dense(cfg.out_dim, name="proj")(z), lambda: h)
+    return with_lexical(cfg, ids, nn.Dense(cfg.out_dim, name="proj")(z), lambda: bilstm.batch_major(hf, hb))
 
 
 def with_lexical(cfg: StudentConfig, ids: Array, dense: Array, feats: Callable[[], Array]) -> Array:

@@ -1,0 +1,135 @@
+"""The BiLSTM student's recurrence: both directions in one scan, with a hand-written VJP for the whole sequence.
+
+Same function and parameters as Flax's `nn.Bidirectional(nn.RNN(OptimizedLSTMCell), nn.RNN(OptimizedLSTMCell))`
+with sequence lengths (tests/test_bilstm.py checks outputs at valid positions and gradients against it), but laid
+out for XLA:CPU, where the BiLSTM's train step lost to PyTorch's fused LSTM (0.68x, results/BENCHMARKS.md):
+- One `lax.scan` steps both directions: 128 loop iterations instead of 256, and no per-sequence flips. The reverse
+  direction reads the sequence from its end and holds its zero state over the trailing padding, so it starts at
+  each sequence's last word as Flax's reversal within the length does; its outputs stay in reversed time, which
+  pooling over time does not mind (`bilstm`'s callers pool time-major outputs directly).
+- The backward pass is one reverse loop written by hand. It saves only the outputs, the cell states and the four
+  gates, recomputes tanh of the cell state, keeps each gate in an array of its own (XLA:CPU leaves a loop fusion
+  unvectorised when it slices one dynamically indexed array several times: 0.45 against 0.12 ms a step, measured)
+  and multiplies by transposed weights made once, outside the loop.
+Measured on the benchmark's train step (32 claims x 16 documents of 128 words, AMD EPYC, 2 cores, alternating in one
+process; python -m benchmarks.speed): see BENCHMARKS.md. Autodiff of the scan over Flax's cell, with its saved
+intermediates and per-step transposes, was about 1.25x slower.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.recurrent import DenseParams
+
+Array = jax.Array
+GATES = ("i", "f", "g", "o")  # Flax's OptimizedLSTMCell's order and names: input, forget, cell, output
+Weights = tuple[Array, Array, Array]  # input kernel [D, 4H], recurrent kernel [H, 4H], bias [4H]
+
+
+class LSTMWeights(nn.Module):
+  """The parameters `nn.OptimizedLSTMCell(hidden)` would create (names, shapes, initialisers), concatenated over the
+  gates. Flax names parameters by module path, so an instance named as Flax named the cell holds the same values,
+  and checkpoints load either way."""
+  hidden: int
+
+  @nn.compact
+  def __call__(self, in_features: int) -> Weights:
+    cell = nn.OptimizedLSTMCell  # its default initialisers (class attributes of the dataclass), not copies
+    x, h = jnp.zeros((1, in_features)), jnp.zeros((1, self.hidden))
+    dense_i = [DenseParams(features=self.hidden, use_bias=False, kernel_init=cell.kernel_init,
+                           bias_init=cell.bias_init, name=f"i{g}")(x) for g in GATES]
+    dense_h = [DenseParams(features=self.hidden, use_bias=True, kernel_init=cell.recurrent_kernel_init,
+                           bias_init=cell.bias_init, name=f"h{g}")(h) for g in GATES]
+    return (jnp.concatenate([k for k, _ in dense_i], axis=-1), jnp.concatenate([k for k, _ in dense_h], axis=-1),
+            jnp.concatenate([b for _, b in dense_h], axis=-1))
+
+
+def bilstm(x: Array, lengths: Array, forward: Weights, backward: Weights) -> tuple[Array, Array]:
+  """x [N, L, D] (right-padded; `lengths` [N] valid steps each) -> (forward outputs [L, N, H], reverse outputs in
+  reversed time [L, N, H]). Time-major, so pooling reads them as they are; `batch_major` gives Flax's [N, L, 2H].
+  Outputs past each length are not Flax's: mask them."""
+  xt = jnp.swapaxes(x, 0, 1)
+  valid_rev = (jnp.arange(x.shape[1])[:, None] < lengths[None, :])[::-1]
+  return _core((xt, xt[::-1]), valid_rev, (tuple(forward), tuple(backward)))
+
+
+def batch_major(hf: Array, hb: Array) -> Array:
+  """`bilstm`'s outputs as Flax's Bidirectional gives them: [N, L, 2H], both directions at each word's position."""
+  return jnp.swapaxes(jnp.concatenate([hf, hb[::-1]], axis=-1), 0, 1)
+
+
+def _gates(pre: Array) -> tuple[Array, Array, Array, Array]:
+  i, f, g, o = jnp.split(pre, 4, axis=-1)
+  return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+@jax.custom_vjp
+def _core(xs: tuple[Array, Array], valid_rev: Array, weights: tuple[Weights, Weights]) -> tuple[Array, Array]:
+  """xs: the inputs time-major [L, N, D], forward and reversed; valid_rev [L, N]: which reversed steps are words."""
+  return _core_fwd(xs, valid_rev, weights)[0]
+
+
+def _core_fwd(xs, valid_rev, weights):
+  n, hidden = xs[0].shape[1], weights[0][1].shape[0]
+
+  def step(carry, inputs):
+    x2, valid = inputs
+    new_carry, saved = [], []
+    for k in range(2):
+      (h, c), (w_in, w_rec, bias) = carry[k], weights[k]
+      i, f, g, o = _gates(x2[k] @ w_in + h @ w_rec + bias)
+      new_c = f * c + i * g
+      new_h = o * jnp.tanh(new_c)
+      if k == 1:  # reverse: hold the zero state over trailing padding, so each sequence starts at its last word
+        new_h, new_c = jnp.where(valid[:, None], new_h, h), jnp.where(valid[:, None], new_c, c)
+      new_carry.append((new_h, new_c))
+      saved.append((new_h, new_c, i, f, g, o))
+    return tuple(new_carry), tuple(saved)
+
+  zeros = jnp.zeros((n, hidden), xs[0].dtype)
+  _, saved = jax.lax.scan(step, ((zeros, zeros), (zeros, zeros)), (xs, valid_rev))
+  return (saved[0][0], saved[1][0]), (xs, valid_rev, weights, saved)
+
+
+def _core_bwd(res, d_out):
+  xs, valid_rev, weights, saved = res
+  length, n = xs[0].shape[:2]
+  zeros = jnp.zeros((n, weights[0][1].shape[0]), xs[0].dtype)
+  transposed = tuple((w_in.T, w_rec.T) for w_in, w_rec, _ in weights)
+  at = lambda a, t: jax.lax.dynamic_index_in_dim(a, t, keepdims=False)  # noqa: E731
+
+  def body(s, carry):
+    t = length - 1 - s
+    prev = jnp.maximum(t - 1, 0)
+    new = []
+    for k in range(2):
+      d_h, d_c_next, d_w_in, d_w_rec, d_bias, d_xs = carry[k]
+      hs, cs, gi, gf, gg, go = saved[k]
+      h_prev = jnp.where(t == 0, zeros, at(hs, prev))
+      c_prev = jnp.where(t == 0, zeros, at(cs, prev))
+      i, f, g, o = at(gi, t), at(gf, t), at(gg, t), at(go, t)
+      d_h = d_h + at(d_out[k], t)
+      tanh_c = jnp.tanh(f * c_prev + i * g)
+      d_c = d_c_next + d_h * o * (1 - tanh_c * tanh_c)
+      # d pre-activation: sigmoid' = a (1 - a), tanh' = 1 - a^2, from the saved activations
+      d_pre = jnp.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
+                               d_h * tanh_c * o * (1 - o)], axis=-1)
+      d_h_prev, d_c_prev = d_pre @ transposed[k][1], d_c * f
+      if k == 1:  # a held step passed its state through unchanged
+        valid = at(valid_rev, t)[:, None]
+        d_pre = jnp.where(valid, d_pre, 0)
+        d_h_prev, d_c_prev = jnp.where(valid, d_h_prev, d_h), jnp.where(valid, d_c_prev, d_c_next)
+      x = at(xs[k], t)
+      new.append((d_h_prev, d_c_prev, d_w_in + x.T @ d_pre, d_w_rec + h_prev.T @ d_pre, d_bias + jnp.sum(d_pre, 0),
+                  jax.lax.dynamic_update_index_in_dim(d_xs, d_pre @ transposed[k][0], t, 0)))
+    return tuple(new)
+
+  init = tuple((zeros, zeros, jnp.zeros_like(w_in), jnp.zeros_like(w_rec), jnp.zeros_like(bias), jnp.zeros_like(x))
+               for x, (w_in, w_rec, bias) in zip(xs, weights))
+  out = jax.lax.fori_loop(0, length, body, init)
+  return (out[0][5], out[1][5]), None, tuple(o[2:5] for o in out)
+
+
+_core.defvjp(_core_fwd, _core_bwd)
