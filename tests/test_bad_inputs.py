@@ -368,7 +368,7 @@ def cnn_run(data_dir, tmp_path_factory):
 def test_lstm_config_on_cnn_checkpoints(cnn_run, data_dir):
   run, cache, _ = cnn_run
   config = _smoke(lstm_student, data_dir, cache)
-  prepared = prepare.prepare(config.data)  # the BiLSTM's own data settings (no hashed out-of-vocabulary ids)
+  prepared = prepare.prepare(config.data)  # the BiLSTM's own data settings
   built = build_lib.build(config.model, prepared)
   expected = (f"{run} holds checkpoints of another model (first mismatch: params/encoder/OptimizedLSTMCell_0/hf/bias "
               "is not in the save); this folder holds a CNN student, the config asks for a BiLSTM student: point "
