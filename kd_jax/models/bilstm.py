@@ -6,7 +6,7 @@ out for XLA:CPU, where the student's train step over Flax's cells ran at 0.62-0.
 - One `lax.scan` steps both directions: 128 loop iterations instead of 256, and no per-sequence flips. The reverse
   direction reads the sequence from its end and holds its zero state over the trailing padding, so it starts at
   each sequence's last word as Flax's reversal within the length does; its outputs stay in reversed time, which
-  pooling over time does not mind (`bilstm`'s callers pool time-major outputs directly).
+  pooling over time does not mind (the student pools each direction on its own, with no [N, L, 2H] concatenation).
 - The backward pass is one reverse loop written by hand. It saves only the outputs, the cell states and the four
   gates, recomputes tanh of the cell state, keeps each gate in an array of its own (XLA:CPU leaves a loop fusion
   unvectorised when it slices one dynamically indexed array several times: 0.45 against 0.12 ms a step, measured)
@@ -48,8 +48,8 @@ class LSTMWeights(nn.Module):
 
 def bilstm(x: Array, lengths: Array, forward: Weights, backward: Weights) -> tuple[Array, Array]:
   """x [N, L, D] (right-padded; `lengths` [N] valid steps each) -> (forward outputs [L, N, H], reverse outputs in
-  reversed time [L, N, H]). Time-major, so pooling reads them as they are; `batch_major` gives Flax's [N, L, 2H].
-  Outputs past each length are not Flax's: mask them."""
+  reversed time [L, N, H]), time-major as the scan makes them; `batch_major` gives Flax's [N, L, 2H]. Outputs past
+  each length are not Flax's: mask them."""
   xt = jnp.swapaxes(x, 0, 1)
   valid_rev = (jnp.arange(x.shape[1])[:, None] < lengths[None, :])[::-1]
   return _core((xt, xt[::-1]), valid_rev, (tuple(forward), tuple(backward)))
