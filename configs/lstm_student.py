@@ -24,6 +24,6 @@ def get_config(arg: str = ""):
   # by the lexical channel. Dev full-collection nDCG@10 0.803 against 0.794 with every such word one shared <unk>,
   # same teacher and seed (a margin inside the seeds' spread: 0.748-0.803), no parameter added
   # (results/main_command/README.md, 2026-11-30); zero-shot on FEVER-titles, whose titles are 57% out-of-vocabulary
-  # words, it scores 0.394 against 0.154 (0.312 +- 0.072 over 3 seeds).
+  # words, it scores 0.394 against 0.154 (0.312 +- 0.059 over 3 seeds).
   c.model.embed_oov = False
   return c

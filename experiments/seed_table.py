@@ -3,6 +3,8 @@
 results/main_recipe.json and results/main_recipe.md (a section of RESULTS.md).
 
   KD_JAX_DATA_DIR=../shared/data python -m experiments.seed_table --workdir=workdir/main
+  KD_JAX_DATA_DIR=../shared/data python -m experiments.seed_table --workdir=workdir/main \
+      --config=configs/lstm_student.py     # the BiLSTM's rows (LSTM_ROWS), same teacher
 
 Stages are <workdir>/<config name>[+levers]_s<seed>; finished ones are reused, missing ones trained (the teacher
 too, when <workdir>/teacher is missing). The ablation (experiments/ablation.py) measures levers one at a time on the
@@ -42,6 +44,15 @@ ROWS = [("CNN with dense vectors only (the main command before the lexical chann
          {**LEX, **OOVLEX, **ablation.LEVERS["doc256"][1], **STEPS600}),
         ("CNN + lexical channel + rare words + cosine dense parts", "+lex4k+oovlex+cos",
          {**LEX, **OOVLEX, **ablation.LEVERS["cos"][1], **STEPS600})]
+# Rows of `--config=configs/lstm_student.py`: a table's rows are one student kind's, since a row's settings are
+# applied to the config's model.
+LSTM_ROWS = [("BiLSTM + lexical channel + rare words matched (configs/lstm_student.py)", "+lex4k+oovlex",
+              {**LEX, **OOVLEX, **STEPS600})]
+
+
+def rows_for(base) -> list[tuple[str, str, dict]]:
+  """The rows a config's table has: the BiLSTM's for a BiLSTM config, the CNN's otherwise."""
+  return LSTM_ROWS if base.model.kind == "lstm" else ROWS
 
 
 def stage_config(base, suffix: str, overrides: dict, seed: int):
@@ -64,7 +75,11 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
   dataset = base.data.name
   out = {"command": "python -m experiments.seed_table " + shlex.join(sys.argv[1:]), "dataset": dataset, "rows": {}}
   started = time.time()
-  for name, suffix, overrides in ROWS:
+  rows = rows_for(base)
+  unknown = sorted(set(only) - {name for name, _, _ in rows})
+  if unknown:
+    raise ValueError(f"--rows names no row of this config's table: {', '.join(unknown)}")
+  for name, suffix, overrides in rows:
     if only and name not in only:
       continue
     runs = []
@@ -84,7 +99,8 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
 def render(results: dict) -> str:
   lines = ["## The main command's student over seeds", "",
            "`python run.py --config=configs/cnn_student.py` as it stands (its own teacher, steps and dropout masks; "
-           "not the reproduction's recipe the ablation above uses), with the settings named, over seeds. Columns as in "
+           "not the reproduction's recipe the ablation above uses), with the settings named, over seeds; the BiLSTM's "
+           "rows are `configs/lstm_student.py`'s, against the same teacher. Columns as in "
            "the ablation; the fusion weights and the hub correction's beta are chosen on dev. Figures without ± are "
            "seed 0 alone: probes that dev did not choose, so not run on more seeds.", ""]
   # Rows measured since runs record their CPU say which; the earlier sessions' CPU was not recorded.

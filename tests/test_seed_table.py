@@ -1,8 +1,11 @@
 """The main command's seed table: its stages are the main config plus a row's levers, and the lexical lever keeps the
 students within 1/20 of the teacher's parameters (the issue's size budget)."""
 
+import re
+
 import jax
 import jax.numpy as jnp
+import pytest
 
 from configs import cnn_student, lstm_student
 from experiments import ablation, seed_table
@@ -37,13 +40,28 @@ def test_stage_config_applies_the_row_settings_and_names_the_stage():
           == {**strip(base), "train": {**base.train.to_dict(), "steps": 0}})
 
 
+def test_the_bilstm_table_is_its_config_as_committed_and_refuses_other_rows(tmp_path):
+  base = lstm_student.get_config()
+  assert seed_table.rows_for(base) == seed_table.LSTM_ROWS
+  assert seed_table.rows_for(cnn_student.get_config()) == seed_table.ROWS
+  [(name, suffix, overrides)] = seed_table.LSTM_ROWS
+  cfg = seed_table.stage_config(base, suffix, overrides, seed=1)
+  assert cfg.name == "lstm_student+lex4k+oovlex_s1" and cfg.model.kind == "lstm"
+  assert {**cfg.to_dict(), "name": "", "seed": 0} == {**base.to_dict(), "name": ""}  # the row is the config itself
+  cnn_row = seed_table.ROWS[0][0]
+  with pytest.raises(ValueError, match=f"--rows names no row of this config's table: {re.escape(cnn_row)}"):
+    seed_table.run(base, tmp_path, [0], [name, cnn_row], transfer_claims=0)
+  assert not list(tmp_path.iterdir())  # refused before anything was trained
+
+
 def test_every_row_and_lever_applies_to_the_locked_main_config():
   """A lever naming a field the main config lacks fails on the command line and in the seed table alike (its
   ConfigDict is locked): every lever that means something for a trained stage must apply to it."""
   base = cnn_student.get_config()
-  for _, suffix, overrides in seed_table.ROWS:
-    cfg = seed_table.stage_config(base, suffix, overrides, seed=1)
-    assert all(_get(cfg, k) == v for k, v in overrides.items()), suffix
+  for config, rows in ((base, seed_table.ROWS), (lstm_student.get_config(), seed_table.LSTM_ROWS)):
+    for _, suffix, overrides in rows:
+      cfg = seed_table.stage_config(config, suffix, overrides, seed=1)
+      assert all(_get(cfg, k) == v for k, v in overrides.items()), suffix
   for name, (_, levers) in ablation.LEVERS.items():
     if callable(levers):
       continue  # a function of the dataset (pseudo-claims): its own test
@@ -75,7 +93,7 @@ def test_the_main_command_cnn_stays_within_one_twentieth_of_the_teacher():
 
 def test_every_row_can_be_asked_for_by_name():
   """--rows is a comma-separated list: a row name with a comma could never be run on its own."""
-  names = [name for name, *_ in seed_table.ROWS] + [name for name, *_ in ablation.ROWS]
+  names = [name for name, *_ in seed_table.ROWS + seed_table.LSTM_ROWS] + [name for name, *_ in ablation.ROWS]
   assert not [n for n in names if "," in n]
   assert len(set(names)) == len(names)
 
