@@ -55,6 +55,12 @@ def rows_for(base) -> list[tuple[str, str, dict]]:
   return LSTM_ROWS if base.model.kind == "lstm" else ROWS
 
 
+def unknown_rows(base, only: list[str]) -> str:
+  """'' when every name in `only` is a row of the config's table; else the one-line error that says which is not."""
+  unknown = sorted(set(only) - {name for name, _, _ in rows_for(base)})
+  return f"--rows names no row of this config's table: {', '.join(unknown)}" if unknown else ""
+
+
 def stage_config(base, suffix: str, overrides: dict, seed: int):
   cfg = base.copy_and_resolve_references()
   cfg.seed = seed
@@ -75,11 +81,9 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
   dataset = base.data.name
   out = {"command": "python -m experiments.seed_table " + shlex.join(sys.argv[1:]), "dataset": dataset, "rows": {}}
   started = time.time()
-  rows = rows_for(base)
-  unknown = sorted(set(only) - {name for name, _, _ in rows})
-  if unknown:
-    raise ValueError(f"--rows names no row of this config's table: {', '.join(unknown)}")
-  for name, suffix, overrides in rows:
+  if unknown_rows(base, only):
+    raise ValueError(unknown_rows(base, only))
+  for name, suffix, overrides in rows_for(base):
     if only and name not in only:
       continue
     runs = []
@@ -116,6 +120,8 @@ def main(argv):
   del argv
   f = flags.FLAGS
   out_dir = Path(f.results_dir)
+  if unknown_rows(f.config, f.rows):  # one line, before anything trains
+    raise app.UsageError(unknown_rows(f.config, f.rows))
   results = run(f.config, Path(f.workdir), [int(s) for s in f.seeds], f.rows, f.transfer_claims)
   stored = out_dir / "main_recipe.json"
   if f.rows and stored.is_file():
