@@ -81,8 +81,9 @@ def run(base, workdir: Path, seeds: list[int], only: list[str], transfer_claims:
   dataset = base.data.name
   out = {"command": "python -m experiments.seed_table " + shlex.join(sys.argv[1:]), "dataset": dataset, "rows": {}}
   started = time.time()
-  if unknown_rows(base, only):
-    raise ValueError(unknown_rows(base, only))
+  error = unknown_rows(base, only)
+  if error:
+    raise ValueError(error)
   for name, suffix, overrides in rows_for(base):
     if only and name not in only:
       continue
@@ -120,8 +121,9 @@ def main(argv):
   del argv
   f = flags.FLAGS
   out_dir = Path(f.results_dir)
-  if unknown_rows(f.config, f.rows):  # one line, before anything trains
-    raise app.UsageError(unknown_rows(f.config, f.rows))
+  error = unknown_rows(f.config, f.rows)
+  if error:  # one line, before anything trains
+    raise app.UsageError(error)
   results = run(f.config, Path(f.workdir), [int(s) for s in f.seeds], f.rows, f.transfer_claims)
   stored = out_dir / "main_recipe.json"
   if f.rows and stored.is_file():

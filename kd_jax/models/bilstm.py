@@ -55,6 +55,13 @@ def bilstm(x: Array, lengths: Array, forward: Weights, backward: Weights) -> tup
   return _core((xt, xt[::-1]), valid_rev, (tuple(forward), tuple(backward)))
 
 
+def pooled(hf: Array, hb: Array, mask: Array, pool) -> Array:
+  """`bilstm`'s outputs pooled over time [N, 2H] (forward, then reverse), each direction on its own with no
+  [N, L, 2H] concatenation: `pool(h [N, L, H], mask [N, L])` is the student's masked_max or masked_mean, and `mask`
+  the words' [N, L], reversed for the outputs that lie in reversed time."""
+  return jnp.concatenate([pool(jnp.swapaxes(h, 0, 1), m) for h, m in ((hf, mask), (hb, mask[:, ::-1]))], axis=-1)
+
+
 def batch_major(hf: Array, hb: Array) -> Array:
   """`bilstm`'s outputs as Flax's Bidirectional gives them: [N, L, 2H], both directions at each word's position."""
   return jnp.swapaxes(jnp.concatenate([hf, hb[::-1]], axis=-1), 0, 1)

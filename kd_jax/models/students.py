@@ -149,8 +149,7 @@ class BiLSTMEncoder(nn.Module):
     if cfg.pooling not in ("max", "mean"):
       raise ValueError(f"pooling must be 'max' or 'mean', got {cfg.pooling!r}")
     pool = masked_max if cfg.pooling == "max" else masked_mean
-    # Pooled per direction where its outputs lie (the reverse one's in reversed time): no [N, L, 2H] copy.
-    z = jnp.concatenate([pool(jnp.swapaxes(h, 0, 1), m) for h, m in ((hf, mask), (hb, mask[:, ::-1]))], axis=-1)
+    z = bilstm.pooled(hf, hb, mask, pool)
     z = fast_ops.dropout(self, z, cfg.dropout_rate, deterministic, rng=cfg.dropout_rng)
     return with_lexical(cfg, ids, nn.Dense(cfg.out_dim, name="proj")(z), lambda: bilstm.batch_major(hf, hb))
 
