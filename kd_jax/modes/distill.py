@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from kd_jax import losses, multihost, pseudo_claims, sharding, summary, teacher_scores, train
+from kd_jax import losses, multihost, pseudo_claims, scored_negatives, sharding, summary, teacher_scores, train
 from kd_jax.data import pipeline, prepare
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -32,6 +32,12 @@ def distill(config, workdir: str) -> dict:
   built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)
   source = _train_source(config, tdir, tcfg, prepared)
+  scored = None
+  if config.distill.get("scored", {}).get("count", 0):
+    if config.distill.online:
+      raise ValueError("distill.scored needs stored teacher scores: it cannot run with distill.online=True.")
+    scored = scored_negatives.ensure(config, out, prepared, tcfg, tdir)
+    source = scored.source(prepared.source("train") if source is None else source)
   if config.distill.online:
     teacher_built = build_lib.build(tcfg.model, prepared)
     mesh = sharding.stage_mesh(config.mesh)
@@ -41,6 +47,8 @@ def distill(config, workdir: str) -> dict:
   else:
     path = score_candidates(tcfg, tdir)
     lookup = teacher_scores.lookup(path, prepared.source("train"))
+    if scored is not None:
+      lookup = scored.lookup(lookup)
     result = train.fit(config, out, prepared, built, _loss(config), teacher_scores=lookup, train_source=source)
   logging.info("Student %s (%s params): dev %s", config.name, f"{count_params(result.params):,}", result.metrics)
   result = evaluate_stage(config, workdir)
