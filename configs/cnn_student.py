@@ -60,8 +60,9 @@ def student_config(arg: str, steps: int):
       doc_crop=dict(prob=0.0, min_words=8),
       # Teacher-scored hard negatives (kd_jax/scored_negatives.py): a finished first-round student's (`stage`) best
       # `count` documents per training claim beyond its candidates, scored once by the teacher and appended to
-      # the claim's candidate list, so both loss terms see them. count=0: off.
-      scored=dict(stage="", count=0),
+      # the claim's candidate list, so both loss terms see them; `max_per_doc` > 0: no document joins more than that
+      # many claims' lists (the first-round student's hubs). count=0: off.
+      scored=dict(stage="", count=0, max_per_doc=0),
   )
   # On a CPU that cpu_devices splits in two (for the teacher's sake), the student trains and searches on one of the
   # devices: its steps are faster there (AMD EPYC, 80 steps of this stage: 2.9 against 2.3 steps/s; 50 of the

@@ -30,16 +30,33 @@ from kd_jax.models import build as build_lib
 _FILE = Path("scored") / "table.npz"
 
 
-def first_new(ranked: np.ndarray, golds: list[set[int]], candidates: np.ndarray, count: int) -> np.ndarray:
+def first_new(ranked: np.ndarray, golds: list[set[int]], candidates: np.ndarray, count: int,
+              max_per_doc: int = 0) -> np.ndarray:
   """[Q, count] each claim's best-ranked rows that are neither golds nor among its candidates; -1 pads.
 
-  ranked: [Q, k] collection rows, best first. candidates: [Q, K] the claim's own candidate rows.
+  ranked: [Q, k] collection rows, best first. candidates: [Q, K] the claim's own candidate rows. `max_per_doc` > 0:
+  no document joins more than that many claims' rows. A first-round student's hubs sit near the top for dozens of
+  claims; uncapped, the teacher's scores for them would teach the next student to lift them for every claim. Slots
+  go by rank (every claim's first pick before anyone's second; ties to the earlier claim), so a capped document
+  stays with the claims that rank it highest and the others take their next document.
   """
   out = np.full((len(ranked), count), -1, np.int32)
-  for i, (rows, g, own) in enumerate(zip(ranked, golds, candidates)):
+  fresh = []
+  for rows, g, own in zip(ranked, golds, candidates):
     seen = g | {int(r) for r in own}
-    kept = [int(r) for r in rows if int(r) not in seen][:count]
-    out[i, :len(kept)] = kept
+    fresh.append([int(r) for r in rows if int(r) not in seen])
+  taken = np.zeros(len(ranked), int)
+  used: dict[int, int] = {}
+  for rank in range(max(map(len, fresh), default=0)):
+    for i, rows in enumerate(fresh):
+      if taken[i] == count or rank >= len(rows):
+        continue
+      d = rows[rank]
+      if max_per_doc and used.get(d, 0) >= max_per_doc:
+        continue
+      used[d] = used.get(d, 0) + 1
+      out[i, taken[i]] = d
+      taken[i] += 1
   return out
 
 
@@ -138,15 +155,16 @@ def round_one(stage: Path):
 def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
   """The table for this run: read from `out` when stored for the same round-one stage and count, else built."""
   s = config.distill.scored
-  stage, count = where(s.stage, Path(out).parent), int(s.count)
+  stage, count, cap = where(s.stage, Path(out).parent), int(s.count), int(s.get("max_per_doc", 0))
   path = Path(out) / _FILE
   if path.is_file():
     table = Table.load(path)
-    if table.meta.get("stage") == str(stage) and table.count == count:
+    if table.meta.get("stage") == str(stage) and table.count == count and table.meta.get("max_per_doc", 0) == cap:
       logging.info("Reusing the teacher-scored negatives in %s", path)
       return table
-    raise ValueError(f"{path} holds scored negatives of {table.meta.get('stage')} (count {table.count}), not of "
-                     f"{stage} (count {count}): use a new --workdir, or delete that file.")
+    raise ValueError(f"{path} holds scored negatives of {table.meta.get('stage')} (count {table.count}, max_per_doc "
+                     f"{table.meta.get('max_per_doc', 0)}), not of {stage} (count {count}, max_per_doc {cap}): use a "
+                     "new --workdir, or delete that file.")
   start = time.time()
   cfg1, built1, inputs1 = round_one(stage)
   if inputs1.settings.get("prepared") != prepared.root.name:
@@ -162,11 +180,12 @@ def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
   qrels = prepared.qrels["train"]
   golds = [{row_of[d] for d, rel in qrels.get(c, {}).items() if rel > 0 and d in row_of} for c in ids]
   own = np.stack([e["cand_index"] for e in examples])
-  depth = min(len(prepared.doc_ids), count + own.shape[1] + max(map(len, golds)))
+  # A capped document leaves its slot to the claim's next one: search deeper then.
+  depth = min(len(prepared.doc_ids), count * (4 if cap else 1) + own.shape[1] + max(map(len, golds)))
   _, ranked, searched = search.search_split(built1, params1, prepared, "train", mesh, k=depth)
   if searched != ids:
     raise RuntimeError("search_split returned the training claims in another order than the prepared split's.")
-  rows = first_new(np.asarray(ranked), golds, own, count)
+  rows = first_new(np.asarray(ranked), golds, own, count, cap)
 
   teacher_built = build_lib.build(tcfg.model, prepared)
   tmesh = sharding.stage_mesh(tcfg.mesh)
@@ -179,7 +198,7 @@ def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
   pred = evaluate.predict_source(predict, tparams, pairs, prepared, tcfg.train.eval_batch_size, tmesh,
                                  teacher_built.tokens, teacher_built.pair_len)
   scores = np.where(rows >= 0, pred["scores"], 0.0).astype(np.float32)
-  table = Table(ids, rows, scores, {"stage": str(stage), "teacher": str(Path(tdir).resolve()),
+  table = Table(ids, rows, scores, {"stage": str(stage), "max_per_doc": cap, "teacher": str(Path(tdir).resolve()),
                                     "seconds": round(time.time() - start, 1)})
   table.save(path)
   logging.info("Stored %d claims' teacher-scored negatives in %s (%.0f s)", len(ids), path, time.time() - start)

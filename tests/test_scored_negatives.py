@@ -22,6 +22,29 @@ def test_first_new_skips_golds_and_own_candidates_in_rank_order():
   np.testing.assert_array_equal(short, [[7, 2, -1]])  # fewer than count left: -1 pads
 
 
+def test_first_new_caps_each_document_by_rank():
+  ranked = np.array([[1, 2, 3, 4], [2, 1, 5, 6], [1, 7, 2, 8]])
+  own = np.full((3, 1), 99)
+  # Rank 0: claims 0, 1, 2 take 1, 2, 1 (1 is then full at 2); rank 1: claim 0 takes 2 (full), claim 1 skips 1 for
+  # nothing at this rank, claim 2 takes 7; rank 2: claim 0 takes 3, claim 1 takes 5, claim 2 skips 2; rank 3: claim 2
+  # takes 8.
+  out = scored_negatives.first_new(ranked, [set(), set(), set()], own, 3, max_per_doc=2)
+  np.testing.assert_array_equal(out, [[1, 2, 3], [2, 5, 6], [1, 7, 8]])
+  uncapped = scored_negatives.first_new(ranked, [set(), set(), set()], own, 3)
+  np.testing.assert_array_equal(uncapped, [[1, 2, 3], [2, 1, 5], [1, 7, 2]])
+  # Against a plain reference: every document at most twice, and each claim's rows in its own rank order.
+  rng = np.random.default_rng(0)
+  ranked = np.stack([rng.permutation(30)[:20] for _ in range(12)])
+  out = scored_negatives.first_new(ranked, [set()] * 12, np.full((12, 1), 99), 5, max_per_doc=2)
+  values, counts = np.unique(out[out >= 0], return_counts=True)
+  assert counts.max() <= 2 and (out >= 0).sum() > 40
+  for row, rows in zip(out, ranked):
+    kept = row[row >= 0]
+    assert (row[len(kept):] == -1).all()  # padding only after the documents found
+    positions = [list(rows).index(d) for d in kept]
+    assert positions == sorted(positions)
+
+
 def test_extend_example_appends_masked_non_gold_columns():
   ex = {"claim_id": b"c", "cand_index": np.array([4, 5], np.int32), "cand_labels": np.array([1, 0], np.int32),
         "cand_mask": np.array([True, True]), "bm25_scores": np.array([2.0, 1.0], np.float32),
