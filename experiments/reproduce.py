@@ -109,13 +109,16 @@ def eval_stage(cfg, workdir: Path) -> dict:
 # What makes two runs of a stage the same experiment: these config subtrees, whole, less the fields that only say
 # where things are (a field added to a subtree counts without being listed here).
 _SUBTREES = ("data", "model", "train", "distill")
-_WHERE = ("data.cache_dir", "distill.teacher_dir", "distill.train_teacher_if_missing")
+# distill.scored.stage names the first-round student by a path or a name under --workdir; the table stored in the
+# stage folder records the folder it resolved to, and scored_negatives.ensure refuses another one.
+_WHERE = ("data.cache_dir", "distill.teacher_dir", "distill.train_teacher_if_missing", "distill.scored.stage")
 # Fields added after stages were trained, at the value that behaves as before they existed: a stage whose saved
 # config lacks one was trained that way.
 _ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False, "model.dropout_rng": "threefry",
           "distill.negatives.in_batch": False, "distill.negatives.random": 0,
           "distill.negatives.mined": {"count": 0, "depth": 50, "skip": 0, "refresh_every": 100},
-          "distill.doc_crop": {"prob": 0.0, "min_words": 8}}
+          "distill.doc_crop": {"prob": 0.0, "min_words": 8},
+          "distill.scored": {"stage": "", "count": 0, "max_per_doc": 0}, "distill.scored.max_per_doc": 0}
 
 
 def _check_same_settings(cfg, stage: Path) -> None:
@@ -141,11 +144,14 @@ def _check_same_settings(cfg, stage: Path) -> None:
 
 def _digest(config: dict, subtree: str) -> str:
   """A hash of one config subtree without its location fields (JSON with sorted keys, so order never matters)."""
-  tree = dict(config.get(subtree) or {})
+  tree = json.loads(json.dumps(config.get(subtree) or {}))  # a deep copy: nested location fields are popped
   for key in _WHERE:
-    top, field = key.split(".")
-    if top == subtree:
-      tree.pop(field, None)
+    top, *middle, field = key.split(".")
+    node = tree if top == subtree else None
+    for part in middle:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.pop(field, None)
   return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 

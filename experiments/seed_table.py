@@ -32,6 +32,10 @@ DENSE = {"model.lexical_dim": 0, "data.vocab_size": 20000, "data.oov_buckets": 0
 LEX = dict(ablation.LEVERS["lex4k"][1])
 OOVLEX = dict(ablation.LEVERS["oovlex"][1])
 STEPS600 = {"train.steps": 600}  # the main command's length when these rows were measured
+# Teacher-scored hard negatives (kd_jax/scored_negatives.py): the main command's seed-0 student is the first round
+# for every seed. Trained on both devices of the split CPU, as the main command's stages it is compared with were.
+SCORED = {"distill.scored.stage": "cnn_student+lex4k+oovlex+steps1200_s0", "distill.scored.count": 8,
+          "mesh.split_cpu_data": -1}
 ROWS = [("CNN with dense vectors only (the main command before the lexical channel)", "", {**DENSE, **STEPS600}),
         ("CNN + lexical channel", "+lex4k", {**LEX, "data.oov_buckets": 0, "model.embed_oov": True, **STEPS600}),
         ("CNN + lexical channel + rare words matched (the main command until 1200 steps)", "+lex4k+oovlex",
@@ -43,7 +47,9 @@ ROWS = [("CNN with dense vectors only (the main command before the lexical chann
         ("CNN + lexical channel + rare words + documents cut at 256 words", "+lex4k+oovlex+doc256",
          {**LEX, **OOVLEX, **ablation.LEVERS["doc256"][1], **STEPS600}),
         ("CNN + lexical channel + rare words + cosine dense parts", "+lex4k+oovlex+cos",
-         {**LEX, **OOVLEX, **ablation.LEVERS["cos"][1], **STEPS600})]
+         {**LEX, **OOVLEX, **ablation.LEVERS["cos"][1], **STEPS600}),
+        ("CNN + lexical channel + rare words + 1200 steps + teacher-scored negatives (8 a claim)",
+         "+lex4k+oovlex+steps1200+scored8", {**LEX, **OOVLEX, "train.steps": 1200, **SCORED})]
 # Rows of `--config=configs/lstm_student.py`: a table's rows are one student kind's, since a row's settings are
 # applied to the config's model.
 LSTM_ROWS = [("BiLSTM + lexical channel + rare words matched (configs/lstm_student.py)", "+lex4k+oovlex",

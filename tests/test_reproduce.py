@@ -114,7 +114,7 @@ def test_a_stage_saved_before_later_fields_is_reused_and_a_changed_one_is_not(tm
   cfg = reproduce_config.get_config().students.cnn
   cfg.name = "cnn_T2_a0.5_s0"
   saved = json.loads(cfg.to_json_best_effort())
-  for key in ("negatives", "doc_crop"):
+  for key in ("negatives", "doc_crop", "scored"):
     del saved["distill"][key]
   del saved["model"]["dropout_rng"]
   stage = tmp_path / cfg.name
@@ -123,6 +123,24 @@ def test_a_stage_saved_before_later_fields_is_reused_and_a_changed_one_is_not(tm
   reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
   saved["distill"]["negatives"] = {"in_batch": True, "random": 0}
   (stage / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match="other distill settings"):
+    reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
+
+
+def test_the_first_round_stage_is_a_location_but_the_scored_count_is_a_setting(tmp_path):
+  # distill.scored.stage may name the same folder as a path or as a name under --workdir (the stored table records
+  # which folder it came from); the number of scored negatives changes the experiment.
+  cfg = reproduce_config.get_config().students.cnn
+  cfg.name = "cnn_s0"
+  cfg.distill.scored.update(stage="workdir/x/round1", count=8)
+  saved = json.loads(cfg.to_json_best_effort())
+  del saved["distill"]["scored"]["max_per_doc"]  # saved before the cap existed: trained uncapped
+  stage = tmp_path / cfg.name
+  stage.mkdir()
+  (stage / "config.json").write_text(json.dumps(saved))
+  cfg.distill.scored.stage = "round1"
+  reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
+  cfg.distill.scored.count = 4
   with pytest.raises(ValueError, match="other distill settings"):
     reproduce._check_same_settings(cfg, stage)  # pylint: disable=protected-access
 
