@@ -1,6 +1,7 @@
 """Teacher-scored hard negatives: the pure table functions, and a real table built from finished stages and trained
 on."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -139,3 +140,32 @@ def test_stage_names_resolve_under_the_workdir_and_paths_as_given(tmp_path):
   assert scored_negatives.where(str(tmp_path / "a" / "b"), Path("/elsewhere")) == (tmp_path / "a" / "b").resolve()
   with pytest.raises(ValueError, match="needs distill.scored.stage"):
     scored_negatives.where("", tmp_path)
+
+
+@pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
+def test_the_chain_trains_its_own_first_round_when_none_is_named(data_dir, tmp_path):
+  from kd_jax.modes import distill
+  config = cnn_student.get_config("smoke")
+  config.data.dir, config.data.cache_dir = str(data_dir), str(tmp_path / "cache")
+  config.train.update(steps=2, checkpoint_every=2, eval_every=2)
+  config.teacher.train.update(steps=1, checkpoint_every=1, eval_every=1)
+  config.distill.scored.count = 2
+  distill.distill(config, str(tmp_path))
+  first, second = tmp_path / "cnn_student_round1", tmp_path / "cnn_student"
+  assert (first / "complete.json").is_file() and (second / "complete.json").is_file()
+  table = scored_negatives.Table.load(second / "scored" / "table.npz")
+  assert table.meta["stage"] == str(first.resolve()) and table.count == 2
+  saved = json.loads((second / "config.json").read_text())["distill"]["scored"]
+  assert saved["stage"] == "cnn_student_round1" and saved["count"] == 2
+  assert json.loads((first / "config.json").read_text())["distill"]["scored"]["count"] == 0
+
+
+def test_scored_negatives_with_an_online_teacher_fail_before_anything_trains(data_dir, tmp_path):
+  from kd_jax.modes import distill
+  config = cnn_student.get_config("smoke")
+  config.data.dir, config.data.cache_dir = str(data_dir), str(tmp_path / "cache")
+  config.distill.update(online=True)
+  config.distill.scored.count = 2
+  with pytest.raises(ValueError, match="cannot run with distill.online=True"):
+    distill.distill(config, str(tmp_path))
+  assert not (tmp_path / "teacher").exists()

@@ -21,6 +21,8 @@ def distill(config, workdir: str) -> dict:
   """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
   tdir, tcfg = stage.teacher_config(config, workdir)
   stage.check_writable(config.data, stage_dir(config, workdir))  # before the teacher's hours, not after them
+  if config.distill.get("scored", {}).get("count", 0) and config.distill.online:
+    raise ValueError("distill.scored needs stored teacher scores: it cannot run with distill.online=True.")
   prepared = prepare.prepare(config.data)
   if not (tdir / "complete.json").is_file() and not teacher_scores.path_for(tdir, prepared, "train").is_file():
     if not config.distill.train_teacher_if_missing:
@@ -29,13 +31,12 @@ def distill(config, workdir: str) -> dict:
     train_teacher_mode.train_teacher(tcfg, str(tdir.parent))
   else:
     logging.info("Using the finished teacher in %s.", tdir)
+  config = _with_first_round(config, workdir)
   built = build_lib.build(config.model, prepared)
   out = stage_dir(config, workdir)
   source = _train_source(config, tdir, tcfg, prepared)
   scored = None
   if config.distill.get("scored", {}).get("count", 0):
-    if config.distill.online:
-      raise ValueError("distill.scored needs stored teacher scores: it cannot run with distill.online=True.")
     scored = scored_negatives.ensure(config, out, prepared, tcfg, tdir)
     source = scored.source(prepared.source("train") if source is None else source)
   if config.distill.online:
@@ -57,6 +58,23 @@ def distill(config, workdir: str) -> dict:
   if multihost.is_primary():
     print("\n" + table)
   return result
+
+
+def _with_first_round(config, workdir: str):
+  """With distill.scored on and no first-round stage named, the first round is this same student without scored
+  negatives, trained first as <name>_round1 (reused once finished); the config returned names it."""
+  s = config.distill.get("scored", {})
+  if not s.get("count", 0) or s.get("stage"):
+    return config
+  first = config.copy_and_resolve_references()
+  first.name = f"{config.name}_round1"
+  first.distill.scored.count = 0
+  if not (stage_dir(first, workdir) / "complete.json").is_file():
+    logging.info("distill.scored names no first-round student: training %s first.", first.name)
+    distill(first, workdir)
+  config = config.copy_and_resolve_references()
+  config.distill.scored.stage = first.name
+  return config
 
 
 def _train_source(config, tdir: Path, tcfg, prepared):
