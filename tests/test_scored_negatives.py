@@ -4,7 +4,6 @@ on."""
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
