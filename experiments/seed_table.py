@@ -49,7 +49,10 @@ ROWS = [("CNN with dense vectors only (the main command before the lexical chann
         ("CNN + lexical channel + rare words + cosine dense parts", "+lex4k+oovlex+cos",
          {**LEX, **OOVLEX, **ablation.LEVERS["cos"][1], **STEPS600}),
         ("CNN + lexical channel + rare words + 1200 steps + teacher-scored negatives (8 a claim)",
-         "+lex4k+oovlex+steps1200+scored8", {**LEX, **OOVLEX, "train.steps": 1200, **SCORED})]
+         "+lex4k+oovlex+steps1200+scored8", {**LEX, **OOVLEX, "train.steps": 1200, **SCORED}),
+        ("CNN + lexical channel + rare words + 1200 steps + teacher-scored negatives (8 a claim; a document in at most "
+         "4 claims' lists)", "+lex4k+oovlex+steps1200+scored8cap4",
+         {**LEX, **OOVLEX, "train.steps": 1200, **SCORED, "distill.scored.max_per_doc": 4})]
 # Rows of `--config=configs/lstm_student.py`: a table's rows are one student kind's, since a row's settings are
 # applied to the config's model.
 LSTM_ROWS = [("BiLSTM + lexical channel + rare words matched (configs/lstm_student.py)", "+lex4k+oovlex",

@@ -107,3 +107,9 @@ def test_trained_on_reads_the_stages_record_and_else_names_this_cpu(tmp_path):
   (tmp_path / "old" / "complete.json").write_text(json.dumps({"steps": 1}))
   assert seed_table.trained_on(tmp_path / "new") == "TPU v5 lite"
   assert seed_table.trained_on(tmp_path / "old") == machine.cpu_name()
+
+
+def test_every_row_name_can_be_passed_to_rows():
+  # --rows is a comma-separated list: a name with a comma could never be selected.
+  for name, _, _ in seed_table.ROWS + seed_table.LSTM_ROWS:
+    assert "," not in name, name
