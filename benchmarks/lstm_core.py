@@ -92,7 +92,7 @@ def torch_layer(x: np.ndarray) -> dict:
     bwd_lstm.zero_grad()
     out = loss()
     out.backward()
-    return float(out)
+    return float(out.detach())
   return dict(zip(PASSES, (forward, backward)))
 
 
