@@ -9,8 +9,8 @@ offline, and appended to the claim's candidate list. The round-two student then 
 of exactly the documents a student confuses (as RocketQA's denoised hard negatives, Qu et al. 2021), in both
 terms: the KL term over K + count columns, the hard term counting them as negatives.
 
-The table is stored in the round-two stage's folder (`scored/table.npz`, with the round-one stage and count it
-came from), so a resumed run reads it instead of scoring again.
+The table is stored in the round-two stage's folder (`scored/table.npz`, with the round-one stage, teacher and cap
+it came from), so a resumed run reads it instead of scoring again, and a run asking for another one is refused.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Table:
     return self.rows.shape[1]
 
   def rows_of(self, claim_id) -> np.ndarray | None:
-    i = self._row.get(claim_id.decode() if isinstance(claim_id, bytes) else str(claim_id))
+    i = self._row.get(_key(claim_id))
     return None if i is None else self.rows[i]
 
   def source(self, base) -> "Extended":
@@ -153,18 +153,21 @@ def round_one(stage: Path):
 
 
 def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
-  """The table for this run: read from `out` when stored for the same round-one stage and count, else built."""
+  """The table for this run: read from `out` when stored for the same round-one stage, teacher, count and cap, else
+  built."""
   s = config.distill.scored
   stage, count, cap = where(s.stage, Path(out).parent), int(s.count), int(s.get("max_per_doc", 0))
+  teacher = str(Path(tdir).resolve())
   path = Path(out) / _FILE
   if path.is_file():
     table = Table.load(path)
-    if table.meta.get("stage") == str(stage) and table.count == count and table.meta.get("max_per_doc", 0) == cap:
+    stored = (table.meta.get("stage"), table.meta.get("teacher"), table.count, table.meta.get("max_per_doc", 0))
+    if stored == (str(stage), teacher, count, cap):
       logging.info("Reusing the teacher-scored negatives in %s", path)
       return table
-    raise ValueError(f"{path} holds scored negatives of {table.meta.get('stage')} (count {table.count}, max_per_doc "
-                     f"{table.meta.get('max_per_doc', 0)}), not of {stage} (count {count}, max_per_doc {cap}): use a "
-                     "new --workdir, or delete that file.")
+    raise ValueError(f"{path} holds scored negatives of {stored[0]} by teacher {stored[1]} (count {stored[2]}, "
+                     f"max_per_doc {stored[3]}), not of {stage} by {teacher} (count {count}, max_per_doc {cap}): use "
+                     "a new --workdir, or delete that file.")
   start = time.time()
   cfg1, built1, inputs1 = round_one(stage)
   if inputs1.settings.get("prepared") != prepared.root.name:
@@ -198,7 +201,7 @@ def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
   pred = evaluate.predict_source(predict, tparams, pairs, prepared, tcfg.train.eval_batch_size, tmesh,
                                  teacher_built.tokens, teacher_built.pair_len)
   scores = np.where(rows >= 0, pred["scores"], 0.0).astype(np.float32)
-  table = Table(ids, rows, scores, {"stage": str(stage), "max_per_doc": cap, "teacher": str(Path(tdir).resolve()),
+  table = Table(ids, rows, scores, {"stage": str(stage), "max_per_doc": cap, "teacher": teacher,
                                     "seconds": round(time.time() - start, 1)})
   table.save(path)
   logging.info("Stored %d claims' teacher-scored negatives in %s (%.0f s)", len(ids), path, time.time() - start)
