@@ -118,7 +118,7 @@ _ADDED = {"data.oov_buckets": 0, "train.eval_full_collection": False, "model.dro
           "distill.negatives.in_batch": False, "distill.negatives.random": 0,
           "distill.negatives.mined": {"count": 0, "depth": 50, "skip": 0, "refresh_every": 100},
           "distill.doc_crop": {"prob": 0.0, "min_words": 8},
-          "distill.scored": {"stage": "", "count": 0, "max_per_doc": 0}, "distill.scored.max_per_doc": 0}
+          "distill.scored.stage": "", "distill.scored.count": 0, "distill.scored.max_per_doc": 0}
 
 
 def _check_same_settings(cfg, stage: Path) -> None:

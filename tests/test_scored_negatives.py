@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import cnn_student
-from kd_jax import losses, scored_negatives, search, sharding, teacher_scores, train
+from kd_jax import evaluate, losses, scored_negatives, search, sharding, teacher_scores, train
 from kd_jax.data import pipeline, prepare
 from kd_jax.models import build as build_lib
 
@@ -97,7 +97,6 @@ def test_table_from_finished_stages_is_the_students_top_scored_by_the_teacher(da
 
   # The scores: the teacher's own logits for those pairs, read at another position of another list.
   tparams, tsh = train.restore_params(tmp_path / "teacher", teacher, tcfg, mesh)
-  from kd_jax import evaluate
   swapped = []
   for i in range(8):
     ex = dict(src[i])

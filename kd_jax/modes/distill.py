@@ -21,7 +21,8 @@ def distill(config, workdir: str) -> dict:
   """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
   tdir, tcfg = stage.teacher_config(config, workdir)
   stage.check_writable(config.data, stage_dir(config, workdir))  # before the teacher's hours, not after them
-  if config.distill.get("scored", {}).get("count", 0) and config.distill.online:
+  scored_on = bool(config.distill.get("scored", {}).get("count", 0))
+  if scored_on and config.distill.online:
     raise ValueError("distill.scored needs stored teacher scores: it cannot run with distill.online=True.")
   prepared = prepare.prepare(config.data)
   if not (tdir / "complete.json").is_file() and not teacher_scores.path_for(tdir, prepared, "train").is_file():
@@ -36,7 +37,7 @@ def distill(config, workdir: str) -> dict:
   out = stage_dir(config, workdir)
   source = _train_source(config, tdir, tcfg, prepared)
   scored = None
-  if config.distill.get("scored", {}).get("count", 0):
+  if scored_on:
     scored = scored_negatives.ensure(config, out, prepared, tcfg, tdir)
     source = scored.source(prepared.source("train") if source is None else source)
   if config.distill.online:
