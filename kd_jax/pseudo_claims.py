@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, evaluate, multihost, pretrained, sharding, train
+from kd_jax import atomic, multihost, pretrained, restored
 from kd_jax.data import candidates, datasets, pipeline, prepare, pseudo, tfds_builder, tokenize
-from kd_jax.models import build as build_lib
 
 CHUNK = 256  # pseudo-claims scored between progress saves
 
@@ -88,16 +87,12 @@ def ensure(tcfg, tdir: Path, p, count: int):
 
   scores = _load_progress(root, ids, rows)
   if len(scores) < len(exs):
-    built = build_lib.build(tcfg.model, prepared)
-    mesh = sharding.stage_mesh(tcfg.mesh)
-    params, params_sh = train.restore_params(Path(tdir), built, tcfg, mesh)
-    predict = evaluate.make_predict(built, mesh, params_sh)
+    teacher = restored.Restored.load(tcfg, tdir, prepared)
     logging.info("Scoring pseudo-claims %d..%d with the teacher in %s", len(scores), len(exs), tdir)
     while len(scores) < len(exs):
       chunk_start = time.time()
       chunk = exs[len(scores): len(scores) + CHUNK]
-      pred = evaluate.predict_source(predict, params, chunk, prepared, tcfg.train.eval_batch_size, mesh,
-                                     built.tokens, built.pair_len)
+      pred = teacher.predict_source(chunk)
       scores = np.concatenate([scores, pred["scores"]]) if len(scores) else pred["scores"]
       _save_progress(root, ids[: len(scores)], rows[: len(scores)], scores)
       logging.info("[pseudo] %d/%d scored (%.1f pseudo-claims/s)", len(scores), len(exs),

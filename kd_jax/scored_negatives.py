@@ -24,8 +24,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
-from kd_jax import atomic, evaluate, multihost, search, sharding, stage_inputs, train
-from kd_jax.models import build as build_lib
+from kd_jax import atomic, multihost, restored, search, sharding, stage_inputs
 
 _FILE = Path("scored") / "table.npz"
 
@@ -140,7 +139,7 @@ def where(stage: str, workdir: Path) -> Path:
 
 
 def round_one(stage: Path):
-  """(config, built, inputs) of the finished first-round student in `stage`, with a clear error otherwise."""
+  """(config, inputs) of the finished first-round student in `stage`, with a clear error otherwise."""
   stage = Path(stage)
   if not (stage / "complete.json").is_file():
     raise FileNotFoundError(f"distill.scored.stage={stage} is not a finished student run (no complete.json): train "
@@ -148,8 +147,7 @@ def round_one(stage: Path):
   cfg = ml_collections.ConfigDict(json.loads((stage / "config.json").read_text()))
   if cfg.model.kind == "teacher":
     raise ValueError(f"distill.scored.stage={stage} holds a teacher; it must be a claim-independent student.")
-  inputs = stage_inputs.load(stage)
-  return cfg, build_lib.build(cfg.model, inputs), inputs
+  return cfg, stage_inputs.load(stage)
 
 
 def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
@@ -169,13 +167,12 @@ def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
                      f"max_per_doc {stored[3]}), not of {stage} by {teacher} (count {count}, max_per_doc {cap}): use "
                      "a new --workdir, or delete that file.")
   start = time.time()
-  cfg1, built1, inputs1 = round_one(stage)
+  cfg1, inputs1 = round_one(stage)
   if inputs1.settings.get("prepared") != prepared.root.name:
     raise ValueError(f"The first-round student {stage} was trained on prepared data {inputs1.settings.get('prepared')}"
                      f", this run reads {prepared.root.name}: its vocabulary would misread these claims. Train it "
                      "with this run's data settings.")
-  mesh = sharding.stage_mesh(config.mesh)
-  params1, _ = train.restore_params(stage, built1, cfg1, mesh)
+  first = restored.Restored.load(cfg1, stage, inputs1, mesh=sharding.stage_mesh(config.mesh))  # this run's mesh
   src = prepared.source("train")
   examples = [src[i] for i in range(len(src))]
   ids = [e["claim_id"].decode() for e in examples]
@@ -185,21 +182,16 @@ def ensure(config, out: Path, prepared, tcfg, tdir: Path) -> Table:
   own = np.stack([e["cand_index"] for e in examples])
   # A capped document leaves its slot to the claim's next one: search deeper then.
   depth = min(len(prepared.doc_ids), count * (4 if cap else 1) + own.shape[1] + max(map(len, golds)))
-  _, ranked, searched = search.search_split(built1, params1, prepared, "train", mesh, k=depth)
+  _, ranked, searched = search.search_split(first.built, first.params, prepared, "train", first.mesh, k=depth)
   if searched != ids:
     raise RuntimeError("search_split returned the training claims in another order than the prepared split's.")
   rows = first_new(np.asarray(ranked), golds, own, count, cap)
 
-  teacher_built = build_lib.build(tcfg.model, prepared)
-  tmesh = sharding.stage_mesh(tcfg.mesh)
-  tparams, tsh = train.restore_params(tdir, teacher_built, tcfg, tmesh)
-  predict = evaluate.make_predict(teacher_built, tmesh, tsh)
   pairs = [dict(e, cand_index=np.maximum(r, 0), cand_labels=np.zeros(count, np.int32), cand_mask=r >= 0,
                 bm25_scores=np.zeros(count, np.float32), teacher_scores=np.zeros(count, np.float32))
            for e, r in zip(examples, rows)]
   logging.info("Scoring %d x %d first-round negatives with the teacher in %s", len(pairs), count, tdir)
-  pred = evaluate.predict_source(predict, tparams, pairs, prepared, tcfg.train.eval_batch_size, tmesh,
-                                 teacher_built.tokens, teacher_built.pair_len)
+  pred = restored.Restored.load(tcfg, tdir, prepared).predict_source(pairs)
   scores = np.where(rows >= 0, pred["scores"], 0.0).astype(np.float32)
   table = Table(ids, rows, scores, {"stage": str(stage), "max_per_doc": cap, "teacher": teacher,
                                     "seconds": round(time.time() - start, 1)})

@@ -191,12 +191,12 @@ def test_gather_keeps_pseudo_scores_and_looks_up_real_ones_only():
 # ---------- stored pseudo-claims: prefix reuse, growth, resumption ----------
 
 class _FakeTeacher:
-  """Stands in for the teacher's forward pass: logits -row/1000 of each candidate, and counts what it scored."""
+  """Stands in for the restored teacher: logits -row/1000 of each candidate, and counts what it scored."""
 
   def __init__(self, fail_after_chunks=None):
     self.scored, self.fail_after_chunks = 0, fail_after_chunks
 
-  def __call__(self, predict, params, chunk, *args, **kwargs):
+  def predict_source(self, chunk):
     if self.fail_after_chunks is not None and self.scored >= self.fail_after_chunks * pseudo_claims.CHUNK:
       raise KeyboardInterrupt("killed")
     self.scored += len(chunk)
@@ -213,15 +213,13 @@ def teacher_run(data_dir, tmp_path, monkeypatch):
   tdir.mkdir()
   (tdir / "complete.json").write_text("{}")
   monkeypatch.setattr(pseudo_claims, "CHUNK", 8)
-  monkeypatch.setattr(pseudo_claims.train, "restore_params", lambda *a, **k: (None, None))
-  monkeypatch.setattr(pseudo_claims.evaluate, "make_predict", lambda *a, **k: None)
   p = ConfigDict(dict(count=0, fraction=0.5, seed=0, min_words=5, max_words=40, max_overlap=0.8))
   return tcfg, tdir, p, monkeypatch
 
 
 def _fake(monkeypatch, **kw):
   fake = _FakeTeacher(**kw)
-  monkeypatch.setattr(pseudo_claims.evaluate, "predict_source", fake)
+  monkeypatch.setattr(pseudo_claims.restored.Restored, "load", lambda *a, **k: fake)  # the teacher, restored
   return fake
 
 

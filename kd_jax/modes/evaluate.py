@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import (atomic, calibration, collection, collection_eval, evaluate, hubness, hybrid, indexing, multihost,
-                    search, sharding, stage_inputs, train)
+                    restored, search, sharding, stage_inputs, train)
 from kd_jax.data import candidates, datasets, prepare, tokenize
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -30,9 +30,9 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
   prepared = prepare.prepare(config.data)
   if not stage_inputs.stored(out):  # stages trained before their folders carried their inputs
     stage_inputs.save(out, prepared, config.data)
-  restored = stage.Restored.load(config, out, prepared)
-  built, mesh, params = restored.built, restored.mesh, restored.params
-  pred = restored.predict_split(split)
+  loaded = restored.Restored.load(config, out, prepared)
+  built, mesh, params = loaded.built, loaded.mesh, loaded.params
+  pred = loaded.predict_split(split)
   bm25 = evaluate.rerank_metrics({**pred, "scores": _bm25_scores(prepared, split)})
   result = {"split": split, "model": config.name, "params": count_params(params),
             "rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25,
@@ -40,7 +40,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
             "rerank_claims_per_s": float(pred.get("claims_per_s", float("nan")))}
   if built.kind == "teacher" and split != "dev":
     # The teacher with a per-list BM25 term: linear fusion of min-max scores, the teacher's share chosen on dev.
-    dev = restored.predict_split("dev")
+    dev = loaded.predict_split("dev")
     bm25_cands = {s: _bm25_scores(prepared, s) for s in ("dev", split)}
     result["dev_rerank"] = evaluate.rerank_metrics(dev)
     result["bm25_term"] = hybrid.choose(lambda w: hybrid.rerank_metrics(dev, bm25_cands["dev"], "linear", w),
@@ -71,7 +71,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["bm25_full_collection"] = search.full_collection_metrics(b_scores, b_rows, claim_ids, prepared.doc_ids,
                                                                     prepared.qrels[split])
     if config.hybrid.methods and split != "dev":
-      dev = restored.predict_split("dev")
+      dev = loaded.predict_split("dev")
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
                                  data, bm25)
       if cal.active:  # the fusions again with the calibrated student, their weights chosen on dev again

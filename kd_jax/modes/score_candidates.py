@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from kd_jax import atomic, multihost, teacher_scores
+from kd_jax import atomic, multihost, restored, teacher_scores
 from kd_jax.data import prepare
 from kd_jax.modes import stage
 
@@ -22,7 +22,7 @@ def score_candidates(tcfg, tdir: Path, split: str = "train") -> Path:
   atomic.ensure_writable(path.parent, "Teacher scores folder", "pass a writable --config.distill.teacher_dir")
   if not (tdir / "complete.json").is_file():
     raise stage.no_teacher(tdir)
-  pred = stage.Restored.load(tcfg, tdir, prepared).predict_split(split)
+  pred = restored.Restored.load(tcfg, tdir, prepared).predict_split(split)
   multihost.primary_writes(f"teacher scores {path}", lambda: teacher_scores.save(
       path, pred["claim_id"].astype(str), pred["scores"], pred["cand_index"]))
   logging.info("Stored teacher scores for %d %s claims in %s", len(pred["scores"]), split, path)

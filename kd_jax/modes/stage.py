@@ -1,19 +1,18 @@
 """What every mode shares: where a stage's folder is, failing early on unwritable folders, the teacher a student
-learns from, and a finished student read from its own folder.
+learns from, and a finished student read from its own folder (a stage restored to score candidate lists:
+kd_jax/restored.py).
 
 Stage folders live under `--workdir`: `<workdir>/<config.name>` (e.g. `teacher`, `cnn_student`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import ml_collections
 
-from kd_jax import atomic, collection, evaluate, sharding, stage_inputs, train
+from kd_jax import atomic, collection, stage_inputs, train
 from kd_jax.data import prepare
 from kd_jax.models import build as build_lib
 
@@ -90,29 +89,6 @@ def stage_inputs_of(config, stage: Path) -> stage_inputs.StageInputs:
     check_writable(config.data, stage)
     stage_inputs.add_doc_freq(stage, prepare.prepare(config.data))
   return stage_inputs.load(stage)
-
-
-@dataclasses.dataclass
-class Restored:
-  """A finished stage's best checkpoint on the config's mesh, ready to score prepared candidate lists."""
-  config: Any
-  prepared: prepare.Prepared
-  built: build_lib.Built
-  mesh: Any
-  params: Any
-  predict: Any
-
-  @classmethod
-  def load(cls, config, stage: Path, prepared: prepare.Prepared) -> Restored:
-    built = build_lib.build(config.model, prepared)
-    mesh = sharding.stage_mesh(config.mesh)
-    params, params_sh = train.restore_params(stage, built, config, mesh)
-    return cls(config, prepared, built, mesh, params, evaluate.make_predict(built, mesh, params_sh))
-
-  def predict_split(self, split: str) -> dict:
-    """Scores of every candidate list of `split` (evaluate.predict_split)."""
-    return evaluate.predict_split(self.predict, self.params, self.prepared, split, self.config.train.eval_batch_size,
-                                  self.mesh, self.built.tokens, self.built.pair_len)
 
 
 def student(config, stage: Path, mesh):
