@@ -34,10 +34,11 @@ def collection_seconds(stage: Path, cfg, name: str, own: bool, rounds: int, mesh
   doc_vecs, _, _ = index.read()
   claims = search.encode_claims(built, params, inputs.claim_words(src.claims("test").texts), mesh)
   cal = calibration.of(cnn_student.get_config(), own=own)  # the main command's search settings
-  norms = indexing.dense_norms(index.root, doc_vecs, doc_norms.dense_dim(built))  # stored, as mode=search does
+  dim = doc_norms.dense_dim(built)
+  norms = [indexing.part_norms(index.root, doc_vecs, dim, part) for part in ("dense", "lexical")]  # as mode=search
   runs = {"as trained": lambda: search.top_k(built, params, claims, doc_vecs, 100, mesh),
           "calibrated": lambda: search.top_k(built, params, cal.claims(built, inputs, claims),
-                                             cal.docs(built, doc_vecs, norms), 100, mesh)}
+                                             cal.docs(built, doc_vecs, *norms), 100, mesh)}
   times = {k: [] for k in runs}
   for r in range(rounds + 1):  # the first round compiles
     for k, fn in runs.items():
@@ -68,7 +69,7 @@ def main():
            f"{args.rounds} rounds; claims encoded beforehand.", "",
            "| collection | claims x documents | as trained | calibrated | ratio |", "|---|---|---:|---:|---:|"]
   for name, r in result["collections"].items():
-    lines.append(f"| {name} (doc_norms {r['doc_norms']:g}, stop_df {r['stop_df']:g}) | {r['claims']:,} x "
+    lines.append(f"| {name} ({calibration.describe(r)}) | {r['claims']:,} x "
                  f"{r['documents']:,} | {1000 * r['as trained']:.0f} ms | {1000 * r['calibrated']:.0f} ms | "
                  f"{r['calibrated'] / r['as trained']:.2f}x |")
   print("\n".join(lines))

@@ -40,6 +40,7 @@ def get_config(arg: str = ""):
     s.model.update(lexical_dim=0, embed_oov=True)  # dense vectors (the ablation's lex4k / oovlex levers add them)
     # Searching as trained, as the committed tables did (results/calibration.md measures calibration on them).
     s.search.doc_norms.update(own=0.0, other=0.0)
+    s.search.lex_norms.update(own=0.0, other=0.0)
     s.search.stop_df = 1.0
   for s in (c.students.cnn, c.students.lstm):
     del s["teacher"]

@@ -18,6 +18,7 @@ SECTIONS = (
     "ablation.md",  # experiments/ablation.py: what makes a student search the whole collection
     "main_recipe.md",  # experiments/seed_table.py: the main command's student over seeds
     "calibration.md",  # experiments/calibration.py: search calibrated for the collection searched
+    "lexical_norms.md",  # experiments/lexical_norms.py: lexical norms calibrated on top of it
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 

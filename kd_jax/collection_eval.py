@@ -168,11 +168,16 @@ def own_dev_weights(stage: Path, methods, calibrated: bool = False) -> dict[str,
 def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
   """Whether a stored zero-shot result (`eval_<collection>.json`) holds what evaluate_collection writes today for
   `config`: every fusion method, the hub correction, and when search is calibrated for other collections, the
-  calibrated figures fused at the weights the stage's own dev chose for its calibrated student."""
+  calibrated figures at today's calibration settings, fused at the weights the stage's own dev chose for its
+  calibrated student."""
   if set(stored.get("hybrid", {})) != set(config.hybrid.methods) or "hub_norm" not in stored:
     return False  # made before a fusion method or the hub correction existed
-  if not calibration.of(config, own=False).active:
+  cal = calibration.of(config, own=False)
+  if not cal.active:
     return True
+  settings = {**calibration.Calibration().settings(), **stored.get("calibrated", {})}  # lex_norms 0 before it existed
+  if {k: settings[k] for k in cal.settings()} != cal.settings():
+    return False
   fused = stored.get("calibrated", {}).get("hybrid", {})
   return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods, calibrated=True)
 
@@ -182,8 +187,7 @@ def log_summary(result: dict) -> None:
   parts = [f"BM25 {f(result['bm25'])}", f"student {f(result['student'])}"]
   parts += [f"hybrid {m} (w={h['weight']:g}) {f(h)}" for m, h in result["hybrid"].items()]
   if "calibrated" in result:
-    parts.append(f"student calibrated (doc_norms {result['calibrated']['doc_norms']:g}, stop_df "
-                 f"{result['calibrated']['stop_df']:g}) {f(result['calibrated'])}")
+    parts.append(f"student calibrated ({calibration.describe(result['calibrated'])}) {f(result['calibrated'])}")
   if "hub_norm" in result:
     parts.append(f"student with hub correction (beta={result['hub_norm']['beta']:g}) {f(result['hub_norm'])}")
   if "teacher" in result:

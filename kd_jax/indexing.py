@@ -95,20 +95,22 @@ def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
                                                        "dtype": dtype}))
 
 
-def dense_norms(root: Path, doc_vecs, dense_dim: int) -> np.ndarray:
-  """The dense norms [N] of the index in `root` (doc_norms.dense_norms), computed once and stored beside it
-  (`dense_norms.npy`): a search of one claim then reads the index once, not twice."""
-  path = root / "dense_norms.npy"
+def part_norms(root: Path, doc_vecs, dense_dim: int, part: str = "dense") -> np.ndarray:
+  """The norms [N] of the `dense` or `lexical` parts of the index in `root` (doc_norms.dense_norms, lexical_norms),
+  computed once and stored beside it (`<part>_norms.npy`): a search of one claim then reads the index once, not
+  twice."""
+  compute = {"dense": doc_norms.dense_norms, "lexical": doc_norms.lexical_norms}[part]
+  path = root / f"{part}_norms.npy"
   if path.is_file():
     norms = np.load(path)
     if len(norms) == len(doc_vecs):
       return norms
-  norms = doc_norms.dense_norms(doc_vecs, dense_dim)
+  norms = compute(doc_vecs, dense_dim)
 
   def write():
     with atomic.open_for_write(path, "wb") as f:
       np.save(f, norms)
-  multihost.primary_writes(f"the dense norms of {root}", write)
+  multihost.primary_writes(f"the {part} norms of {root}", write)
   return norms
 
 
@@ -117,8 +119,9 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
   """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
   bank settings it was made with in `hub_penalty.json`); the bank's documents are read from `source` in one pass."""
   want = {k: int(settings[k]) for k in ("bank", "k", "seed")}
-  if settings.get("doc_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
-    want["doc_norms"] = float(settings["doc_norms"])
+  for key in ("doc_norms", "lex_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
+    if settings.get(key):
+      want[key] = float(settings[key])
   path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)

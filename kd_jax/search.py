@@ -73,11 +73,13 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
   agree. `approx_recall` > 0 takes each chunk's top k with `lax.approx_max_k` at that recall target instead (exact
   on CPU, where XLA has no approximate kernel; faster on TPU). `doc_bias` [N] is subtracted from every claim's
   score of each document (hubness.py's correction). A doc_norms.Scaled index is read as stored and its dense parts
-  scaled inside the step.
+  (and lexical parts, if it scales them) scaled inside the step.
   """
-  dense, norm_scale = 0, None
+  dense, norm_scale, lex_scale = 0, None, None
   if isinstance(doc_vecs, doc_norms.Scaled):  # scaled on the device inside the step, not copied and scaled by NumPy
+    lex_scale = doc_vecs.lex_scale if doc_vecs.lexical else None
     doc_vecs, norm_scale, dense = doc_vecs.vecs, doc_vecs.scale, doc_vecs.dense_dim
+  lexical = lex_scale is not None
   dot = _plain_dot(built)
   n, d = doc_vecs.shape
   shards = mesh.shape["data"]
@@ -92,19 +94,21 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
 
   def make():
     @jax.jit
-    def search_chunk(p, claims, docs, scales, bias, norm, valid):
+    def search_chunk(p, claims, docs, scales, bias, norm, lex, valid):
       docs = _decode_on_device(docs, scales, dtype)
-      if dense and not dot:  # doc_norms.Scaled: each row's dense part times its factor
+      if lexical:  # doc_norms.Scaled, both parts: each row's dense part times one factor, its lexical part another
+        docs = docs * jnp.where(jnp.arange(d)[None] < dense, norm[:, None], lex[:, None])
+      elif dense and not dot:  # doc_norms.Scaled: each row's dense part times its factor
         docs = jnp.where(jnp.arange(d)[None] < dense, docs * norm[:, None], docs)
       scores = built.module.apply({"params": p}, claims, docs, method=built.module.score) - bias[None]  # [Q, step]
-      if dense and dot:  # the same for a plain dot product, cheaper: a dense part times f adds (f - 1) x its score
+      if dense and dot and not lexical:  # a plain dot product, cheaper: a dense part times f adds (f - 1) x its score
         scores = scores + (norm - 1.0)[None] * (claims[:, :dense] @ docs[:, :dense].T)
       scores = jnp.where(jnp.arange(step)[None] < valid, scores, -jnp.inf)
       if approx_recall:
         return jax.lax.approx_max_k(scores, kc, recall_target=approx_recall)
       return jax.lax.top_k(scores, kc)
     return search_chunk
-  search = _cached(built.module, ("top_k", step, kc, approx_recall, dtype, dense, dot), make)
+  search = _cached(built.module, ("top_k", step, kc, approx_recall, dtype, dense, dot, lexical), make)
   rows_sharded, per_row = NamedSharding(mesh, P("data", None)), NamedSharding(mesh, P("data"))
 
   claims = jnp.asarray(claim_vecs)
@@ -118,16 +122,19 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
       chunk = np.asarray(doc_vecs.stored[start:start + step])
       scales = np.ones(len(chunk)) if doc_vecs.scales is None else np.asarray(doc_vecs.scales[start:start + step])
     valid = len(chunk)
-    bias, norm = np.zeros(step, np.float32), np.ones(step, np.float32)
+    bias, norm, lex = np.zeros(step, np.float32), np.ones(step, np.float32), np.ones(step, np.float32)
     if doc_bias is not None:
       bias[:valid] = doc_bias[start:start + step]
     if norm_scale is not None:
       norm[:valid] = norm_scale[start:start + step]
+    if lexical:
+      lex[:valid] = lex_scale[start:start + step]
     if valid < step:
       chunk = np.concatenate([chunk, np.zeros((step - valid, d), chunk.dtype)])
     scales = np.concatenate([scales, np.zeros(step - valid)]).astype(np.float32)
     scores, rows = search(params, claims, jax.device_put(chunk, rows_sharded), jax.device_put(scales, per_row),
-                          jax.device_put(bias, per_row), jax.device_put(norm, per_row), valid)
+                          jax.device_put(bias, per_row), jax.device_put(norm, per_row), jax.device_put(lex, per_row),
+                          valid)
     merged_scores = np.concatenate([best_scores, np.asarray(scores)], axis=1)
     merged_rows = np.concatenate([best_rows, np.asarray(rows).astype(np.int64) + start], axis=1)
     order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]  # earlier chunks first among ties
@@ -197,9 +204,9 @@ def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: lis
   return metrics.evaluate_run(run, {q: qrels[q] for q in claim_ids}, ks=ks)
 
 
-# Files stored beside an index and computed from its vectors (indexing.dense_norms, indexing.hub_penalty): they go
+# Files stored beside an index and computed from its vectors (indexing.part_norms, indexing.hub_penalty): they go
 # when the vectors are rebuilt.
-DERIVED = ("dense_norms.npy", "hub_penalty.npy", "hub_penalty.json")
+DERIVED = ("dense_norms.npy", "lexical_norms.npy", "hub_penalty.npy", "hub_penalty.json")
 
 
 class Index:

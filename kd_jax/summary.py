@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kd_jax import calibration
+
 
 def _f(x: float | None) -> str:
   return "—" if x is None else f"{x:.3f}"
@@ -23,8 +25,8 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
                  h["full_collection"][metric]))
   if "calibrated" in student:
     c = student["calibrated"]
-    rows.append((f"{student['model']} alone, calibrated as mode=search searches (doc_norms {c['doc_norms']:g}, "
-                 f"stop_df {c['stop_df']:g})", None, c["full_collection"][metric]))
+    rows.append((f"{student['model']} alone, calibrated as mode=search searches ({calibration.describe(c)})", None,
+                 c["full_collection"][metric]))
   for method, h in student.get("hybrid", {}).items():
     rows.append((f"{student['model']} + BM25, {method} (dev-chosen weights {h['rerank']['weight']:g} / "
                  f"{h['full_collection']['weight']:g})", h["rerank"]["test"][metric],

@@ -1,5 +1,5 @@
-"""Search calibrated for a collection, against NumPy: documents' dense norms pulled toward the collection's median
-(kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training collection's common words
+"""Search calibrated for a collection, against NumPy: documents' dense and lexical norms pulled toward the collection's
+medians (kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training collection's common words
 kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py)."""
 
 import collections
@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments import lexical_norms
 from kd_jax import calibration, compact, doc_norms, search, sharding, stopwords
 from kd_jax.models import students
 
@@ -69,6 +70,46 @@ def test_the_view_scales_only_the_dense_part_and_never_writes_the_index(tmp_path
   stored, scales = compact.encode(vecs, "int8")
   np.testing.assert_allclose(doc_norms.dense_norms(compact.Table(stored, scales, "int8"), DENSE, chunk_rows=7),
                              np.linalg.norm(compact.decode(stored, scales, "int8")[:, :DENSE], axis=1), rtol=1e-6)
+
+
+def test_the_view_scales_the_lexical_part_by_its_own_factors(tmp_path):
+  vecs = _vecs()
+  vecs[7, DENSE:] = 0.0  # a document without lexical matches keeps factor 1
+  view = doc_norms.calibrated(vecs, DENSE, 0.0, lex_strength=0.5)
+  lex = np.linalg.norm(vecs[:, DENSE:], axis=1)
+  np.testing.assert_allclose(doc_norms.lexical_norms(vecs, DENSE, chunk_rows=9), lex, rtol=1e-6)
+  live = lex > 0
+  want = vecs.copy()
+  want[live, DENSE:] *= np.sqrt(np.median(lex[live]) / lex[live])[:, None]
+  np.testing.assert_allclose(np.asarray(view), want, rtol=1e-5)
+  np.testing.assert_array_equal(view[:][:, :DENSE], vecs[:, :DENSE])  # the dense part as stored at strength 0
+  both = np.asarray(doc_norms.calibrated(vecs, DENSE, 1.0, lex_strength=1.0))
+  np.testing.assert_allclose(np.linalg.norm(both[:, :DENSE], axis=1),
+                             np.median(np.linalg.norm(vecs[:, :DENSE], axis=1)), rtol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(both[live, DENSE:], axis=1), np.median(lex[live]), rtol=1e-5)
+  with pytest.raises(ValueError, match=r"^lex_strength must lie in \[0, 1\]"):
+    doc_norms.calibrated(vecs, DENSE, 0.0, lex_strength=2.0)
+
+
+@pytest.mark.parametrize("dense_strength", [0.0, 0.5])
+def test_search_over_a_view_of_both_parts_equals_numpy(dense_strength):
+  built, params = _student("dot")
+  vecs, claims = _vecs(), _vecs(5, seed=1)
+  mesh = sharding.make_mesh(1, 1)
+  view = doc_norms.calibrated(vecs, DENSE, dense_strength, lex_strength=0.75)
+  scores, rows = search.top_k(built, params, claims, view, 10, mesh, chunk_rows=16)
+  f = doc_norms.factors(np.linalg.norm(vecs[:, :DENSE], axis=1), dense_strength)
+  g = doc_norms.factors(np.linalg.norm(vecs[:, DENSE:], axis=1), 0.75)
+  brute = claims[:, :DENSE] @ (vecs[:, :DENSE] * f[:, None]).T + claims[:, DENSE:] @ (vecs[:, DENSE:] * g[:, None]).T
+  np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
+  np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+  # A model with a score of its own reads the same scaled documents.
+  own = types.SimpleNamespace(module=_OwnScorer())
+  scores, rows = search.top_k(own, {}, claims, view, 10, mesh, chunk_rows=16)
+  scaled = np.asarray(view)
+  brute = claims @ scaled.T + 0.5 * scaled.sum(-1)[None]
+  np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :10])
+  np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
 
 
 def _student(scoring):
@@ -160,5 +201,26 @@ def test_common_words_lose_only_their_lexical_buckets_in_claims():
 def test_the_config_names_the_calibration_for_own_and_other_collections():
   config = ml_collections.ConfigDict({"search": {"doc_norms": {"own": 0.25, "other": 1.0}, "stop_df": 0.5}})
   assert calibration.of(config, own=True) == calibration.Calibration(doc_norms=0.25, stop_df=0.5)
-  assert calibration.of(config, own=False) == calibration.Calibration(doc_norms=1.0, stop_df=0.5)
+  assert calibration.of(config, own=False) == calibration.Calibration(doc_norms=1.0, stop_df=0.5)  # no lex_norms yet
   assert not calibration.of(ml_collections.ConfigDict({"search": {}}), own=False).active  # saved before it
+  config.search.lex_norms = {"own": 0.0, "other": 0.75}
+  other = calibration.of(config, own=False)
+  assert other == calibration.Calibration(doc_norms=1.0, stop_df=0.5, lex_norms=0.75) and other.scales_docs
+  assert calibration.describe(other.settings()) == "doc_norms 1, stop_df 0.5, lex_norms 0.75"
+  assert calibration.describe(calibration.of(config, own=True).settings()) == "doc_norms 0.25, stop_df 0.5"
+  lexical_only = calibration.Calibration(lex_norms=0.5)
+  assert lexical_only.active and lexical_only.scales_docs
+  config.search.lex_norms.other = 1.5
+  with pytest.raises(ValueError, match=r"^search\.lex_norms\.other must lie in \[0, 1\]"):
+    calibration.of(config, own=False)
+
+
+def test_the_lexical_strength_is_chosen_by_the_mean_dev_figure_ties_to_the_milder():
+  def stage(own, other):  # dev nDCG@10 by strength, for one student
+    return {"rows": {f"{s:g}": {"own": {"dev": {"ndcg@10": o}}, "other": {"dev": {"ndcg@10": x}}}
+                     for s, o, x in zip((0.0, 0.5, 1.0), own, other)}}
+  stages = {"a": stage((0.80, 0.81, 0.79), (0.60, 0.70, 0.72)), "b": stage((0.70, 0.69, 0.70), (0.50, 0.60, 0.58))}
+  chosen = lexical_norms.choose(stages, (0.0, 0.5, 1.0))
+  # own: means 0.75, 0.75, 0.745 -> the tie goes to 0; other: 0.55, 0.65, 0.65 -> the tie goes to 0.5.
+  assert chosen["lex_norms"] == {"own": 0.0, "other": 0.5}
+  np.testing.assert_allclose(chosen["dev_ndcg@10"]["other"]["1"], 0.65)

@@ -11,7 +11,8 @@ import pytest
 import pytrec_eval
 
 from configs import cnn_student
-from kd_jax import collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs, train
+from kd_jax import (calibration, collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs,
+                    train)
 from kd_jax.modes import evaluate
 from kd_jax.data import datasets, tokenize
 from kd_jax.models import build as build_lib
@@ -46,7 +47,7 @@ def test_the_stage_folder_carries_its_vocabulary(stage):
 def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   c, root = stage
   on = _on(c, dataset="fever_titles", max_claims=300)
-  on.search.doc_norms.other, on.search.stop_df = 0.5, 0.3
+  on.search.doc_norms.other, on.search.stop_df, on.search.lex_norms.other = 0.5, 0.3, 0.5
   result = evaluate.evaluate_stage(on, str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
@@ -99,12 +100,16 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   np.testing.assert_allclose(hn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
                              atol=2e-3)
 
-  # Calibrated (calibration.py): documents' dense norms pulled half way (in log space) to the collection's median,
-  # and the lexical buckets of words found in more than 30% of SciFact's abstracts zeroed in the claims.
+  # Calibrated (calibration.py): documents' dense norms and lexical norms each pulled half way (in log space) to the
+  # collection's medians, and the lexical buckets of words found in more than 30% of SciFact's abstracts zeroed in the
+  # claims.
   dn, dim = saved["calibrated"], c.model.out_dim
   norms = np.linalg.norm(d[:, :dim], axis=1)
   assert (norms > 0).all()
-  scaled = np.concatenate([d[:, :dim] * np.sqrt(np.median(norms) / norms)[:, None], d[:, dim:]], 1)
+  lex = np.linalg.norm(d[:, dim:], axis=1)
+  lex_factor = np.where(lex > 0, np.sqrt(np.median(lex[lex > 0]) / np.maximum(lex, 1e-30)), 1.0)
+  scaled = np.concatenate([d[:, :dim] * np.sqrt(np.median(norms) / norms)[:, None], d[:, dim:] * lex_factor[:, None]],
+                          1)
   sci = datasets.load(c.data).collection
   sci_words = tokenize.word_ids(index, [sci.document(i) for i in range(len(sci))], c.data.doc_word_len, oov)
   holding = collections.Counter(w for row in sci_words for w in set(row.tolist()) if 1 < w < len(vocab))
@@ -117,7 +122,8 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   top = np.argsort(-calibrated, axis=1, kind="stable")[:, :100]
   run = {cid: {coll.ids[r]: float(calibrated[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
   measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
-  assert (dn["doc_norms"], dn["stop_df"]) == (0.5, 0.3) and set(dn["hybrid"]) == set(saved["hybrid"])
+  assert (dn["doc_norms"], dn["stop_df"], dn["lex_norms"]) == (0.5, 0.3, 0.5)
+  assert set(dn["hybrid"]) == set(saved["hybrid"])
   # Fused at the weights dev chose for the student calibrated on its own collection.
   own_cal = json.loads((run_dir / "eval_test.json").read_text())["calibrated"]["hybrid"]
   assert {m: h["weight"] for m, h in dn["hybrid"].items()} == {m: own_cal[m]["full_collection"]["weight"]
@@ -139,7 +145,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
           {"_id": "d3", "title": "Insulin", "text": "Insulin resistance in type 2 diabetes."}]
   jsonl.write_text("\n".join(json.dumps(d) for d in docs))
   on = _on(c, path=str(jsonl))
-  on.search.doc_norms.other = 0.0  # the stored vectors as trained, until the last check below
+  on.search.doc_norms.other = on.search.lex_norms.other = 0.0  # the stored vectors as trained, until the last checks
   on.mode = "index"
   modes.run(on, str(work))
   on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency cancer risk", 3
@@ -186,6 +192,17 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   np.testing.assert_allclose([h[1] for h in calibrated], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
   stored_norms = work / "cnn_student" / "index" / "docs" / "dense_norms.npy"  # kept for the next search
   np.testing.assert_allclose(np.load(stored_norms), norms, rtol=1e-6)
+
+  # The lexical parts at their median norm too (lex_norms 1): every document brings the same lexical mass.
+  on.search.lex_norms.other = 1.0
+  both = modes.run(on, str(work))[0]
+  lex = np.linalg.norm(scaled[:, dim:], axis=1)
+  assert (lex > 0).all()
+  scaled[:, dim:] *= (np.median(lex) / lex)[:, None]
+  want = query @ scaled.T
+  assert [h[0] for h in both] == [ids[i] for i in np.argsort(-want, kind="stable")]
+  np.testing.assert_allclose([h[1] for h in both], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(np.load(stored_norms.parent / "lexical_norms.npy"), lex, rtol=1e-6)
 
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
@@ -250,13 +267,20 @@ def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   (tmp_path / "eval_test.json").write_text(json.dumps({
       "hybrid": {m: weight(0.6) for m in methods}, "calibrated": {"hybrid": {m: weight(0.8) for m in methods}}}))
   stored = {"hybrid": {m: weight(0.6) for m in methods}, "hub_norm": {"beta": 0.5},
-            "calibrated": {"hybrid": {m: weight(0.8) for m in methods}}}
+            "calibrated": {**calibration.of(config, own=False).settings(),
+                           "hybrid": {m: weight(0.8) for m in methods}}}
   assert collection_eval.zero_shot_is_current(stored, tmp_path, config)
+  # Calibrated at other settings (here: before the lexical norms were pulled): evaluated again.
+  older = {**stored, "calibrated": {k: v for k, v in stored["calibrated"].items() if k != "lex_norms"}}
+  assert not collection_eval.zero_shot_is_current(older, tmp_path, config)
+  config.search.lex_norms.other = 0.0
+  assert collection_eval.zero_shot_is_current(older, tmp_path, config)
   # Calibrated fusions made at the uncalibrated student's weights (before they had their own): evaluated again.
   assert not collection_eval.zero_shot_is_current({**stored, "calibrated": {"hybrid": stored["hybrid"]}}, tmp_path,
                                                   config)
   assert not collection_eval.zero_shot_is_current({k: v for k, v in stored.items() if k != "hub_norm"}, tmp_path,
                                                   config)
   assert not collection_eval.zero_shot_is_current({**stored, "hybrid": {"linear": weight(0.6)}}, tmp_path, config)
-  config.search.doc_norms.other, config.search.stop_df = 0.0, 1.0  # search uncalibrated: no calibrated figures needed
+  config.search.doc_norms.other, config.search.stop_df, config.search.lex_norms.other = 0.0, 1.0, 0.0  # uncalibrated:
+  # no calibrated figures needed
   assert collection_eval.zero_shot_is_current({k: v for k, v in stored.items() if k != "calibrated"}, tmp_path, config)

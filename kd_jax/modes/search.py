@@ -40,8 +40,10 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   built, params, inputs = stage.student(config, out, mesh)
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   cal = calibration.of(config, own=collection.from_config(config) is None)
-  if cal.doc_norms:
-    doc_vecs = cal.docs(built, doc_vecs, indexing.dense_norms(root, doc_vecs, doc_norms.dense_dim(built)))
+  if cal.scales_docs:
+    dim = doc_norms.dense_dim(built)
+    doc_vecs = cal.docs(built, doc_vecs, indexing.part_norms(root, doc_vecs, dim, "dense"),
+                        indexing.part_norms(root, doc_vecs, dim, "lexical"))
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
@@ -67,14 +69,14 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = collection_eval.own_dev_hub_norm(out) or collection_eval.hub_norm_settings(config)
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs,
-                                         {**h, "doc_norms": cal.doc_norms}, mesh)
+                                         {**h, "doc_norms": cal.doc_norms, "lex_norms": cal.lex_norms}, mesh)
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
                    beta, h["k"], min(h["bank"], len(doc_ids)))
     lists = int(s.get("ivf", {}).get("lists", 0))
     if lists:  # approximate: only the documents of each claim's best lists are scored (ivf.py)
       # Its lists hold copies of the vectors: one IVF per norm strength.
-      index = ivf.IVF(ivf.build(root / (f"ivf-{lists}" + (f"-norms{cal.doc_norms:g}" if cal.doc_norms else "")),
-                                doc_vecs, lists))
+      index = ivf.IVF(ivf.build(root / (f"ivf-{lists}" + (f"-norms{cal.doc_norms:g}" if cal.doc_norms else "")
+                                        + (f"-lexnorms{cal.lex_norms:g}" if cal.lex_norms else "")), doc_vecs, lists))
       scores, rows = index.search(built, params, claim_vecs, s.top_k, int(s.ivf.probe), doc_bias=bias)
       logging.info("IVF search: %d of %d lists probed per claim", min(int(s.ivf.probe), lists), lists)
     else:

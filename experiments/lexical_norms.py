@@ -1,0 +1,184 @@
+"""Choosing how far documents' lexical norms are pulled toward the searched collection's median (`search.lex_norms`,
+kd_jax/doc_norms.py), on top of the calibration experiments/calibration.py chose. Writes results/lexical_norms.json,
+results/lexical_norms.md (a section of RESULTS.md) and results/lexical_norms.png.
+
+  KD_JAX_DATA_DIR=../shared/data python -m experiments.lexical_norms --workdir=workdir
+
+Stages are finished students under --workdir (STAGES, one per seed: the main commands' CNN and BiLSTM, in the
+workdirs the seed tables name); --stages names others. Each searches its own collection and the other dataset's,
+calibrated as its saved config says (stop_df, doc_norms), with the lexical parts pulled at each strength of the grid.
+As for the dense norms, the strength is chosen twice, by the mean over stages of dev nDCG@10: `lex_norms.own` on
+the stages' own collections, `lex_norms.other` on the other ones. Ties go to the milder strength. Test figures are
+reported, never used; the fusions with BM25 are read at the weights the stage's own evaluation chose on dev for its
+calibrated student.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from experiments import ablation, calibration as calibration_experiment, reproduce, results_md
+from kd_jax import atomic, calibration, collection_eval, doc_norms, search, sharding
+from kd_jax.modes import stage
+
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+STAGES = ("main_hash/cnn_student+lex4k+oovlex+steps1200_s{seed}",
+          "bilstm_layer/lstm_student+lex4k+oovlex_s{seed}")
+FUSIONS = ("zscore", "zcoverage")  # reported for the other collection, where the lever acts
+
+
+def stored_weights(stage_dir: Path, collection_name: str) -> dict[str, float]:
+  """The fusion weights the stage's zero-shot evaluation chose on dev for its calibrated student."""
+  path = stage_dir / f"eval_{collection_name}.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} is missing: run --config.mode=evaluate --config.collection.dataset="
+                            f"{collection_name} for {stage_dir} first.")
+  hybrid = json.loads(path.read_text())["calibrated"]["hybrid"]
+  return {m: float(hybrid[m]["weight"]) for m in FUSIONS}
+
+
+def stage_rows(stage_dir: Path, strengths, transfer_claims: int) -> dict:
+  """{f"{strength:g}": {own|other: {dev|test: {ndcg@10, recall@100, hub, claims[, fusions]}}}} of one student."""
+  cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
+  mesh = sharding.make_mesh(1, 1)
+  built, params, inputs = stage.student(cfg, stage_dir, mesh)
+  own_name, other_name = cfg.data.name, ablation.OTHER[cfg.data.name]
+  wanted = {"own": (own_name, cfg.data.get("max_claims", 0)), "other": (other_name, transfer_claims)}
+  weights = stored_weights(stage_dir, other_name)
+  out = {"trained_on": own_name, "other": other_name, "rows": {}}
+  for where, (name, max_claims) in wanted.items():
+    base = calibration.of(cfg, own=where == "own")
+    src, index = calibration_experiment.stored_index(stage_dir, cfg, built, params, inputs, name, max_claims, mesh)
+    doc_vecs, doc_ids, _ = index.read()
+    out[f"{where}_calibration"] = base.settings()
+    for split in ("dev", "test"):
+      claims = src.claims(split)
+      claim_vecs = search.encode_claims(built, params, inputs.claim_words(claims.texts), mesh)
+      for s in strengths:
+        cal = calibration.Calibration(doc_norms=base.doc_norms, stop_df=base.stop_df, lex_norms=s)
+        if where == "other" and split == "test":  # the student alone and fused, in one pass
+          fig = collection_eval.calibrated_figures(built, params, inputs, claim_vecs, doc_vecs, doc_ids, src, claims,
+                                                   weights, mesh, 100, cal)
+          m, hub = fig["full_collection"], fig["hub"]["max_share"]
+          fused = {f: fig["hybrid"][f]["full_collection"]["ndcg@10"] for f in FUSIONS}
+        else:
+          scores, rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs),
+                                      cal.docs(built, doc_vecs), 100, mesh)
+          m = search.full_collection_metrics(scores, rows, claims.ids, doc_ids, claims.qrels)
+          hub, fused = collection_eval.hub_share(rows)["max_share"], {}
+        out["rows"].setdefault(f"{s:g}", {}).setdefault(where, {})[split] = {
+            "ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "hub": hub, "claims": len(claims.ids), **fused}
+  return out
+
+
+def choose(stages: dict, strengths) -> dict:
+  """Own and other strengths by the mean dev nDCG@10 over the stages (module docstring), with those means."""
+  mean = {where: {f"{s:g}": float(np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in stages.values()]))
+                  for s in strengths} for where in ("own", "other")}
+  # max() keeps the first of equal values: the grid runs from the mildest strength (0) up.
+  best = {where: max(strengths, key=lambda s: round(mean[where][f"{s:g}"], 6)) for where in ("own", "other")}
+  return {"lex_norms": best, "dev_ndcg@10": mean}
+
+
+def family(stage_name: str) -> str:
+  return calibration_experiment.family(Path(stage_name).name)
+
+
+def render(results: dict) -> str:
+  c = results["chosen"]
+  strengths = results["strengths"]
+  fmt = lambda xs: f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"  # noqa: E731
+  pct = lambda xs: f"{100 * np.mean(xs):.1f}%"  # noqa: E731
+  lines = ["## Lexical norms calibrated for the collection searched", "",
+           f"From `{results['command']}` (kd_jax/doc_norms.py): on top of the calibration chosen above, each "
+           "document's lexical-channel norm is pulled that far (in log space) toward the median of the collection "
+           "searched (`search.lex_norms`). Chosen on dev by the mean dev nDCG@10 of the stages below: "
+           f"**{c['lex_norms']['own']:g} on a stage's own collection, {c['lex_norms']['other']:g} on the other**.",
+           "", "Mean dev nDCG@10 over all stages, by strength:", "",
+           "| collection | " + " | ".join(f"{s:g}" for s in strengths) + " |", "|---|" + "---:|" * len(strengths)]
+  for where in ("own", "other"):
+    lines.append(f"| {where} | " + " | ".join(f"{c['dev_ndcg@10'][where][f'{s:g}']:.3f}" for s in strengths) + " |")
+  lines += ["", "Test, mean ± std over seeds (whole collection; hub: the largest share of test claims with one document "
+            "in their top 10); the fusions at the weights each stage's evaluation chose on dev:", "",
+            "| stage (seeds), collection | lex_norms | dev nDCG@10 | test nDCG@10 | R@100 | hub | + BM25 z-score | "
+            "+ BM25 z-coverage |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  groups: dict[str, list[dict]] = {}
+  for name, st in results["stages"].items():
+    groups.setdefault(f"{st['trained_on']}: {family(name)}", []).append(st)
+  for group, sts in groups.items():
+    for where in ("own", "other"):
+      shown = sorted({0.0, c["lex_norms"][where]})
+      for s in shown:
+        r = lambda sp, k: [st["rows"][f"{s:g}"][where][sp][k] for st in sts]  # noqa: E731
+        fused = [fmt(r("test", f)) if f in sts[0]["rows"][f"{s:g}"][where]["test"] else "—" for f in FUSIONS]
+        chosen = " (chosen)" if s == c["lex_norms"][where] and len(shown) > 1 else ""
+        lines.append(f"| {group} ({len(sts)}), {where}: {sts[0]['trained_on'] if where == 'own' else sts[0]['other']}"
+                     f" | {s:g}{chosen} | {fmt(r('dev', 'ndcg@10'))} | {fmt(r('test', 'ndcg@10'))} | "
+                     f"{fmt(r('test', 'recall@100'))} | {pct(r('test', 'hub'))} | {' | '.join(fused)} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, out: Path) -> None:
+  """lexical_norms.png: dev nDCG@10 against the strength, per student family, own and other collection."""
+  plt = reproduce.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  strengths = results["strengths"]
+  groups: dict[str, list[dict]] = {}
+  for name, st in results["stages"].items():
+    groups.setdefault(family(name), []).append(st)
+  for ax, where in zip(axes, ("own", "other")):
+    for group, sts in groups.items():
+      ax.plot(strengths, [np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in sts]) for s in strengths],
+              "o-", label=f"{group} ({len(sts)} seeds)")
+    chosen = results["chosen"]["lex_norms"][where]
+    ax.axvline(chosen, color="k", ls=":", label=f"chosen ({chosen:g})")
+    ax.set_xlabel("lex_norms strength (0: as trained)")
+    ax.set_ylabel("mean dev nDCG@10")
+    ax.set_title(f"{where} collection (dev)")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out / "lexical_norms.png", dpi=110)
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  stages = f.stages or [p.format(seed=seed) for p in STAGES for seed in f.seeds]
+  missing = [st for st in stages if not (Path(f.workdir) / st / "complete.json").is_file()]
+  if missing:
+    raise app.UsageError(f"Not finished stages under {f.workdir}: {', '.join(missing)} (train them, or pass --stages).")
+  strengths = sorted({doc_norms.check(x, "--strengths") for x in map(float, f.strengths)})
+  results = {"command": "python -m experiments.lexical_norms " + shlex.join(sys.argv[1:]), "strengths": strengths,
+             "stages": {}}
+  for st in stages:
+    results["stages"][st] = stage_rows(Path(f.workdir) / st, strengths, f.transfer_claims)
+    print(st, "done", flush=True)
+  results["chosen"] = choose(results["stages"], strengths)
+  out = Path(f.results_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  atomic.write_text(out / "lexical_norms.json", json.dumps(results, indent=2))
+  atomic.write_text(out / "lexical_norms.md", render(results))
+  plot(results, out)
+  results_md.write(out)
+  print(render(results))
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string("workdir", "workdir", "The folder the stages are under.")
+  flags.DEFINE_list("stages", [], "Stage folders under --workdir (default: STAGES).")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of each of STAGES.")
+  flags.DEFINE_list("strengths", [f"{s:g}" for s in STRENGTHS], "Lexical norm strengths to compare (0 = as trained).")
+  flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection (0 = all).")
+  flags.DEFINE_string("results_dir", "results", "Where lexical_norms.json/.md and RESULTS.md are written.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
