@@ -114,7 +114,9 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # mode=search: a claim, or a file of one claim per line. hybrid=linear, zscore, rrf, gated, coverage or
       # zcoverage fuses the student with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate
       # chose on dev, for the calibrated student when search is calibrated). The student alone searches with the hub
-      # correction at `hub_beta` (-1: the beta mode=evaluate chose on dev; 0: off).
+      # correction at `hub_beta` (-1: on the stage's own collection, the beta mode=evaluate chose on its dev for that
+      # search, calibrated or not; on any other, `hub_beta_other`: 0, chosen on FEVER-titles dev for both SciFact
+      # students, experiments/lexical_norms.py; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
@@ -124,7 +126,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # the lexical channel (1: all match). Chosen on dev: experiments/calibration.py, results/calibration.json.
       # lex_norms: the same pull for documents' lexical-channel norms, chosen on dev on top of those
       # (experiments/lexical_norms.py, results/lexical_norms.json): left alone at home, all at the median elsewhere.
-      search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
+      search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0, hub_beta_other=0.0,
                   doc_norms=dict(own=0.25, other=1.0), stop_df=0.25, lex_norms=dict(own=0.0, other=1.0),
                   ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.

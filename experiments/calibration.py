@@ -160,13 +160,29 @@ def plot(results: dict, out: Path) -> None:
   fig.savefig(out / "calibration.png", dpi=110)
 
 
+def finished_stages(workdir: str, stages: list[str], patterns, seeds) -> list[str]:
+  """`stages`, or every pattern of `patterns` at every seed, all finished under `workdir` (else a usage error)."""
+  stages = stages or [p.format(seed=seed) for p in patterns for seed in seeds]
+  missing = [st for st in stages if not (Path(workdir) / st / "complete.json").is_file()]
+  if missing:
+    raise app.UsageError(f"Not finished stages under {workdir}: {', '.join(missing)} (train them, or pass --stages).")
+  return stages
+
+
+def publish(out: Path, name: str, results: dict, render_fn, plot_fn) -> None:
+  """results/<name>.json, <name>.md (a section of RESULTS.md, rebuilt) and the plot; the section printed."""
+  out.mkdir(parents=True, exist_ok=True)
+  atomic.write_text(out / f"{name}.json", json.dumps(results, indent=2))
+  atomic.write_text(out / f"{name}.md", render_fn(results))
+  plot_fn(results, out)
+  results_md.write(out)
+  print(render_fn(results))
+
+
 def main(argv):
   del argv
   f = flags.FLAGS
-  stages = f.stages or [p.format(seed=seed) for p in STAGES for seed in f.seeds]
-  missing = [st for st in stages if not (Path(f.workdir) / st / "complete.json").is_file()]
-  if missing:
-    raise app.UsageError(f"Not finished stages under {f.workdir}: {', '.join(missing)} (train them, or pass --stages).")
+  stages = finished_stages(f.workdir, f.stages, STAGES, f.seeds)
   stop_dfs = sorted({float(x) for x in f.stop_dfs}, reverse=True)  # mildest first: ties keep it
   strengths = sorted({float(x) for x in f.strengths})
   results = {"command": "python -m experiments.calibration " + shlex.join(sys.argv[1:]), "stop_dfs": stop_dfs,
@@ -175,13 +191,7 @@ def main(argv):
     results["stages"][st] = stage_rows(Path(f.workdir) / st, stop_dfs, strengths, f.transfer_claims)
     print(st, "done", flush=True)
   results["chosen"] = choose(results["stages"], stop_dfs, strengths)
-  out = Path(f.results_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  atomic.write_text(out / "calibration.json", json.dumps(results, indent=2))
-  atomic.write_text(out / "calibration.md", render(results))
-  plot(results, out)
-  results_md.write(out)
-  print(render(results))
+  publish(Path(f.results_dir), "calibration", results, render, plot)
 
 
 def _define_flags() -> None:

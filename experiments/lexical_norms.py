@@ -11,6 +11,11 @@ As for the dense norms, the strength is chosen twice, by the mean over stages of
 the stages' own collections, `lex_norms.other` on the other ones. Ties go to the milder strength. Test figures are
 reported, never used; the fusions with BM25 are read at the weights the stage's own evaluation chose on dev for its
 calibrated student.
+
+At the chosen strengths, the querybank hub correction (kd_jax/hubness.py) on top: at home its beta is each stage's
+own, chosen on its dev as mode=evaluate chooses it for the calibrated search (`calibrated.hub_norm`); on the other
+collection no stage has dev claims of its own, so one beta per recipe (a config's `search.hub_beta_other`) is chosen
+by the mean dev nDCG@10 over its seeds.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from experiments import ablation, calibration as calibration_experiment, reproduce, results_md
-from kd_jax import atomic, calibration, collection_eval, doc_norms, search, sharding
+from experiments import ablation, calibration as calibration_experiment, reproduce
+from kd_jax import calibration, collection_eval, doc_norms, hubness, search, sharding
 from kd_jax.modes import stage
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -45,46 +50,74 @@ def stored_weights(stage_dir: Path, collection_name: str) -> dict[str, float]:
 
 
 def stage_rows(stage_dir: Path, strengths, transfer_claims: int) -> dict:
-  """{f"{strength:g}": {own|other: {dev|test: {ndcg@10, recall@100, hub, claims[, fusions]}}}} of one student."""
+  """One student's rows: {"rows": {f"{strength:g}": {own|other: {dev|test: {ndcg@10, recall@100, hub, claims[,
+  fusions]}}}}, "hub_norm": {f"{strength:g}": {own|other: {dev|test: {f"{beta:g}": {ndcg@10, hub}}}}}}, the second
+  with the querybank hub correction (hubness.py) on top, its bank read calibrated as the claims are."""
   cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
   mesh = sharding.make_mesh(1, 1)
   built, params, inputs = stage.student(cfg, stage_dir, mesh)
   own_name, other_name = cfg.data.name, ablation.OTHER[cfg.data.name]
   wanted = {"own": (own_name, cfg.data.get("max_claims", 0)), "other": (other_name, transfer_claims)}
   weights = stored_weights(stage_dir, other_name)
-  out = {"trained_on": own_name, "other": other_name, "rows": {}}
+  settings = collection_eval.hub_norm_settings(cfg)
+  out = {"trained_on": own_name, "other": other_name, "rows": {}, "hub_norm": {}}
   for where, (name, max_claims) in wanted.items():
     base = calibration.of(cfg, own=where == "own")
     src, index = calibration_experiment.stored_index(stage_dir, cfg, built, params, inputs, name, max_claims, mesh)
     doc_vecs, doc_ids, _ = index.read()
+    texts = [text for _, text in src.documents()]
     out[f"{where}_calibration"] = base.settings()
-    for split in ("dev", "test"):
-      claims = src.claims(split)
-      claim_vecs = search.encode_claims(built, params, inputs.claim_words(claims.texts), mesh)
-      for s in strengths:
-        cal = calibration.Calibration(doc_norms=base.doc_norms, stop_df=base.stop_df, lex_norms=s)
-        if where == "other" and split == "test":  # the student alone and fused, in one pass
-          fig = collection_eval.calibrated_figures(built, params, inputs, claim_vecs, doc_vecs, doc_ids, src, claims,
-                                                   weights, mesh, 100, cal)
-          m, hub = fig["full_collection"], fig["hub"]["max_share"]
-          fused = {f: fig["hybrid"][f]["full_collection"]["ndcg@10"] for f in FUSIONS}
-        else:
-          scores, rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs),
-                                      cal.docs(built, doc_vecs), 100, mesh)
-          m = search.full_collection_metrics(scores, rows, claims.ids, doc_ids, claims.qrels)
-          hub, fused = collection_eval.hub_share(rows)["max_share"], {}
-        out["rows"].setdefault(f"{s:g}", {}).setdefault(where, {})[split] = {
-            "ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "hub": hub, "claims": len(claims.ids), **fused}
+    claims = {split: src.claims(split) for split in ("dev", "test")}
+    claim_vecs = {split: search.encode_claims(built, params, inputs.claim_words(c.texts), mesh)
+                  for split, c in claims.items()}
+    for s in strengths:
+      cal = calibration.Calibration(doc_norms=base.doc_norms, stop_df=base.stop_df, lex_norms=s)
+      docs = cal.docs(built, doc_vecs)
+      penalty = hubness.collection_penalty(built, params, docs, settings,
+                                           lambda rows: inputs.claim_words([texts[int(r)] for r in rows]), mesh,
+                                           lambda v: cal.claims(built, inputs, v))
+      for split, c in claims.items():
+        q = cal.claims(built, inputs, claim_vecs[split])
+        for beta in hubness.BETAS:
+          scores, rows = search.top_k(built, params, q, docs, 100, mesh, doc_bias=beta * penalty)
+          m = search.full_collection_metrics(scores, rows, c.ids, doc_ids, c.qrels)
+          hub = collection_eval.hub_share(rows)["max_share"]
+          out["hub_norm"].setdefault(f"{s:g}", {}).setdefault(where, {}).setdefault(split, {})[f"{beta:g}"] = {
+              "ndcg@10": m["ndcg@10"], "hub": hub}
+          if beta:
+            continue
+          fused = {}
+          if where == "other" and split == "test":  # the fusions, at the weights the stage chose for this student
+            fig = collection_eval.calibrated_figures(built, params, inputs, claim_vecs[split], doc_vecs, doc_ids, src,
+                                                     c, weights, mesh, 100, cal)
+            fused = {f: fig["hybrid"][f]["full_collection"]["ndcg@10"] for f in FUSIONS}
+          out["rows"].setdefault(f"{s:g}", {}).setdefault(where, {})[split] = {
+              "ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "hub": hub, "claims": len(c.ids), **fused}
   return out
 
 
 def choose(stages: dict, strengths) -> dict:
-  """Own and other strengths by the mean dev nDCG@10 over the stages (module docstring), with those means."""
+  """Own and other strengths by the mean dev nDCG@10 over the stages (module docstring), with those means; then, at
+  those strengths, the hub correction's beta: at home each stage's own (its dev, as mode=evaluate chooses it), on the
+  other collection one per recipe (the mean over its seeds: `search.hub_beta_other` of its config)."""
   mean = {where: {f"{s:g}": float(np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in stages.values()]))
                   for s in strengths} for where in ("own", "other")}
-  # max() keeps the first of equal values: the grid runs from the mildest strength (0) up.
+  # max() keeps the first of equal values: the grids run from the mildest setting (0) up.
   best = {where: max(strengths, key=lambda s: round(mean[where][f"{s:g}"], 6)) for where in ("own", "other")}
-  return {"lex_norms": best, "dev_ndcg@10": mean}
+  out = {"lex_norms": best, "dev_ndcg@10": mean}
+  if all("hub_norm" in st for st in stages.values()):
+    dev = lambda st, where, b: st["hub_norm"][f"{best[where]:g}"][where]["dev"][f"{b:g}"]["ndcg@10"]  # noqa: E731
+    out["hub_beta_own"] = {name: max(hubness.BETAS, key=lambda b: round(dev(st, "own", b), 6))
+                           for name, st in stages.items()}
+    recipes: dict[str, list[dict]] = {}
+    for name, st in stages.items():
+      recipes.setdefault(family(name), []).append(st)
+    other = {r: {f"{b:g}": float(np.mean([dev(st, "other", b) for st in sts])) for b in hubness.BETAS}
+             for r, sts in recipes.items()}
+    out["hub_beta_other"] = {r: max(hubness.BETAS, key=lambda b: round(means[f"{b:g}"], 6))
+                             for r, means in other.items()}
+    out["hub_dev_ndcg@10_other"] = other
+  return out
 
 
 def family(stage_name: str) -> str:
@@ -109,10 +142,8 @@ def render(results: dict) -> str:
             "in their top 10); the fusions at the weights each stage's evaluation chose on dev:", "",
             "| stage (seeds), collection | lex_norms | dev nDCG@10 | test nDCG@10 | R@100 | hub | + BM25 z-score | "
             "+ BM25 z-coverage |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-  groups: dict[str, list[dict]] = {}
-  for name, st in results["stages"].items():
-    groups.setdefault(f"{st['trained_on']}: {family(name)}", []).append(st)
-  for group, sts in groups.items():
+  for group, names in _groups(results).items():
+    sts = [results["stages"][n] for n in names]
     for where in ("own", "other"):
       shown = sorted({0.0, c["lex_norms"][where]})
       for s in shown:
@@ -122,7 +153,33 @@ def render(results: dict) -> str:
         lines.append(f"| {group} ({len(sts)}), {where}: {sts[0]['trained_on'] if where == 'own' else sts[0]['other']}"
                      f" | {s:g}{chosen} | {fmt(r('dev', 'ndcg@10'))} | {fmt(r('test', 'ndcg@10'))} | "
                      f"{fmt(r('test', 'recall@100'))} | {pct(r('test', 'hub'))} | {' | '.join(fused)} |")
+  if "hub_beta_other" in c:
+    lines += ["", "The hub correction on top (hubness.py), at the lexical strengths chosen: at home each stage's beta "
+              "chosen on its own dev (as mode=evaluate chooses it for the calibrated search); on the other collection "
+              "one beta per recipe (`search.hub_beta_other` of its config), by the mean dev nDCG@10 over its seeds:", ""]
+    lines += [f"- {r}: **{c['hub_beta_other'][r]:g}** (" + ", ".join(f"{b}: {v:.3f}" for b, v in means.items()) + ")"
+              for r, means in c["hub_dev_ndcg@10_other"].items()]
+    lines += ["", "| stage (seeds), collection | beta | test nDCG@10 | hub | without: test nDCG@10 | hub |",
+              "|---|---|---:|---:|---:|---:|"]
+    for group, names in _groups(results).items():
+      sts = [results["stages"][n] for n in names]
+      for where in ("own", "other"):
+        s = f"{c['lex_norms'][where]:g}"
+        betas = [c["hub_beta_own"][n] if where == "own" else c["hub_beta_other"][family(n)] for n in names]
+        at = lambda b, k: [st["hub_norm"][s][where]["test"][f"{x:g}"][k] for st, x in zip(sts, b)]  # noqa: E731
+        zero = [0.0] * len(sts)
+        lines.append(f"| {group} ({len(sts)}), {where} | {', '.join(f'{b:g}' for b in betas)} | "
+                     f"{fmt(at(betas, 'ndcg@10'))} | {pct(at(betas, 'hub'))} | {fmt(at(zero, 'ndcg@10'))} | "
+                     f"{pct(at(zero, 'hub'))} |")
   return "\n".join(lines) + "\n"
+
+
+def _groups(results: dict) -> dict[str, list[str]]:
+  """Stage names by recipe (seeds together), labelled by the dataset trained on."""
+  groups: dict[str, list[str]] = {}
+  for name, st in results["stages"].items():
+    groups.setdefault(f"{st['trained_on']}: {family(name)}", []).append(name)
+  return groups
 
 
 def plot(results: dict, out: Path) -> None:
@@ -150,10 +207,7 @@ def plot(results: dict, out: Path) -> None:
 def main(argv):
   del argv
   f = flags.FLAGS
-  stages = f.stages or [p.format(seed=seed) for p in STAGES for seed in f.seeds]
-  missing = [st for st in stages if not (Path(f.workdir) / st / "complete.json").is_file()]
-  if missing:
-    raise app.UsageError(f"Not finished stages under {f.workdir}: {', '.join(missing)} (train them, or pass --stages).")
+  stages = calibration_experiment.finished_stages(f.workdir, f.stages, STAGES, f.seeds)
   strengths = sorted({doc_norms.check(x, "--strengths") for x in map(float, f.strengths)})
   results = {"command": "python -m experiments.lexical_norms " + shlex.join(sys.argv[1:]), "strengths": strengths,
              "stages": {}}
@@ -161,13 +215,7 @@ def main(argv):
     results["stages"][st] = stage_rows(Path(f.workdir) / st, strengths, f.transfer_claims)
     print(st, "done", flush=True)
   results["chosen"] = choose(results["stages"], strengths)
-  out = Path(f.results_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  atomic.write_text(out / "lexical_norms.json", json.dumps(results, indent=2))
-  atomic.write_text(out / "lexical_norms.md", render(results))
-  plot(results, out)
-  results_md.write(out)
-  print(render(results))
+  calibration_experiment.publish(Path(f.results_dir), "lexical_norms", results, render, plot)
 
 
 def _define_flags() -> None:

@@ -143,10 +143,13 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
           "claims": len(claims), "pair_len": pair_len}
 
 
-def own_dev_hub_norm(stage: Path) -> dict | None:
-  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored."""
+def own_dev_hub_norm(stage: Path, calibrated: bool = False) -> dict | None:
+  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored;
+  `calibrated`: the ones chosen for the search calibrated for the collection, where the file holds them (stages
+  evaluated before keep the ones chosen as trained)."""
   path = Path(stage) / "eval_test.json"
-  h = json.loads(path.read_text()).get("hub_norm") if path.is_file() else None
+  stored = json.loads(path.read_text()) if path.is_file() else {}
+  h = (stored.get("calibrated", {}).get("hub_norm") if calibrated else None) or stored.get("hub_norm")
   return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
 
 

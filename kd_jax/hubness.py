@@ -10,7 +10,8 @@ against a bank of other queries:
 The bank is made of the collection's own documents read as claims (their first `claim_word_len` words), so it
 exists for any collection, labelled or not; a bank query never counts against the document it was cut from. r_d is a
 per-document constant: search stays one matrix product and a top-k (search.top_k's `doc_bias`), and `beta` is chosen
-on the stage's own dev set like every other setting.
+on the stage's own dev set like every other setting, once for the search as trained and once for the search
+calibrated for its collection (calibration.py: the bank then reads the calibrated vectors, as the claims do).
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ def bank_rows(num_docs: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def collection_penalty(built, params, doc_vecs: np.ndarray, settings: dict,
-                       bank_words: Callable[[np.ndarray], np.ndarray], mesh) -> np.ndarray:
+                       bank_words: Callable[[np.ndarray], np.ndarray], mesh,
+                       claim_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
   """r_d [N] for a whole index: the bank `settings` draws (`bank` rows, `seed`), each bank row read as a claim by
-  `bank_words(rows)` -> [B, claim_word_len] word ids, and each document's `k` best bank scores."""
+  `bank_words(rows)` -> [B, claim_word_len] word ids, and each document's `k` best bank scores. `claim_fn` transforms
+  the bank's claim vectors as the search transforms its claims' (a calibrated search: calibration.py)."""
   bank = bank_rows(len(doc_vecs), int(settings["bank"]), int(settings["seed"]))
   bank_vecs = search.encode_claims(built, params, bank_words(bank), mesh)
+  if claim_fn is not None:
+    bank_vecs = claim_fn(bank_vecs)
   return doc_penalty(built, params, bank_vecs, bank, doc_vecs, int(settings["k"]))
 
 

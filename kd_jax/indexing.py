@@ -115,13 +115,16 @@ def part_norms(root: Path, doc_vecs, dense_dim: int, part: str = "dense") -> np.
 
 
 def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,
-                mesh) -> np.ndarray:
+                mesh, claim_fn=None) -> np.ndarray:
   """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
-  bank settings it was made with in `hub_penalty.json`); the bank's documents are read from `source` in one pass."""
+  bank and calibration settings it was made with in `hub_penalty.json`); the bank's documents are read from `source`
+  in one pass, and their claim vectors transformed by `claim_fn` (a calibrated search's common words out)."""
   want = {k: int(settings[k]) for k in ("bank", "k", "seed")}
   for key in ("doc_norms", "lex_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
     if settings.get(key):
       want[key] = float(settings[key])
+  if settings.get("stop_df", 1.0) < 1:  # and so are those of banks without the common words' lexical buckets
+    want["stop_df"] = float(settings["stop_df"])
   path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)
@@ -130,7 +133,7 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
     wanted = set(rows.tolist())
     texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
     return inputs.claim_words([texts[int(r)] for r in rows])
-  penalty = hubness.collection_penalty(built, params, doc_vecs, want, bank_words, mesh)
+  penalty = hubness.collection_penalty(built, params, doc_vecs, want, bank_words, mesh, claim_fn)
 
   def write():
     with atomic.open_for_write(path, "wb") as f:

@@ -23,10 +23,15 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
     h = student["hub_norm"]
     rows.append((f"{student['model']} alone, hub-corrected (dev-chosen beta {h['beta']:g})", None,
                  h["full_collection"][metric]))
-  if "calibrated" in student:
-    c = student["calibrated"]
-    rows.append((f"{student['model']} alone, calibrated as mode=search searches ({calibration.describe(c)})", None,
+  c = student.get("calibrated", {})
+  corrected = c.get("hub_norm") if c.get("hub_norm", {}).get("beta", 0) > 0 else None  # mode=search applies it too
+  if c:
+    searches = "" if corrected else " as mode=search searches"
+    rows.append((f"{student['model']} alone, calibrated{searches} ({calibration.describe(c)})", None,
                  c["full_collection"][metric]))
+  if corrected:
+    rows.append((f"{student['model']} alone, calibrated and hub-corrected (dev-chosen beta {corrected['beta']:g}) "
+                 "as mode=search searches", None, corrected["full_collection"][metric]))
   for method, h in student.get("hybrid", {}).items():
     rows.append((f"{student['model']} + BM25, {method} (dev-chosen weights {h['rerank']['weight']:g} / "
                  f"{h['full_collection']['weight']:g})", h["rerank"]["test"][metric],
@@ -36,8 +41,8 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
   lines += [f"| {name} | {_f(rr)} | {_f(fc)} |" for name, rr, fc in rows]
   hub = student.get("hub")
   if hub:
-    also = [(student.get("hub_norm", {}).get("hub"), "hub-corrected"), (student.get("calibrated", {}).get("hub"),
-                                                                         "calibrated")]
+    also = [(student.get("hub_norm", {}).get("hub"), "hub-corrected"), (c.get("hub"), "calibrated"),
+            ((corrected or {}).get("hub"), "calibrated and hub-corrected")]
     also = [f"{100 * h['max_share']:.1f}% {name}" for h, name in also if h]
     lines += ["", f"Hub check: one document is in the student's top {hub['k']} for {100 * hub['max_share']:.1f}% of "
               "claims" + (f" ({', '.join(also)})." if also else ".")]

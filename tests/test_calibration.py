@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import lexical_norms
-from kd_jax import calibration, compact, doc_norms, search, sharding, stopwords
+from kd_jax import calibration, compact, doc_norms, hubness, search, sharding, stopwords
 from kd_jax.models import students
 
 DENSE, LEX = 6, 8
@@ -224,3 +224,22 @@ def test_the_lexical_strength_is_chosen_by_the_mean_dev_figure_ties_to_the_milde
   # own: means 0.75, 0.75, 0.745 -> the tie goes to 0; other: 0.55, 0.65, 0.65 -> the tie goes to 0.5.
   assert chosen["lex_norms"] == {"own": 0.0, "other": 0.5}
   np.testing.assert_allclose(chosen["dev_ndcg@10"]["other"]["1"], 0.65)
+  assert "hub_beta_other" not in chosen  # rows without the hub correction's grid
+
+
+def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_elsewhere():
+  betas = [f"{b:g}" for b in hubness.BETAS]  # 0, 0.25, 0.5, 0.75, 1
+
+  def stage(own_dev, other_dev):  # dev nDCG@10 by beta at lexical strength 0 (the only one here)
+    grid = {where: {"dev": {b: {"ndcg@10": v} for b, v in zip(betas, devs)}}
+            for where, devs in (("own", own_dev), ("other", other_dev))}
+    return {"rows": {"0": {w: {"dev": {"ndcg@10": g["dev"]["0"]["ndcg@10"]}} for w, g in grid.items()}},
+            "hub_norm": {"0": grid}}
+  stages = {"w/cnn_s0": stage((0.80, 0.81, 0.7, 0.6, 0.5), (0.70, 0.72, 0.7, 0.6, 0.5)),
+            "w/cnn_s1": stage((0.80, 0.79, 0.7, 0.6, 0.5), (0.70, 0.69, 0.7, 0.6, 0.5)),
+            "w/lstm_s0": stage((0.70, 0.70, 0.7, 0.6, 0.5), (0.50, 0.40, 0.3, 0.2, 0.1))}
+  chosen = lexical_norms.choose(stages, (0.0,))
+  # At home each stage's own dev decides (a tie keeps the milder beta); elsewhere the recipe's mean over its seeds:
+  # cnn 0.70 at 0 against 0.705 at 0.25; lstm 0.
+  assert chosen["hub_beta_own"] == {"w/cnn_s0": 0.25, "w/cnn_s1": 0.0, "w/lstm_s0": 0.0}
+  assert chosen["hub_beta_other"] == {"cnn": 0.25, "lstm": 0.0}

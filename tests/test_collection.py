@@ -14,7 +14,8 @@ from configs import cnn_student
 from kd_jax import (calibration, collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs,
                     train)
 from kd_jax.modes import evaluate
-from kd_jax.data import datasets, tokenize
+from kd_jax.modes import search as search_mode
+from kd_jax.data import datasets, prepare, tokenize
 from kd_jax.models import build as build_lib
 
 pytestmark = pytest.mark.slow  # trains a smoke teacher and student first
@@ -158,7 +159,8 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert ids == ["d1", "d2", "d3"] and meta["collection"] == "docs" and vecs.shape[0] == 3
 
   # With the hub correction at beta 1: each document less the mean of its 2 best scores against the other two
-  # documents read as claims (a bank of the whole 3-document collection), by NumPy on the stored vectors.
+  # documents read as claims (a bank of the whole 3-document collection), by NumPy on the stored vectors. The bank's
+  # claims lose the common words' lexical buckets as the searched claim does (stop_df 0.25, calibration.py).
   on.search.hub_beta = 1.0
   corrected = modes.run(on, str(work))[0]
   inputs = stage_inputs.load(work / "cnn_student")
@@ -166,11 +168,14 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   params, _ = train.restore_params(work / "cnn_student", built, c, sharding.make_mesh(1, 1))
   texts = [f"{d['title']}. {d['text']}" for d in docs]
   bank = np.asarray(built.module.apply({"params": params}, inputs.claim_words(texts), method=built.module.encode_claims))
+  masked = lambda v: calibration.Calibration(stop_df=on.search.stop_df).claims(built, inputs, v)  # noqa: E731
+  raw_bank, bank = bank, masked(bank)
+  assert (bank != raw_bank).any()  # "the", "and", "of" in these documents: the masking shows
   bank_scores = bank @ np.asarray(vecs).T
   np.fill_diagonal(bank_scores, -np.inf)
   penalty = np.sort(bank_scores, axis=0)[::-1][:2].mean(0)
-  query = np.asarray(built.module.apply({"params": params}, inputs.claim_words([on.search.query]),
-                                        method=built.module.encode_claims))[0]
+  query = masked(np.asarray(built.module.apply({"params": params}, inputs.claim_words([on.search.query]),
+                                               method=built.module.encode_claims)))[0]
   want = query @ np.asarray(vecs).T - penalty
   assert [h[0] for h in corrected] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in corrected], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
@@ -258,6 +263,59 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
   # Calibrated where the file holds a calibrated weight; the uncalibrated one for a method evaluated without it.
   assert collection_eval.own_dev_weights(tmp_path, methods, calibrated=True) == {"linear": 0.8, "zscore": 0.5,
                                                                                  "rrf": 1.0}
+
+
+def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
+  """eval_test.json's calibrated.hub_norm, at its beta, against NumPy: the SciFact documents' dense norms pulled a
+  quarter of the way to their median, the claims' and the bank's common-word buckets zeroed (the code for that is
+  tested against NumPy in test_calibration.py), each document less beta x its mean 10 best bank scores."""
+  c, root = stage
+  run_dir = root / "work" / "cnn_student"
+  saved = json.loads((run_dir / "eval_test.json").read_text())
+  h, cal = saved["calibrated"]["hub_norm"], calibration.of(c, own=True)
+  assert (saved["calibrated"]["doc_norms"], saved["calibrated"]["lex_norms"]) == (0.25, 0.0) and cal.stop_df < 1
+  assert h["beta"] == max(hubness.BETAS, key=lambda b: (h["dev_curve"][f"{b:g}"], -b))  # dev's choice, ties milder
+  prepared = prepare.prepare(c.data)
+  inputs = stage_inputs.load(run_dir)
+  built = build_lib.build(c.model, inputs)
+  params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
+  def apply(x, method):
+    return np.asarray(built.module.apply({"params": params}, x, method=getattr(built.module, method)))
+  masked = lambda v: cal.claims(built, inputs, v)  # noqa: E731
+  d = np.concatenate([apply(prepared.docs_words[i:i + 2048], "encode_docs")
+                      for i in range(0, len(prepared.docs_words), 2048)])
+  dim = c.model.out_dim
+  norms = np.linalg.norm(d[:, :dim], axis=1)
+  d = np.concatenate([d[:, :dim] * ((np.median(norms) / norms) ** 0.25)[:, None], d[:, dim:]], 1)
+  bank = hubness.bank_rows(len(d), h["bank"], h["seed"])
+  bank_scores = masked(apply(prepared.docs_words[bank, : c.data.claim_word_len], "encode_claims")) @ d.T
+  bank_scores[np.arange(len(bank)), bank] = -np.inf
+  penalty = np.sort(bank_scores, axis=0)[::-1][: h["k"]].mean(0)
+  src = prepared.source("test")
+  examples = [src[i] for i in range(len(src))]
+  scores = masked(apply(np.stack([e["claim_words"] for e in examples]), "encode_claims")) @ d.T - h["beta"] * penalty
+  top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
+  ids = [e["claim_id"].decode() for e in examples]
+  run = {q: {prepared.doc_ids[r]: float(scores[i, r]) for r in top[i]} for i, q in enumerate(ids)}
+  measures = pytrec_eval.RelevanceEvaluator({q: prepared.qrels["test"][q] for q in ids}, {"ndcg_cut_10"}).evaluate(run)
+  np.testing.assert_allclose(h["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
+                             atol=2e-3)
+
+
+def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
+  hub = lambda beta: {"bank": 2000, "k": 10, "seed": 0, "beta": beta}  # noqa: E731
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {"hub_norm": hub(0.25)}}))
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated=True) == 0.25
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated=False) == 0.0
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated=True) == 0.5  # another collection
+  assert search_mode._hub_beta(0.75, 0.5, tmp_path, own=True, calibrated=True) == 0.75  # asked for
+  assert collection_eval.own_dev_hub_norm(tmp_path, calibrated=True) == hub(0.25)
+  # Evaluated before the calibrated search had its own: the one chosen as trained.
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": {}}))
+  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated=True) == 0.5
+  with pytest.raises(ValueError, match=r"^search\.hub_beta_other must be >= 0") as e:
+    search_mode._hub_beta(-1.0, -1.0, tmp_path, own=False, calibrated=True)
+  assert "\n" not in str(e.value)
 
 
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):

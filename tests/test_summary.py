@@ -31,6 +31,16 @@ def test_table_lists_bm25_teacher_student_and_hybrids_with_their_weights():
   assert ("| cnn_student alone, calibrated as mode=search searches (doc_norms 0.25, stop_df 0.25) | — | 0.430 |"
           in text.splitlines())
   assert "2.0% of claims (1.0% hub-corrected, 1.5% calibrated)." in text
+  # With a hub correction dev chose for the calibrated search, that is what mode=search searches with.
+  student["calibrated"]["hub_norm"] = {"beta": 0.25, "full_collection": _m(0.44), "hub": {"k": 10, "max_share": 0.012}}
+  lines = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher")).splitlines()
+  assert "| cnn_student alone, calibrated (doc_norms 0.25, stop_df 0.25) | — | 0.430 |" in lines
+  assert ("| cnn_student alone, calibrated and hub-corrected (dev-chosen beta 0.25) as mode=search searches | — | "
+          "0.440 |" in lines)
+  assert any("(1.0% hub-corrected, 1.5% calibrated, 1.2% calibrated and hub-corrected)." in line for line in lines)
+  student["calibrated"]["hub_norm"]["beta"] = 0.0  # dev left it off: the calibrated row is what search gives
+  text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
+  assert "calibrated as mode=search searches (doc_norms 0.25, stop_df 0.25) | — | 0.430 |" in text
   # Without the teacher's test evaluation the table says how to get it.
   text = summary.render(student, None, Path("w/cnn_student"), Path("w/teacher"))
   assert "teacher (cross-encoder)" not in text and "--config.name=teacher --config.mode=evaluate" in text

@@ -64,6 +64,9 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
       result["calibrated"] = {**cal.settings(), "hub": collection_eval.hub_share(s_rows),
                               "full_collection": search.full_collection_metrics(s_scores, s_rows, claim_ids,
                                                                                 prepared.doc_ids, prepared.qrels[split])}
+      # The hub correction again, its beta chosen on dev for the calibrated search (mode=search applies it there).
+      result["calibrated"]["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, cal_docs, split,
+                                                   lambda v: cal.claims(built, inputs, v))
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
@@ -120,16 +123,19 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
   return out
 
 
-def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str) -> dict:
-  """The student alone with querybank hub correction (hubness.py): beta chosen on dev, `split` figures at it."""
+def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str,
+              claim_fn=lambda v: v) -> dict:
+  """The student alone with querybank hub correction (hubness.py): beta chosen on dev, `split` figures at it;
+  `claim_fn` transforms the claim vectors, the bank's too (calibration.py), before search."""
   h = collection_eval.hub_norm_settings(config)
   penalty = hubness.collection_penalty(built, params, doc_vecs, h,
-                                       lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh)
+                                       lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh,
+                                       claim_fn)
 
   def searched(s: str, beta: float):
     src = prepared.source(s)
     examples = [src[i] for i in range(len(src))]
-    claim_vecs = search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh)
+    claim_vecs = claim_fn(search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh))
     scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh, doc_bias=beta * penalty)
     ids = [e["claim_id"].decode() for e in examples]
     return search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[s]), rows

@@ -39,7 +39,8 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
-  cal = calibration.of(config, own=collection.from_config(config) is None)
+  own = collection.from_config(config) is None  # the stage's own training collection
+  cal = calibration.of(config, own=own)
   if cal.scales_docs:
     dim = doc_norms.dense_dim(built)
     doc_vecs = cal.docs(built, doc_vecs, indexing.part_norms(root, doc_vecs, dim, "dense"),
@@ -64,12 +65,12 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
       chosen = " (chosen on dev for the calibrated student)" if cal.active else " (chosen on dev)"
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
-    beta = _hub_beta(s.get("hub_beta", -1.0), out)
+    beta = _hub_beta(s.get("hub_beta", -1.0), s.get("hub_beta_other", 0.0), out, own, cal.active)
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
-      h = collection_eval.own_dev_hub_norm(out) or collection_eval.hub_norm_settings(config)
-      bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs,
-                                         {**h, "doc_norms": cal.doc_norms, "lex_norms": cal.lex_norms}, mesh)
+      h = collection_eval.own_dev_hub_norm(out, cal.active) or collection_eval.hub_norm_settings(config)
+      bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
+                                         lambda v: cal.claims(built, inputs, v))
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
                    beta, h["k"], min(h["bank"], len(doc_ids)))
     lists = int(s.get("ivf", {}).get("lists", 0))
@@ -92,11 +93,16 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   return results
 
 
-def _hub_beta(beta: float, out: Path) -> float:
-  """`beta` if given (>= 0; 0 turns the correction off), else the one mode=evaluate chose on dev (0 before it did)."""
+def _hub_beta(beta: float, beta_other: float, out: Path, own: bool, calibrated: bool) -> float:
+  """`beta` if given (>= 0; 0 turns the correction off); else, on the stage's own collection, the one mode=evaluate
+  chose on its dev for this search (calibrated or as trained; 0 before it did), and on any other `beta_other`."""
   if beta >= 0:
     return beta
-  chosen = collection_eval.own_dev_hub_norm(out)
+  if not own:
+    if beta_other < 0:
+      raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
+    return float(beta_other)
+  chosen = collection_eval.own_dev_hub_norm(out, calibrated)
   return float(chosen["beta"]) if chosen else 0.0
 
 
