@@ -1,7 +1,8 @@
 """A student's search calibrated for the collection it searches, without labels or retraining: documents' dense
 norms, and their lexical parts' norms, pulled toward the collection's medians (doc_norms.py) and the training
-collection's most common words kept out of lexical matches (stopwords.py). All act on vectors already computed, so search stays one matrix product; their
-settings are chosen on dev (experiments/calibration.py; the lexical norms on top: experiments/lexical_norms.py).
+collection's most common words kept out of lexical matches (stopwords.py). All act on vectors already computed, so
+search stays one matrix product; their settings are chosen on dev (experiments/calibration.py; the lexical norms on
+top: experiments/lexical_norms.py).
 """
 
 from __future__ import annotations

@@ -143,13 +143,18 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
           "claims": len(claims), "pair_len": pair_len}
 
 
-def own_dev_hub_norm(stage: Path, calibrated: bool = False) -> dict | None:
-  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored;
-  `calibrated`: the ones chosen for the search calibrated for the collection, where the file holds them (stages
-  evaluated before keep the ones chosen as trained)."""
+def own_dev_hub_norm(stage: Path, calibrated_as: dict | None = None) -> dict | None:
+  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored: for
+  the search as trained, or with `calibrated_as` (a Calibration's settings()) for the search calibrated so, and only
+  if dev chose it at those very settings (a beta chosen for other vectors is no choice for these)."""
   path = Path(stage) / "eval_test.json"
   stored = json.loads(path.read_text()) if path.is_file() else {}
-  h = (stored.get("calibrated", {}).get("hub_norm") if calibrated else None) or stored.get("hub_norm")
+  if calibrated_as is None:
+    h = stored.get("hub_norm")
+  else:
+    cal = stored.get("calibrated", {})
+    made_at = {**calibration.Calibration().settings(), **cal}  # lex_norms 0 before it existed
+    h = cal.get("hub_norm") if {k: made_at[k] for k in calibrated_as} == calibrated_as else None
   return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
 
 

@@ -109,7 +109,8 @@ def calibrated(doc_vecs, dense_dim: int, strength: float, norms: np.ndarray | No
   """`doc_vecs` itself at strengths 0, else the Scaled view: the dense part at `strength`, the lexical part at
   `lex_strength`; `norms` / `lex_norms` [N] (dense_norms / lexical_norms, e.g. stored beside a large index) spare a
   pass over the vectors."""
-  if check(strength) == 0.0 and check(lex_strength, "lex_strength") == 0.0:
+  strength, lex_strength = check(strength), check(lex_strength, "lex_strength")
+  if strength == 0.0 and lex_strength == 0.0:
     return doc_vecs
   ones = np.ones(len(doc_vecs), np.float32)
   scale = ones if strength == 0.0 else factors(dense_norms(doc_vecs, dense_dim) if norms is None else norms, strength)

@@ -15,7 +15,9 @@ from kd_jax.models import build as build_lib
 class Restored:
   """A finished stage's best checkpoint on a mesh, ready to score prepared candidate lists."""
   config: Any
-  prepared: Any  # what the model is built from: prepare.Prepared, or a stage's stage_inputs.StageInputs
+  # What the model is built from: prepare.Prepared (which predict_split and predict_source read), or a stage's
+  # stage_inputs.StageInputs to restore a student for search only.
+  prepared: Any
   built: build_lib.Built
   mesh: Any
   params: Any

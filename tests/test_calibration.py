@@ -1,6 +1,7 @@
-"""Search calibrated for a collection, against NumPy: documents' dense and lexical norms pulled toward the collection's
-medians (kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training collection's common words
-kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py)."""
+"""Search calibrated for a collection, against NumPy: documents' dense and lexical norms pulled toward the
+collection's medians (kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training
+collection's common words kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py); the experiment's
+choice of the lexical strength and the hub correction on top (experiments/lexical_norms.py)."""
 
 import collections
 import types

@@ -266,19 +266,20 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
 
 
 def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
-  """eval_test.json's calibrated.hub_norm, at its beta, against NumPy: the SciFact documents' dense norms pulled a
-  quarter of the way to their median, the claims' and the bank's common-word buckets zeroed (the code for that is
-  tested against NumPy in test_calibration.py), each document less beta x its mean 10 best bank scores."""
+  """eval_test.json's calibrated.hub_norm against NumPy, on dev at every beta of its curve and on test at the beta
+  dev chose: the SciFact documents' dense norms pulled a quarter of the way to their median, the claims' and the
+  bank's common-word buckets zeroed (the code for that is tested against NumPy in test_calibration.py), each document
+  less beta x its mean 10 best bank scores."""
   c, root = stage
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_test.json").read_text())
   h, cal = saved["calibrated"]["hub_norm"], calibration.of(c, own=True)
   assert (saved["calibrated"]["doc_norms"], saved["calibrated"]["lex_norms"]) == (0.25, 0.0) and cal.stop_df < 1
-  assert h["beta"] == max(hubness.BETAS, key=lambda b: (h["dev_curve"][f"{b:g}"], -b))  # dev's choice, ties milder
   prepared = prepare.prepare(c.data)
   inputs = stage_inputs.load(run_dir)
   built = build_lib.build(c.model, inputs)
   params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
+
   def apply(x, method):
     return np.asarray(built.module.apply({"params": params}, x, method=getattr(built.module, method)))
   masked = lambda v: cal.claims(built, inputs, v)  # noqa: E731
@@ -291,31 +292,46 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   bank_scores = masked(apply(prepared.docs_words[bank, : c.data.claim_word_len], "encode_claims")) @ d.T
   bank_scores[np.arange(len(bank)), bank] = -np.inf
   penalty = np.sort(bank_scores, axis=0)[::-1][: h["k"]].mean(0)
-  src = prepared.source("test")
-  examples = [src[i] for i in range(len(src))]
-  scores = masked(apply(np.stack([e["claim_words"] for e in examples]), "encode_claims")) @ d.T - h["beta"] * penalty
-  top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
-  ids = [e["claim_id"].decode() for e in examples]
-  run = {q: {prepared.doc_ids[r]: float(scores[i, r]) for r in top[i]} for i, q in enumerate(ids)}
-  measures = pytrec_eval.RelevanceEvaluator({q: prepared.qrels["test"][q] for q in ids}, {"ndcg_cut_10"}).evaluate(run)
-  np.testing.assert_allclose(h["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
-                             atol=2e-3)
+
+  def ndcg(split: str, beta: float) -> float:
+    src = prepared.source(split)
+    examples = [src[i] for i in range(len(src))]
+    scores = masked(apply(np.stack([e["claim_words"] for e in examples]), "encode_claims")) @ d.T - beta * penalty
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
+    ids = [e["claim_id"].decode() for e in examples]
+    run = {q: {prepared.doc_ids[r]: float(scores[i, r]) for r in top[i]} for i, q in enumerate(ids)}
+    measures = pytrec_eval.RelevanceEvaluator({q: prepared.qrels[split][q] for q in ids}, {"ndcg_cut_10"}).evaluate(run)
+    return np.mean([m["ndcg_cut_10"] for m in measures.values()])
+  dev = {f"{b:g}": ndcg("dev", b) for b in hubness.BETAS}  # beta 0 and four corrections, the bank's masking in each
+  np.testing.assert_allclose([h["dev_curve"][b] for b in dev], list(dev.values()), atol=2e-3)
+  assert h["beta"] == max(hubness.BETAS, key=lambda b: (dev[f"{b:g}"], -b))  # dev's choice, ties to the milder
+  np.testing.assert_allclose(h["full_collection"]["ndcg@10"], ndcg("test", h["beta"]), atol=2e-3)
 
 
 def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   hub = lambda beta: {"bank": 2000, "k": 10, "seed": 0, "beta": beta}  # noqa: E731
-  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {"hub_norm": hub(0.25)}}))
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated=True) == 0.25
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated=False) == 0.0
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated=True) == 0.5  # another collection
-  assert search_mode._hub_beta(0.75, 0.5, tmp_path, own=True, calibrated=True) == 0.75  # asked for
-  assert collection_eval.own_dev_hub_norm(tmp_path, calibrated=True) == hub(0.25)
-  # Evaluated before the calibrated search had its own: the one chosen as trained.
-  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": {}}))
-  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated=True) == 0.5
+  cal = {"doc_norms": 0.25, "stop_df": 0.25, "lex_norms": 0.0}
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {**cal,
+                                                                                              "hub_norm": hub(0.25)}}))
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.25
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=None) == 0.0  # searched as trained
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal) == 0.5  # another collection
+  assert search_mode._hub_beta(0.75, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.75  # asked for
+  assert collection_eval.own_dev_hub_norm(tmp_path, cal) == hub(0.25)
+  # Calibrated otherwise than dev chose at, or evaluated before the calibrated search had its own: no correction
+  # (a beta chosen for other vectors is no choice for these), with a warning.
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as={**cal, "lex_norms": 1.0}) == 0.0
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": {**cal}}))
+  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=cal) == 0.0
+  assert collection_eval.own_dev_hub_norm(tmp_path) == hub(0.5)
+
+
+def test_a_negative_hub_beta_elsewhere_is_refused_before_anything_loads(tmp_path):
+  config = cnn_student.get_config()
+  config.mode, config.search.query, config.search.hub_beta_other = "search", "a claim", -0.5
   with pytest.raises(ValueError, match=r"^search\.hub_beta_other must be >= 0") as e:
-    search_mode._hub_beta(-1.0, -1.0, tmp_path, own=False, calibrated=True)
-  assert "\n" not in str(e.value)
+    modes.run(config, str(tmp_path / "nothing_here"))
+  assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
 
 
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):

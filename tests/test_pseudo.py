@@ -1,6 +1,7 @@
 """Pseudo-claims: sampling that never leaks evaluation claims, the real/pseudo mix, and their loss (KL only)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,6 +196,7 @@ class _FakeTeacher:
 
   def __init__(self, fail_after_chunks=None):
     self.scored, self.fail_after_chunks = 0, fail_after_chunks
+    self.loaded = []  # (config, stage folder) of each restore
 
   def predict_source(self, chunk):
     if self.fail_after_chunks is not None and self.scored >= self.fail_after_chunks * pseudo_claims.CHUNK:
@@ -219,7 +221,11 @@ def teacher_run(data_dir, tmp_path, monkeypatch):
 
 def _fake(monkeypatch, **kw):
   fake = _FakeTeacher(**kw)
-  monkeypatch.setattr(pseudo_claims.restored.Restored, "load", lambda *a, **k: fake)  # the teacher, restored
+
+  def load(config, stage, prepared, mesh=None):  # the teacher, restored
+    fake.loaded.append((config, Path(stage)))
+    return fake
+  monkeypatch.setattr(pseudo_claims.restored.Restored, "load", load)
   return fake
 
 
@@ -228,6 +234,7 @@ def test_stored_pseudo_claims_are_reused_as_prefixes_and_grown(teacher_run, scif
   tcfg, tdir, p, mp = teacher_run
   fake = _fake(mp)
   got = pseudo_claims.ensure(tcfg, tdir, p, 20)
+  assert fake.loaded == [(tcfg, tdir)]  # the teacher asked for, restored once
   drawn = pseudo.sample(scifact.collection, 30, 0, scifact.splits["dev"].texts + scifact.splits["test"].texts)
   assert fake.scored == 20 and len(got) == 20
   # On disk in sampling order, teacher logits for their own candidates, no labels.

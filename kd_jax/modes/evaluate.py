@@ -171,8 +171,9 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   index = indexing.build_index(built, params, inputs, source, root, mesh,
                                {"model": config.name, "prepared": inputs.settings["prepared"]}, dtype=dtype)
   doc_vecs, doc_ids, _ = index.read()
+  # A diagnostic: the student as trained, corrected at the beta its own dev chose (mode=search, calibrated, uses
+  # search.hub_beta_other on another collection). Stored beside the index for the next evaluation.
   hub_norm = collection_eval.own_dev_hub_norm(out)
-  # Stored beside the index, where mode=search finds it.
   penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,

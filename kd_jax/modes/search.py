@@ -30,6 +30,9 @@ def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str
 def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   """Top-k documents for `search.query` (or each line of `search.query_file`) from a stored index."""
   s = config.search
+  beta_other = float(s.get("hub_beta_other", 0.0))
+  if beta_other < 0:
+    raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
   if s.query_file:
     texts = search.read_query_file(s.query_file)
   else:
@@ -41,10 +44,11 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   own = collection.from_config(config) is None  # the stage's own training collection
   cal = calibration.of(config, own=own)
-  if cal.scales_docs:
+  if cal.scales_docs:  # each scaled part's norms, stored beside the index after the first search
     dim = doc_norms.dense_dim(built)
-    doc_vecs = cal.docs(built, doc_vecs, indexing.part_norms(root, doc_vecs, dim, "dense"),
-                        indexing.part_norms(root, doc_vecs, dim, "lexical"))
+    stored = {part: indexing.part_norms(root, doc_vecs, dim, part) if strength else None
+              for part, strength in (("dense", cal.doc_norms), ("lexical", cal.lex_norms))}
+    doc_vecs = cal.docs(built, doc_vecs, stored["dense"], stored["lexical"])
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
@@ -65,10 +69,11 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
       chosen = " (chosen on dev for the calibrated student)" if cal.active else " (chosen on dev)"
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
-    beta = _hub_beta(s.get("hub_beta", -1.0), s.get("hub_beta_other", 0.0), out, own, cal.active)
+    calibrated_as = cal.settings() if cal.active else None
+    beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, out, own, calibrated_as)
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
-      h = collection_eval.own_dev_hub_norm(out, cal.active) or collection_eval.hub_norm_settings(config)
+      h = collection_eval.own_dev_hub_norm(out, calibrated_as) or collection_eval.hub_norm_settings(config)
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
                                          lambda v: cal.claims(built, inputs, v))
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
@@ -93,16 +98,18 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   return results
 
 
-def _hub_beta(beta: float, beta_other: float, out: Path, own: bool, calibrated: bool) -> float:
+def _hub_beta(beta: float, beta_other: float, out: Path, own: bool, calibrated_as: dict | None) -> float:
   """`beta` if given (>= 0; 0 turns the correction off); else, on the stage's own collection, the one mode=evaluate
-  chose on its dev for this search (calibrated or as trained; 0 before it did), and on any other `beta_other`."""
+  chose on its dev for this search (as trained, or calibrated at `calibrated_as`), 0 where it chose none, and on any
+  other collection `beta_other`."""
   if beta >= 0:
     return beta
   if not own:
-    if beta_other < 0:
-      raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
-    return float(beta_other)
-  chosen = collection_eval.own_dev_hub_norm(out, calibrated)
+    return beta_other
+  chosen = collection_eval.own_dev_hub_norm(out, calibrated_as)
+  if chosen is None and calibrated_as is not None and (out / "eval_test.json").is_file():
+    logging.warning("No hub correction was chosen on dev for this calibrated search (%s): searching without it. "
+                    "Run --config.mode=evaluate again to choose one.", calibration.describe(calibrated_as))
   return float(chosen["beta"]) if chosen else 0.0
 
 
