@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks import host
 from configs import cnn_student
 from experiments import ablation, calibration as calibration_experiment
-from kd_jax import atomic, calibration, doc_norms, indexing, search, sharding
+from kd_jax import atomic, calibration, indexing, search, sharding
 from kd_jax.modes import stage as stage_lib
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +34,9 @@ def collection_seconds(stage: Path, cfg, name: str, own: bool, rounds: int, mesh
   doc_vecs, _, _ = index.read()
   claims = search.encode_claims(built, params, inputs.claim_words(src.claims("test").texts), mesh)
   cal = calibration.of(cnn_student.get_config(), own=own)  # the main command's search settings
-  dim = doc_norms.dense_dim(built)
-  norms = [indexing.part_norms(index.root, doc_vecs, dim, part) for part in ("dense", "lexical")]  # as mode=search
+  docs = indexing.calibrated_docs(index.root, built, doc_vecs, cal)  # norms stored beside the index, as mode=search
   runs = {"as trained": lambda: search.top_k(built, params, claims, doc_vecs, 100, mesh),
-          "calibrated": lambda: search.top_k(built, params, cal.claims(built, inputs, claims),
-                                             cal.docs(built, doc_vecs, *norms), 100, mesh)}
+          "calibrated": lambda: search.top_k(built, params, cal.claims(built, inputs, claims), docs, 100, mesh)}
   times = {k: [] for k in runs}
   for r in range(rounds + 1):  # the first round compiles
     for k, fn in runs.items():

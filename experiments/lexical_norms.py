@@ -109,11 +109,8 @@ def choose(stages: dict, strengths) -> dict:
     dev = lambda st, where, b: st["hub_norm"][f"{best[where]:g}"][where]["dev"][f"{b:g}"]["ndcg@10"]  # noqa: E731
     out["hub_beta_own"] = {name: max(hubness.BETAS, key=lambda b: round(dev(st, "own", b), 6))
                            for name, st in stages.items()}
-    recipes: dict[str, list[dict]] = {}
-    for name, st in stages.items():
-      recipes.setdefault(family(name), []).append(st)
-    other = {r: {f"{b:g}": float(np.mean([dev(st, "other", b) for st in sts])) for b in hubness.BETAS}
-             for r, sts in recipes.items()}
+    other = {r: {f"{b:g}": float(np.mean([dev(stages[n], "other", b) for n in names])) for b in hubness.BETAS}
+             for r, names in _families(stages).items()}
     out["hub_beta_other"] = {r: max(hubness.BETAS, key=lambda b: round(means[f"{b:g}"], 6))
                              for r, means in other.items()}
     out["hub_dev_ndcg@10_other"] = other
@@ -122,6 +119,14 @@ def choose(stages: dict, strengths) -> dict:
 
 def family(stage_name: str) -> str:
   return calibration_experiment.family(Path(stage_name).name)
+
+
+def _families(stages: dict) -> dict[str, list[str]]:
+  """Stage names by recipe: the seeds of one recipe together."""
+  out: dict[str, list[str]] = {}
+  for name in stages:
+    out.setdefault(family(name), []).append(name)
+  return out
 
 
 def render(results: dict) -> str:
@@ -176,10 +181,8 @@ def render(results: dict) -> str:
 
 def _groups(results: dict) -> dict[str, list[str]]:
   """Stage names by recipe (seeds together), labelled by the dataset trained on."""
-  groups: dict[str, list[str]] = {}
-  for name, st in results["stages"].items():
-    groups.setdefault(f"{st['trained_on']}: {family(name)}", []).append(name)
-  return groups
+  stages = results["stages"]
+  return {f"{stages[names[0]]['trained_on']}: {r}": names for r, names in _families(stages).items()}
 
 
 def plot(results: dict, out: Path) -> None:
@@ -187,11 +190,9 @@ def plot(results: dict, out: Path) -> None:
   plt = reproduce.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   strengths = results["strengths"]
-  groups: dict[str, list[dict]] = {}
-  for name, st in results["stages"].items():
-    groups.setdefault(family(name), []).append(st)
   for ax, where in zip(axes, ("own", "other")):
-    for group, sts in groups.items():
+    for group, names in _families(results["stages"]).items():
+      sts = [results["stages"][n] for n in names]
       ax.plot(strengths, [np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in sts]) for s in strengths],
               "o-", label=f"{group} ({len(sts)} seeds)")
     chosen = results["chosen"]["lex_norms"][where]

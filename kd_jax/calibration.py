@@ -31,6 +31,12 @@ class Calibration:
   def settings(self) -> dict:
     return {"doc_norms": self.doc_norms, "stop_df": self.stop_df, "lex_norms": self.lex_norms}
 
+  def made(self, stored: dict) -> bool:
+    """Whether a stored calibrated result (its `calibrated` dict) was made at these settings; a setting it lacks
+    counts at its default (it was saved before the setting existed: lex_norms 0)."""
+    made_at = {**Calibration().settings(), **stored}
+    return {k: made_at[k] for k in self.settings()} == self.settings()
+
   def docs(self, built, doc_vecs, norms: np.ndarray | None = None, lex_norms: np.ndarray | None = None):
     """The index as search should read it (itself when the norms are left alone); `norms`, `lex_norms`: its dense
     and lexical norms, if stored."""

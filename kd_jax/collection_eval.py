@@ -143,18 +143,17 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
           "claims": len(claims), "pair_len": pair_len}
 
 
-def own_dev_hub_norm(stage: Path, calibrated_as: dict | None = None) -> dict | None:
+def own_dev_hub_norm(stage: Path, calibrated_as: calibration.Calibration | None = None) -> dict | None:
   """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored: for
-  the search as trained, or with `calibrated_as` (a Calibration's settings()) for the search calibrated so, and only
-  if dev chose it at those very settings (a beta chosen for other vectors is no choice for these)."""
+  the search as trained, or with `calibrated_as` for the search calibrated so, and only if dev chose it at those very
+  settings (a beta chosen for other vectors is no choice for these)."""
   path = Path(stage) / "eval_test.json"
   stored = json.loads(path.read_text()) if path.is_file() else {}
   if calibrated_as is None:
     h = stored.get("hub_norm")
   else:
     cal = stored.get("calibrated", {})
-    made_at = {**calibration.Calibration().settings(), **cal}  # lex_norms 0 before it existed
-    h = cal.get("hub_norm") if {k: made_at[k] for k in calibrated_as} == calibrated_as else None
+    h = cal.get("hub_norm") if calibrated_as.made(cal) else None
   return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
 
 
@@ -183,8 +182,7 @@ def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
   cal = calibration.of(config, own=False)
   if not cal.active:
     return True
-  settings = {**calibration.Calibration().settings(), **stored.get("calibrated", {})}  # lex_norms 0 before it existed
-  if {k: settings[k] for k in cal.settings()} != cal.settings():
+  if not cal.made(stored.get("calibrated", {})):
     return False
   fused = stored.get("calibrated", {}).get("hybrid", {})
   return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods, calibrated=True)

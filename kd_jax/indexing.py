@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import atomic, compact, doc_norms, hubness, multihost, search
+from kd_jax import atomic, calibration, compact, doc_norms, hubness, multihost, search
 from kd_jax.collection import Source
 from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
@@ -112,6 +112,17 @@ def part_norms(root: Path, doc_vecs, dense_dim: int, part: str = "dense") -> np.
       np.save(f, norms)
   multihost.primary_writes(f"the {part} norms of {root}", write)
   return norms
+
+
+def calibrated_docs(root: Path, built: Built, doc_vecs, cal: calibration.Calibration):
+  """The index in `root` as `cal` has search read it: the stored vectors, or their view with the scaled parts'
+  norms (part_norms, stored beside the index after the first search; only the parts `cal` scales)."""
+  if not cal.scales_docs:
+    return doc_vecs
+  dim = doc_norms.dense_dim(built)
+  stored = {part: part_norms(root, doc_vecs, dim, part) if strength else None
+            for part, strength in (("dense", cal.doc_norms), ("lexical", cal.lex_norms))}
+  return cal.docs(built, doc_vecs, stored["dense"], stored["lexical"])
 
 
 def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,

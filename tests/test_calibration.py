@@ -244,3 +244,11 @@ def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_el
   # cnn 0.70 at 0 against 0.705 at 0.25; lstm 0.
   assert chosen["hub_beta_own"] == {"w/cnn_s0": 0.25, "w/cnn_s1": 0.0, "w/lstm_s0": 0.0}
   assert chosen["hub_beta_other"] == {"cnn": 0.25, "lstm": 0.0}
+
+
+def test_a_stored_result_is_matched_to_the_calibration_it_was_made_at():
+  cal = calibration.Calibration(doc_norms=1.0, stop_df=0.25, lex_norms=1.0)
+  assert cal.made({**cal.settings(), "hub_norm": {}, "full_collection": {}})  # other keys do not count
+  assert not cal.made({"doc_norms": 1.0, "stop_df": 0.25})  # saved before lex_norms existed: 0 then
+  assert calibration.Calibration(doc_norms=1.0, stop_df=0.25).made({"doc_norms": 1.0, "stop_df": 0.25})
+  assert not cal.made({**cal.settings(), "stop_df": 0.5})

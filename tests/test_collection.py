@@ -197,6 +197,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   np.testing.assert_allclose([h[1] for h in calibrated], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
   stored_norms = work / "cnn_student" / "index" / "docs" / "dense_norms.npy"  # kept for the next search
   np.testing.assert_allclose(np.load(stored_norms), norms, rtol=1e-6)
+  assert not (stored_norms.parent / "lexical_norms.npy").exists()  # only the parts scaled: lex_norms 0 here
 
   # The lexical parts at their median norm too (lex_norms 1): every document brings the same lexical mass.
   on.search.lex_norms.other = 1.0
@@ -310,8 +311,8 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
 
 def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   hub = lambda beta: {"bank": 2000, "k": 10, "seed": 0, "beta": beta}  # noqa: E731
-  cal = {"doc_norms": 0.25, "stop_df": 0.25, "lex_norms": 0.0}
-  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {**cal,
+  cal = calibration.Calibration(doc_norms=0.25, stop_df=0.25)
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {**cal.settings(),
                                                                                               "hub_norm": hub(0.25)}}))
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.25
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=None) == 0.0  # searched as trained
@@ -320,8 +321,9 @@ def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   assert collection_eval.own_dev_hub_norm(tmp_path, cal) == hub(0.25)
   # Calibrated otherwise than dev chose at, or evaluated before the calibrated search had its own: no correction
   # (a beta chosen for other vectors is no choice for these), with a warning.
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as={**cal, "lex_norms": 1.0}) == 0.0
-  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": {**cal}}))
+  other = calibration.Calibration(doc_norms=0.25, stop_df=0.25, lex_norms=1.0)
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=other) == 0.0
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": cal.settings()}))
   assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=cal) == 0.0
   assert collection_eval.own_dev_hub_norm(tmp_path) == hub(0.5)
 

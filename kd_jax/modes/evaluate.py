@@ -132,17 +132,21 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
                                        lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh,
                                        claim_fn)
 
-  def searched(s: str, beta: float):
+  def claims_of(s: str):  # (ids, transformed claim vectors) of a split, encoded once for every beta
     src = prepared.source(s)
     examples = [src[i] for i in range(len(src))]
-    claim_vecs = claim_fn(search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh))
+    vecs = claim_fn(search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh))
+    return [e["claim_id"].decode() for e in examples], vecs
+
+  def searched(s: str, claims, beta: float):
+    ids, claim_vecs = claims
     scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh, doc_bias=beta * penalty)
-    ids = [e["claim_id"].decode() for e in examples]
     return search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[s]), rows
 
-  dev = {b: searched("dev", b)[0]["ndcg@10"] for b in hubness.BETAS}
+  dev_claims = claims_of("dev")
+  dev = {b: searched("dev", dev_claims, b)[0]["ndcg@10"] for b in hubness.BETAS}
   beta = max(hubness.BETAS, key=lambda b: (dev[b], -b))
-  test, rows = searched(split, beta)
+  test, rows = searched(split, claims_of(split), beta)
   return {**h, "beta": beta, "dev_ndcg@10": dev[beta], "dev_curve": {f"{b:g}": v for b, v in dev.items()},
           "full_collection": test, "hub": collection_eval.hub_share(rows)}
 

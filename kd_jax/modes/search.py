@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import (calibration, collection, collection_eval, doc_norms, fusion, hybrid, indexing, ivf, multihost,
+from kd_jax import (calibration, collection, collection_eval, fusion, hybrid, indexing, ivf, multihost,
                     search, sharding)
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
@@ -44,11 +44,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   own = collection.from_config(config) is None  # the stage's own training collection
   cal = calibration.of(config, own=own)
-  if cal.scales_docs:  # each scaled part's norms, stored beside the index after the first search
-    dim = doc_norms.dense_dim(built)
-    stored = {part: indexing.part_norms(root, doc_vecs, dim, part) if strength else None
-              for part, strength in (("dense", cal.doc_norms), ("lexical", cal.lex_norms))}
-    doc_vecs = cal.docs(built, doc_vecs, stored["dense"], stored["lexical"])
+  doc_vecs = indexing.calibrated_docs(root, built, doc_vecs, cal)
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
   ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
@@ -69,7 +65,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
       chosen = " (chosen on dev for the calibrated student)" if cal.active else " (chosen on dev)"
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
-    calibrated_as = cal.settings() if cal.active else None
+    calibrated_as = cal if cal.active else None
     beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, out, own, calibrated_as)
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
@@ -98,7 +94,8 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   return results
 
 
-def _hub_beta(beta: float, beta_other: float, out: Path, own: bool, calibrated_as: dict | None) -> float:
+def _hub_beta(beta: float, beta_other: float, out: Path, own: bool,
+              calibrated_as: calibration.Calibration | None) -> float:
   """`beta` if given (>= 0; 0 turns the correction off); else, on the stage's own collection, the one mode=evaluate
   chose on its dev for this search (as trained, or calibrated at `calibrated_as`), 0 where it chose none, and on any
   other collection `beta_other`."""
@@ -109,7 +106,7 @@ def _hub_beta(beta: float, beta_other: float, out: Path, own: bool, calibrated_a
   chosen = collection_eval.own_dev_hub_norm(out, calibrated_as)
   if chosen is None and calibrated_as is not None and (out / "eval_test.json").is_file():
     logging.warning("No hub correction was chosen on dev for this calibrated search (%s): searching without it. "
-                    "Run --config.mode=evaluate again to choose one.", calibration.describe(calibrated_as))
+                    "Run --config.mode=evaluate again to choose one.", calibration.describe(calibrated_as.settings()))
   return float(chosen["beta"]) if chosen else 0.0
 
 
