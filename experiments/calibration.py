@@ -195,13 +195,18 @@ def main(argv):
 
 
 def _define_flags() -> None:
+  define_stage_flags("calibration")
+  flags.DEFINE_list("strengths", [f"{s:g}" for s in STRENGTHS], "Norm strengths to compare (0 = as trained).")
+  flags.DEFINE_list("stop_dfs", [f"{s:g}" for s in STOP_DFS], "Common-word thresholds to compare (1 = off).")
+
+
+def define_stage_flags(name: str) -> None:
+  """The flags every experiment over finished stages (finished_stages, publish) shares; `name` names its results."""
   flags.DEFINE_string("workdir", "workdir", "The folder the stages are under.")
   flags.DEFINE_list("stages", [], "Stage folders under --workdir, trained on scifact or fever_titles (default: STAGES).")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of each of STAGES.")
-  flags.DEFINE_list("strengths", [f"{s:g}" for s in STRENGTHS], "Norm strengths to compare (0 = as trained).")
-  flags.DEFINE_list("stop_dfs", [f"{s:g}" for s in STOP_DFS], "Common-word thresholds to compare (1 = off).")
   flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection (0 = all).")
-  flags.DEFINE_string("results_dir", "results", "Where calibration.json/.md and RESULTS.md are written.")
+  flags.DEFINE_string("results_dir", "results", f"Where {name}.json/.md and RESULTS.md are written.")
 
 
 if __name__ == "__main__":

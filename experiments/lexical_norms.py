@@ -220,12 +220,8 @@ def main(argv):
 
 
 def _define_flags() -> None:
-  flags.DEFINE_string("workdir", "workdir", "The folder the stages are under.")
-  flags.DEFINE_list("stages", [], "Stage folders under --workdir (default: STAGES).")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of each of STAGES.")
+  calibration_experiment.define_stage_flags("lexical_norms")
   flags.DEFINE_list("strengths", [f"{s:g}" for s in STRENGTHS], "Lexical norm strengths to compare (0 = as trained).")
-  flags.DEFINE_integer("transfer_claims", 1500, "Test claims of the other collection (0 = all).")
-  flags.DEFINE_string("results_dir", "results", "Where lexical_norms.json/.md and RESULTS.md are written.")
 
 
 if __name__ == "__main__":
