@@ -41,6 +41,7 @@ def get_config(arg: str = ""):
     # Searching as trained, as the committed tables did (results/calibration.md measures calibration on them).
     s.search.doc_norms.update(own=0.0, other=0.0)
     s.search.lex_norms.update(own=0.0, other=0.0)
+    s.search.unk_drop.update(own=0.0, other=0.0)
     s.search.stop_df = 1.0
   for s in (c.students.cnn, c.students.lstm):
     del s["teacher"]

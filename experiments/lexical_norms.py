@@ -1,222 +1,53 @@
 """Choosing how far documents' lexical norms are pulled toward the searched collection's median (`search.lex_norms`,
-kd_jax/doc_norms.py), on top of the calibration experiments/calibration.py chose. Writes results/lexical_norms.json,
-results/lexical_norms.md (a section of RESULTS.md) and results/lexical_norms.png.
+kd_jax/doc_norms.py), on top of the calibration experiments/calibration.py chose (each stage's saved `doc_norms` and
+`stop_df`). Writes results/lexical_norms.json, results/lexical_norms.md (a section of RESULTS.md) and
+results/lexical_norms.png.
 
   KD_JAX_DATA_DIR=../shared/data python -m experiments.lexical_norms --workdir=workdir
 
-Stages are finished students under --workdir (STAGES, one per seed: the main commands' CNN and BiLSTM, in the
-workdirs the seed tables name); --stages names others. Each searches its own collection and the other dataset's,
-calibrated as its saved config says (stop_df, doc_norms), with the lexical parts pulled at each strength of the grid.
-As for the dense norms, the strength is chosen twice, by the mean over stages of dev nDCG@10: `lex_norms.own` on
-the stages' own collections, `lex_norms.other` on the other ones. Ties go to the milder strength. Test figures are
-reported, never used; the fusions with BM25 are read at the weights the stage's own evaluation chose on dev for its
-calibrated student.
-
-At the chosen strengths, the querybank hub correction (kd_jax/hubness.py) on top: at home its beta is each stage's
-own, chosen on its dev as mode=evaluate chooses it for the calibrated search (`calibrated.hub_norm`); on the other
-collection no stage has dev claims of its own, so one beta per recipe (a config's `search.hub_beta_other`) is chosen
-by the mean dev nDCG@10 over its seeds.
+Stages are finished students under --workdir (search_grid.STAGES, one per seed: the main commands' CNN and BiLSTM,
+in the workdirs the seed tables name); --stages names others. How the strength is chosen, and the hub correction on
+top: experiments/search_grid.py.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import shlex
 import sys
 from pathlib import Path
 
-import ml_collections
-import numpy as np
 from absl import app, flags
 
-from experiments import ablation, calibration as calibration_experiment, reproduce
-from kd_jax import calibration, collection_eval, doc_norms, hubness, search, sharding
-from kd_jax.modes import stage
+from experiments import calibration as calibration_experiment, search_grid
+from kd_jax import calibration, doc_norms
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-STAGES = ("main_hash/cnn_student+lex4k+oovlex+steps1200_s{seed}",
-          "bilstm_layer/lstm_student+lex4k+oovlex_s{seed}")
-FUSIONS = ("zscore", "zcoverage")  # reported for the other collection, where the lever acts
-
-
-def stored_weights(stage_dir: Path, collection_name: str) -> dict[str, float]:
-  """The fusion weights the stage's zero-shot evaluation chose on dev for its calibrated student."""
-  path = stage_dir / f"eval_{collection_name}.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} is missing: run --config.mode=evaluate --config.collection.dataset="
-                            f"{collection_name} for {stage_dir} first.")
-  hybrid = json.loads(path.read_text())["calibrated"]["hybrid"]
-  return {m: float(hybrid[m]["weight"]) for m in FUSIONS}
-
-
-def stage_rows(stage_dir: Path, strengths, transfer_claims: int) -> dict:
-  """One student's rows: {"rows": {f"{strength:g}": {own|other: {dev|test: {ndcg@10, recall@100, hub, claims[,
-  fusions]}}}}, "hub_norm": {f"{strength:g}": {own|other: {dev|test: {f"{beta:g}": {ndcg@10, hub}}}}}}, the second
-  with the querybank hub correction (hubness.py) on top, its bank read calibrated as the claims are."""
-  cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
-  mesh = sharding.make_mesh(1, 1)
-  built, params, inputs = stage.student(cfg, stage_dir, mesh)
-  own_name, other_name = cfg.data.name, ablation.OTHER[cfg.data.name]
-  wanted = {"own": (own_name, cfg.data.get("max_claims", 0)), "other": (other_name, transfer_claims)}
-  weights = stored_weights(stage_dir, other_name)
-  settings = collection_eval.hub_norm_settings(cfg)
-  out = {"trained_on": own_name, "other": other_name, "rows": {}, "hub_norm": {}}
-  for where, (name, max_claims) in wanted.items():
-    base = calibration.of(cfg, own=where == "own")
-    src, index = calibration_experiment.stored_index(stage_dir, cfg, built, params, inputs, name, max_claims, mesh)
-    doc_vecs, doc_ids, _ = index.read()
-    texts = [text for _, text in src.documents()]
-    out[f"{where}_calibration"] = base.settings()
-    claims = {split: src.claims(split) for split in ("dev", "test")}
-    claim_vecs = {split: search.encode_claims(built, params, inputs.claim_words(c.texts), mesh)
-                  for split, c in claims.items()}
-    for s in strengths:
-      cal = calibration.Calibration(doc_norms=base.doc_norms, stop_df=base.stop_df, lex_norms=s)
-      docs = cal.docs(built, doc_vecs)
-      penalty = hubness.collection_penalty(built, params, docs, settings,
-                                           lambda rows: inputs.claim_words([texts[int(r)] for r in rows]), mesh,
-                                           lambda v: cal.claims(built, inputs, v))
-      for split, c in claims.items():
-        q = cal.claims(built, inputs, claim_vecs[split])
-        for beta in hubness.BETAS:
-          scores, rows = search.top_k(built, params, q, docs, 100, mesh, doc_bias=beta * penalty)
-          m = search.full_collection_metrics(scores, rows, c.ids, doc_ids, c.qrels)
-          hub = collection_eval.hub_share(rows)["max_share"]
-          out["hub_norm"].setdefault(f"{s:g}", {}).setdefault(where, {}).setdefault(split, {})[f"{beta:g}"] = {
-              "ndcg@10": m["ndcg@10"], "hub": hub}
-          if beta:
-            continue
-          fused = {}
-          if where == "other" and split == "test":  # the fusions, at the weights the stage chose for this student
-            fig = collection_eval.calibrated_figures(built, params, inputs, claim_vecs[split], doc_vecs, doc_ids, src,
-                                                     c, weights, mesh, 100, cal)
-            fused = {f: fig["hybrid"][f]["full_collection"]["ndcg@10"] for f in FUSIONS}
-          out["rows"].setdefault(f"{s:g}", {}).setdefault(where, {})[split] = {
-              "ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "hub": hub, "claims": len(c.ids), **fused}
-  return out
-
-
-def choose(stages: dict, strengths) -> dict:
-  """Own and other strengths by the mean dev nDCG@10 over the stages (module docstring), with those means; then, at
-  those strengths, the hub correction's beta: at home each stage's own (its dev, as mode=evaluate chooses it), on the
-  other collection one per recipe (the mean over its seeds: `search.hub_beta_other` of its config)."""
-  mean = {where: {f"{s:g}": float(np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in stages.values()]))
-                  for s in strengths} for where in ("own", "other")}
-  # max() keeps the first of equal values: the grids run from the mildest setting (0) up.
-  best = {where: max(strengths, key=lambda s: round(mean[where][f"{s:g}"], 6)) for where in ("own", "other")}
-  out = {"lex_norms": best, "dev_ndcg@10": mean}
-  if all("hub_norm" in st for st in stages.values()):
-    dev = lambda st, where, b: st["hub_norm"][f"{best[where]:g}"][where]["dev"][f"{b:g}"]["ndcg@10"]  # noqa: E731
-    out["hub_beta_own"] = {name: max(hubness.BETAS, key=lambda b: round(dev(st, "own", b), 6))
-                           for name, st in stages.items()}
-    other = {r: {f"{b:g}": float(np.mean([dev(stages[n], "other", b) for n in names])) for b in hubness.BETAS}
-             for r, names in _families(stages).items()}
-    out["hub_beta_other"] = {r: max(hubness.BETAS, key=lambda b: round(means[f"{b:g}"], 6))
-                             for r, means in other.items()}
-    out["hub_dev_ndcg@10_other"] = other
-  return out
-
-
-def family(stage_name: str) -> str:
-  return calibration_experiment.family(Path(stage_name).name)
-
-
-def _families(stages: dict) -> dict[str, list[str]]:
-  """Stage names by recipe: the seeds of one recipe together."""
-  out: dict[str, list[str]] = {}
-  for name in stages:
-    out.setdefault(family(name), []).append(name)
-  return out
-
-
-def render(results: dict) -> str:
-  c = results["chosen"]
-  strengths = results["strengths"]
-  fmt = lambda xs: f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"  # noqa: E731
-  pct = lambda xs: f"{100 * np.mean(xs):.1f}%"  # noqa: E731
-  lines = ["## Lexical norms calibrated for the collection searched", "",
-           f"From `{results['command']}` (kd_jax/doc_norms.py): on top of the calibration chosen above, each "
-           "document's lexical-channel norm is pulled that far (in log space) toward the median of the collection "
-           "searched (`search.lex_norms`). Chosen on dev by the mean dev nDCG@10 of the stages below: "
-           f"**{c['lex_norms']['own']:g} on a stage's own collection, {c['lex_norms']['other']:g} on the other**.",
-           "", "Mean dev nDCG@10 over all stages, by strength:", "",
-           "| collection | " + " | ".join(f"{s:g}" for s in strengths) + " |", "|---|" + "---:|" * len(strengths)]
-  for where in ("own", "other"):
-    lines.append(f"| {where} | " + " | ".join(f"{c['dev_ndcg@10'][where][f'{s:g}']:.3f}" for s in strengths) + " |")
-  lines += ["", "Test, mean ± std over seeds (whole collection; hub: the largest share of test claims with one document "
-            "in their top 10); the fusions at the weights each stage's evaluation chose on dev:", "",
-            "| stage (seeds), collection | lex_norms | dev nDCG@10 | test nDCG@10 | R@100 | hub | + BM25 z-score | "
-            "+ BM25 z-coverage |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-  for group, names in _groups(results).items():
-    sts = [results["stages"][n] for n in names]
-    for where in ("own", "other"):
-      shown = sorted({0.0, c["lex_norms"][where]})
-      for s in shown:
-        r = lambda sp, k: [st["rows"][f"{s:g}"][where][sp][k] for st in sts]  # noqa: E731
-        fused = [fmt(r("test", f)) if f in sts[0]["rows"][f"{s:g}"][where]["test"] else "—" for f in FUSIONS]
-        chosen = " (chosen)" if s == c["lex_norms"][where] and len(shown) > 1 else ""
-        lines.append(f"| {group} ({len(sts)}), {where}: {sts[0]['trained_on'] if where == 'own' else sts[0]['other']}"
-                     f" | {s:g}{chosen} | {fmt(r('dev', 'ndcg@10'))} | {fmt(r('test', 'ndcg@10'))} | "
-                     f"{fmt(r('test', 'recall@100'))} | {pct(r('test', 'hub'))} | {' | '.join(fused)} |")
-  if "hub_beta_other" in c:
-    lines += ["", "The hub correction on top (hubness.py), at the lexical strengths chosen: at home each stage's beta "
-              "chosen on its own dev (as mode=evaluate chooses it for the calibrated search); on the other collection "
-              "one beta per recipe (`search.hub_beta_other` of its config), by the mean dev nDCG@10 over its seeds:", ""]
-    lines += [f"- {r}: **{c['hub_beta_other'][r]:g}** (" + ", ".join(f"{b}: {v:.3f}" for b, v in means.items()) + ")"
-              for r, means in c["hub_dev_ndcg@10_other"].items()]
-    lines += ["", "| stage (seeds), collection | beta | test nDCG@10 | hub | without: test nDCG@10 | hub |",
-              "|---|---|---:|---:|---:|---:|"]
-    for group, names in _groups(results).items():
-      sts = [results["stages"][n] for n in names]
-      for where in ("own", "other"):
-        s = f"{c['lex_norms'][where]:g}"
-        betas = [c["hub_beta_own"][n] if where == "own" else c["hub_beta_other"][family(n)] for n in names]
-        at = lambda b, k: [st["hub_norm"][s][where]["test"][f"{x:g}"][k] for st, x in zip(sts, b)]  # noqa: E731
-        zero = [0.0] * len(sts)
-        lines.append(f"| {group} ({len(sts)}), {where} | {', '.join(f'{b:g}' for b in betas)} | "
-                     f"{fmt(at(betas, 'ndcg@10'))} | {pct(at(betas, 'hub'))} | {fmt(at(zero, 'ndcg@10'))} | "
-                     f"{pct(at(zero, 'hub'))} |")
-  return "\n".join(lines) + "\n"
-
-
-def _groups(results: dict) -> dict[str, list[str]]:
-  """Stage names by recipe (seeds together), labelled by the dataset trained on."""
-  stages = results["stages"]
-  return {f"{stages[names[0]]['trained_on']}: {r}": names for r, names in _families(stages).items()}
-
-
-def plot(results: dict, out: Path) -> None:
-  """lexical_norms.png: dev nDCG@10 against the strength, per student family, own and other collection."""
-  plt = reproduce.pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  strengths = results["strengths"]
-  for ax, where in zip(axes, ("own", "other")):
-    for group, names in _families(results["stages"]).items():
-      sts = [results["stages"][n] for n in names]
-      ax.plot(strengths, [np.mean([st["rows"][f"{s:g}"][where]["dev"]["ndcg@10"] for st in sts]) for s in strengths],
-              "o-", label=f"{group} ({len(sts)} seeds)")
-    chosen = results["chosen"]["lex_norms"][where]
-    ax.axvline(chosen, color="k", ls=":", label=f"chosen ({chosen:g})")
-    ax.set_xlabel("lex_norms strength (0: as trained)")
-    ax.set_ylabel("mean dev nDCG@10")
-    ax.set_title(f"{where} collection (dev)")
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(out / "lexical_norms.png", dpi=110)
+SETTING = search_grid.Setting(
+    name="lex_norms",
+    # Each stage's saved calibration, lex_norms then set per strength.
+    base=lambda cfg, own: calibration.of(cfg, own=own),
+    title="Lexical norms calibrated for the collection searched",
+    what="(kd_jax/doc_norms.py): on top of the calibration chosen above, each document's lexical-channel norm is "
+         "pulled that far (in log space) toward the median of the collection searched (`search.lex_norms`).",
+    axis="lex_norms strength (0: as trained)", plural="lexical strengths")
+choose = functools.partial(search_grid.choose, name=SETTING.name)
+render = functools.partial(search_grid.render, SETTING)
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  stages = calibration_experiment.finished_stages(f.workdir, f.stages, STAGES, f.seeds)
+  stages = calibration_experiment.finished_stages(f.workdir, f.stages, search_grid.STAGES, f.seeds)
   strengths = sorted({doc_norms.check(x, "--strengths") for x in map(float, f.strengths)})
   results = {"command": "python -m experiments.lexical_norms " + shlex.join(sys.argv[1:]), "strengths": strengths,
              "stages": {}}
   for st in stages:
-    results["stages"][st] = stage_rows(Path(f.workdir) / st, strengths, f.transfer_claims)
+    results["stages"][st] = search_grid.stage_rows(SETTING, Path(f.workdir) / st, strengths, f.transfer_claims)
     print(st, "done", flush=True)
   results["chosen"] = choose(results["stages"], strengths)
-  calibration_experiment.publish(Path(f.results_dir), "lexical_norms", results, render, plot)
+  calibration_experiment.publish(Path(f.results_dir), "lexical_norms", results, render,
+                                 lambda r, out: search_grid.plot(SETTING, r, out, "lexical_norms.png"))
 
 
 def _define_flags() -> None:

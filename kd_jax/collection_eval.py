@@ -24,11 +24,12 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                     doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
                     hub_norm: dict | None = None, penalty: np.ndarray | None = None,
                     cal: calibration.Calibration = calibration.Calibration(),
-                    cal_weights: dict[str, float] | None = None) -> dict:
+                    cal_weights: dict[str, float] | None = None, cal_doc_vecs=None) -> dict:
   """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
   `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
   (indexing.hub_penalty), the student alone with the hub correction too; with an active `cal`, the student alone
-  and fused once more, calibrated for the collection (calibration.py), at `cal_weights` (default: `weights`)."""
+  and fused once more, calibrated for the collection (calibration.py), at `cal_weights` (default: `weights`), over
+  `cal_doc_vecs`: the documents encoded with `cal.params` (default: `doc_vecs`, which a `cal` that `encodes` needs)."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -49,7 +50,14 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
   out["hybrid"] = {m: {"weight": w, "full_collection": hybrid.full_collection_metrics(pool, m, w, doc_ids, depth)}
                    for m, w in weights.items()}
   if cal.active:
-    out["calibrated"] = calibrated_figures(built, params, inputs, claim_vecs, doc_vecs, doc_ids, source, claims,
+    if cal.encodes and cal_doc_vecs is None:
+      raise ValueError("A calibration that encodes anew (unk_drop > 0) needs the documents encoded with its "
+                       "parameters (cal_doc_vecs).")
+    cal_params = cal.params(params)
+    cal_claims = search.encode_claims(built, cal_params, inputs.claim_words(claims.texts), mesh) if cal.encodes \
+        else claim_vecs
+    out["calibrated"] = calibrated_figures(built, cal_params, inputs, cal_claims,
+                                           doc_vecs if cal_doc_vecs is None else cal_doc_vecs, doc_ids, source, claims,
                                            cal_weights or weights, mesh, depth, cal)
   if hub_norm is not None:
     h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
@@ -62,7 +70,8 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
 def calibrated_figures(built: Built, params, inputs: stage_inputs.StageInputs, claim_vecs: np.ndarray, doc_vecs,
                        doc_ids: list[str], source: Source, claims, weights: dict[str, float], mesh, depth: int,
                        cal: calibration.Calibration) -> dict:
-  """The student alone (with its hub check) and its fusions with BM25 (at `weights`), calibrated by `cal`."""
+  """The student alone (with its hub check) and its fusions with BM25 (at `weights`), calibrated by `cal`; `params`,
+  `claim_vecs` and `doc_vecs` are as `cal` encodes (cal.params)."""
   vecs, claim_vecs = cal.docs(built, doc_vecs), cal.claims(built, inputs, claim_vecs)
   scores, rows = search.top_k(built, params, claim_vecs, vecs, depth, mesh)
   pool = hybrid.full_collection_pool(built, params, claim_vecs, vecs, claims.texts, claims.ids, claims.qrels,

@@ -26,20 +26,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def check(strength: float, name: str = "strength") -> float:
+def check(strength: float, name: str = "strength",
+          meaning: str = "0: vectors as trained, 1: every document at the collection's median norm") -> float:
   strength = float(strength)
   if not 0.0 <= strength <= 1.0:
-    raise ValueError(f"{name} must lie in [0, 1] (0: vectors as trained, 1: every document at the collection's "
-                     f"median norm), got {strength}")
+    raise ValueError(f"{name} must lie in [0, 1] ({meaning}), got {strength}")
   return strength
+
+
+# What 0 and 1 mean for a search setting that is not a norm pull (calibration.py), for its error message.
+_MEANING = {"unk_drop": "0: as trained, 1: out-of-vocabulary words add nothing to the towers' inputs"}
 
 
 def strength_for(config, own: bool, setting: str = "doc_norms") -> float:
   """`search.<setting>.own` (searching the stage's training collection) or `.other` (any other collection), for the
-  dense (`doc_norms`) or the lexical (`lex_norms`) part; 0 for configs saved before the setting existed."""
+  dense (`doc_norms`) or the lexical (`lex_norms`) part, or `unk_drop` (calibration.py); 0 for configs saved before
+  the setting existed."""
   settings = config.get("search", {}).get(setting, None)
   key = "own" if own else "other"
-  return check(settings.get(key, 0.0), f"search.{setting}.{key}") if settings is not None else 0.0
+  if settings is None:
+    return 0.0
+  return check(settings.get(key, 0.0), f"search.{setting}.{key}", *([_MEANING[setting]] if setting in _MEANING else []))
 
 
 def dense_norms(doc_vecs, dense_dim: int, chunk_rows: int = 1 << 16) -> np.ndarray:

@@ -22,9 +22,11 @@ from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
 
 
-def index_root(stage: Path, name: str, dtype: str = "float32") -> Path:
-  """`<stage>/index/<collection>/`, or `<collection>-<dtype>/` for a compact one (both may exist side by side)."""
-  return Path(stage) / "index" / (name if compact.check(dtype) == "float32" else f"{name}-{dtype}")
+def index_root(stage: Path, name: str, dtype: str = "float32", unk_drop: float = 0.0) -> Path:
+  """`<stage>/index/<collection>/`, or `<collection>-<dtype>/` for a compact one, each with `-unk<share>` appended for
+  vectors encoded without that share of the <unk> embedding (calibration.py); all may exist side by side."""
+  folder = name if compact.check(dtype) == "float32" else f"{name}-{dtype}"
+  return Path(stage) / "index" / (folder + (f"-unk{unk_drop:g}" if unk_drop else ""))
 
 
 def build_index(built: Built, params, inputs: StageInputs, source: Source, out: Path, mesh, meta: dict,

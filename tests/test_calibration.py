@@ -1,12 +1,15 @@
 """Search calibrated for a collection, against NumPy: documents' dense and lexical norms pulled toward the
 collection's medians (kd_jax/doc_norms.py: the factors, the view search reads, search over it) and the training
-collection's common words kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py); the experiment's
-choice of the lexical strength and the hub correction on top (experiments/lexical_norms.py)."""
+collection's common words kept out of lexical matches (kd_jax/stopwords.py, kd_jax/calibration.py), the <unk>
+embedding row taken out of the towers' inputs (unk_drop); the experiment's choice of the lexical strength and the hub
+correction on top (experiments/search_grid.py, as experiments/lexical_norms.py uses it)."""
 
 import collections
+import dataclasses
 import types
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -214,6 +217,15 @@ def test_the_config_names_the_calibration_for_own_and_other_collections():
   config.search.lex_norms.other = 1.5
   with pytest.raises(ValueError, match=r"^search\.lex_norms\.other must lie in \[0, 1\]"):
     calibration.of(config, own=False)
+  config.search.lex_norms.other = 0.75
+  config.search.unk_drop = {"own": 0.0, "other": 1.0}
+  other = calibration.of(config, own=False)
+  assert other.unk_drop == 1.0 and other.encodes and not calibration.of(config, own=True).encodes
+  assert calibration.describe(other.settings()) == "doc_norms 1, stop_df 0.5, lex_norms 0.75, unk_drop 1"
+  assert calibration.Calibration(unk_drop=0.5).active
+  config.search.unk_drop.other = 2.0
+  with pytest.raises(ValueError, match=r"^search\.unk_drop\.other must lie in \[0, 1\] \(0: as trained, 1: out-of-v"):
+    calibration.of(config, own=False)
 
 
 def test_the_lexical_strength_is_chosen_by_the_mean_dev_figure_ties_to_the_milder():
@@ -252,3 +264,28 @@ def test_a_stored_result_is_matched_to_the_calibration_it_was_made_at():
   assert not cal.made({"doc_norms": 1.0, "stop_df": 0.25})  # saved before lex_norms existed: 0 then
   assert calibration.Calibration(doc_norms=1.0, stop_df=0.25).made({"doc_norms": 1.0, "stop_df": 0.25})
   assert not cal.made({**cal.settings(), "stop_df": 0.5})
+  assert cal.made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0})  # saved before unk_drop existed: 0 then
+  assert not dataclasses.replace(cal, unk_drop=1.0).made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0})
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_unk_drop_takes_the_shared_unknown_row_out_of_what_the_towers_read(kind):
+  """Only the <unk> row changes (scaled by 1 - unk_drop, checked against the table edited by hand), so a text without
+  unknown words encodes as before, and one whose hashed out-of-vocabulary words read that row does not."""
+  common = dict(vocab_size=30, embed_dim=8, out_dim=6, dropout_rate=0.0, lexical_dim=64, embed_oov=False)
+  model = (students.CNNStudent(students.CNNConfig(widths=(1, 3), num_filters=5, **common)) if kind == "cnn"
+           else students.BiLSTMStudent(students.BiLSTMConfig(hidden=4, **common)))
+  known = np.array([[2, 3, 4, 5, 0, 0]], np.int32)
+  unknown = np.array([[2, 30 + 777_777, 4, 1, 0, 0]], np.int32)  # a hashed rare word and a plain <unk>
+  variables = model.init(jax.random.key(0), known, known[:, None])
+  table = np.asarray(variables["params"]["encoder"]["tokens"]["embed"]["embedding"])
+  encode = lambda p, ids: np.asarray(model.apply({"params": p}, ids, method=model.encode_docs))  # noqa: E731
+  assert calibration.Calibration(unk_drop=0.0).params(variables["params"]) is variables["params"]
+  for share in (0.5, 1.0):
+    dropped = calibration.Calibration(unk_drop=share).params(variables["params"])
+    by_hand = table.copy()
+    by_hand[students.OOV_ID] *= 1.0 - share
+    np.testing.assert_array_equal(np.asarray(dropped["encoder"]["tokens"]["embed"]["embedding"]), by_hand)
+    np.testing.assert_allclose(encode(dropped, known), encode(variables["params"], known), rtol=1e-6)
+    assert np.abs(encode(dropped, unknown) - encode(variables["params"], unknown)).max() > 1e-4
+  assert np.abs(table[students.OOV_ID]).max() > 0  # the test would show nothing with a zero row

@@ -49,6 +49,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   c, root = stage
   on = _on(c, dataset="fever_titles", max_claims=300)
   on.search.doc_norms.other, on.search.stop_df, on.search.lex_norms.other = 0.5, 0.3, 0.5
+  on.search.unk_drop.other = 0.5
   result = evaluate.evaluate_stage(on, str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
@@ -101,9 +102,15 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   np.testing.assert_allclose(hn["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
                              atol=2e-3)
 
-  # Calibrated (calibration.py): documents' dense norms and lexical norms each pulled half way (in log space) to the
-  # collection's medians, and the lexical buckets of words found in more than 30% of SciFact's abstracts zeroed in the
-  # claims.
+  # Calibrated (calibration.py): claims and documents encoded with half the <unk> embedding row (an index of its own),
+  # documents' dense norms and lexical norms each pulled half way (in log space) to the collection's medians, and the
+  # lexical buckets of words found in more than 30% of SciFact's abstracts zeroed in the claims.
+  assert search.Index(run_dir / "index" / "fever_titles-unk0.5").exists()
+  half = jax.tree.map(np.array, params)  # writable copies
+  half["encoder"]["tokens"]["embed"]["embedding"][1] *= 0.5  # <unk> is id 1
+  apply = lambda x, m: np.asarray(built.module.apply({"params": half}, x, method=getattr(built.module, m)))
+  d = np.concatenate([apply(docs[i:i + 2048], "encode_docs") for i in range(0, len(docs), 2048)])
+  q = apply(claims, "encode_claims")
   dn, dim = saved["calibrated"], c.model.out_dim
   norms = np.linalg.norm(d[:, :dim], axis=1)
   assert (norms > 0).all()
@@ -123,7 +130,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   top = np.argsort(-calibrated, axis=1, kind="stable")[:, :100]
   run = {cid: {coll.ids[r]: float(calibrated[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
   measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
-  assert (dn["doc_norms"], dn["stop_df"], dn["lex_norms"]) == (0.5, 0.3, 0.5)
+  assert (dn["doc_norms"], dn["stop_df"], dn["lex_norms"], dn["unk_drop"]) == (0.5, 0.3, 0.5, 0.5)
   assert set(dn["hybrid"]) == set(saved["hybrid"])
   # Fused at the weights dev chose for the student calibrated on its own collection.
   own_cal = json.loads((run_dir / "eval_test.json").read_text())["calibrated"]["hybrid"]
@@ -146,7 +153,8 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
           {"_id": "d3", "title": "Insulin", "text": "Insulin resistance in type 2 diabetes."}]
   jsonl.write_text("\n".join(json.dumps(d) for d in docs))
   on = _on(c, path=str(jsonl))
-  on.search.doc_norms.other = on.search.lex_norms.other = 0.0  # the stored vectors as trained, until the last checks
+  # The stored vectors as trained, until the last checks.
+  on.search.doc_norms.other = on.search.lex_norms.other = on.search.unk_drop.other = 0.0
   on.mode = "index"
   modes.run(on, str(work))
   on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency cancer risk", 3
@@ -209,6 +217,34 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert [h[0] for h in both] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in both], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(np.load(stored_norms.parent / "lexical_norms.npy"), lex, rtol=1e-6)
+
+  # Unknown words out of the towers' inputs (unk_drop 1): the vectors change, so they live in an index of their own,
+  # which mode=index builds and mode=search asks for by name; then claims and documents are encoded with the <unk>
+  # row at 0 (by NumPy from the parameters edited by hand), and calibrated as before.
+  on.search.unk_drop.other = 1.0
+  with pytest.raises(FileNotFoundError, match=r"docs-unk1: build it first with --config\.mode=index .*"
+                                              r"--config\.search\.unk_drop\.other=1\.$"):
+    modes.run(on, str(work))
+  on.mode = "index"
+  modes.run(on, str(work))
+  on.mode = "search"
+  dropped = modes.run(on, str(work))[0]
+  zero = jax.tree.map(np.array, params)
+  zero["encoder"]["tokens"]["embed"]["embedding"][1] = 0.0
+  unk_vecs = np.asarray(built.module.apply({"params": zero}, inputs.doc_words(texts), method=built.module.encode_docs))
+  assert np.abs(unk_vecs - np.asarray(vecs)).max() > 1e-4  # "league", "Football": words SciFact's vocabulary lacks
+  stored_unk, _, meta = search.Index(indexing.index_root(work / "cnn_student", "docs", unk_drop=1.0)).read()
+  np.testing.assert_allclose(np.asarray(stored_unk), unk_vecs, rtol=1e-5, atol=1e-6)
+  assert meta["unk_drop"] == 1.0
+  u_query = masked(np.asarray(built.module.apply({"params": zero}, inputs.claim_words([on.search.query]),
+                                                 method=built.module.encode_claims)))[0]
+  u = unk_vecs.copy()
+  for part in (slice(0, dim), slice(dim, None)):  # both parts at their median norms (doc_norms 1, lex_norms 1)
+    n = np.linalg.norm(u[:, part], axis=1)
+    u[:, part] *= (np.median(n) / n)[:, None]
+  want = u_query @ u.T
+  assert [h[0] for h in dropped] == [ids[i] for i in np.argsort(-want, kind="stable")]
+  np.testing.assert_allclose([h[1] for h in dropped], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
 
 
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):

@@ -259,5 +259,17 @@ def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
   return traverse_util.unflatten_dict(flat)
 
 
+def scale_unknown(params: Any, factor: float) -> dict:
+  """Copy of `params` with the `<unk>` row (OOV_ID, which every out-of-vocabulary word without a row of its own reads)
+  of every embedding table times `factor`: at 0, unknown words add nothing to the towers' inputs."""
+  flat = traverse_util.flatten_dict(params)
+  paths = [p for p in flat if p[-2:] == ("embed", "embedding")]
+  if not paths:
+    raise ValueError("no embedding table ('embed'/'embedding') found in params")
+  for path in paths:
+    flat[path] = jnp.asarray(flat[path]).at[OOV_ID].multiply(factor)
+  return traverse_util.unflatten_dict(flat)
+
+
 registry.register_student("cnn", "CNN", CNNConfig, CNNStudent)
 registry.register_student("lstm", "BiLSTM", BiLSTMConfig, BiLSTMStudent)

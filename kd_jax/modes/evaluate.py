@@ -59,13 +59,18 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split)
     cal = calibration.of(config, own=True)
     if cal.active:  # the calibration mode=search applies on the training collection (calibration.py)
-      inputs, cal_docs = stage.stage_inputs_of(config, out), cal.docs(built, doc_vecs)
-      s_scores, s_rows = search.top_k(built, params, cal.claims(built, inputs, claim_vecs), cal_docs, 100, mesh)
+      inputs, cal_params = stage.stage_inputs_of(config, out), cal.params(params)
+      cal_vecs, cal_claims = doc_vecs, claim_vecs
+      if cal.encodes:  # encoded again, as mode=index and mode=search encode with this calibration
+        cal_vecs = search.encode_collection(built, cal_params, prepared, mesh)
+        cal_claims = search.encode_claims(built, cal_params, claims, mesh)
+      cal_docs = cal.docs(built, cal_vecs)
+      s_scores, s_rows = search.top_k(built, cal_params, cal.claims(built, inputs, cal_claims), cal_docs, 100, mesh)
       result["calibrated"] = {**cal.settings(), "hub": collection_eval.hub_share(s_rows),
                               "full_collection": search.full_collection_metrics(s_scores, s_rows, claim_ids,
                                                                                 prepared.doc_ids, prepared.qrels[split])}
       # The hub correction again, its beta chosen on dev for the calibrated search (mode=search applies it there).
-      result["calibrated"]["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, cal_docs, split,
+      result["calibrated"]["hub_norm"] = _hub_norm(config, built, cal_params, prepared, mesh, cal_docs, split,
                                                    lambda v: cal.claims(built, inputs, v))
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
@@ -78,7 +83,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
       result["hybrid"] = _hybrid(config, built, params, prepared, mesh, doc_vecs, {split: pred, "dev": dev}, split,
                                  data, bm25)
       if cal.active:  # the fusions again with the calibrated student, their weights chosen on dev again
-        result["calibrated"]["hybrid"] = _hybrid(config, built, params, prepared, mesh, cal_docs,
+        result["calibrated"]["hybrid"] = _hybrid(config, built, cal_params, prepared, mesh, cal_docs,
                                                  {split: pred, "dev": dev}, split, data, bm25,
                                                  lambda v: cal.claims(built, inputs, v), rerank=False)
   multihost.primary_writes(f"{out / f'eval_{split}.json'}",
@@ -179,11 +184,18 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   # search.hub_beta_other on another collection). Stored beside the index for the next evaluation.
   hub_norm = collection_eval.own_dev_hub_norm(out)
   penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
+  cal = calibration.of(config, own=False)
+  cal_vecs = doc_vecs
+  if cal.encodes:  # the calibrated search reads an index of its own, encoded as mode=index encodes it (calibration.py)
+    cal_vecs = indexing.build_index(built, cal.params(params), inputs, source,
+                                    indexing.index_root(out, source.name, dtype, cal.unk_drop), mesh,
+                                    {"model": config.name, "prepared": inputs.settings["prepared"],
+                                     "unk_drop": cal.unk_drop}, dtype=dtype).read()[0]
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
-                                              config.hybrid.depth, hub_norm, penalty,
-                                              calibration.of(config, own=False),
-                                              collection_eval.own_dev_weights(out, config.hybrid.methods, True))}
+                                              config.hybrid.depth, hub_norm, penalty, cal,
+                                              collection_eval.own_dev_weights(out, config.hybrid.methods, True),
+                                              cal_vecs)}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}

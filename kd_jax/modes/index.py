@@ -1,12 +1,13 @@
 """mode=index: a finished student encodes a whole collection once (`<stage>/index/<collection>/`), streamed and
-resumable."""
+resumable, as the calibrated search of that collection reads it (calibration.py: `-unk<share>` when search.unk_drop
+takes the <unk> embedding out there)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from kd_jax import indexing, sharding
+from kd_jax import calibration, collection, indexing, sharding
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -16,12 +17,13 @@ def index_stage(config, workdir: str) -> Path:
   resumable."""
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
-  root = indexing.index_root(out, source.name, stage.index_dtype(config))
+  cal = calibration.of(config, own=collection.from_config(config) is None)
+  root = indexing.index_root(out, source.name, stage.index_dtype(config), cal.unk_drop)
   stage.check_writable(config.data, root)
   mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
-  index = indexing.build_index(built, params, inputs, source, root, mesh,
-                               {"model": config.name, "prepared": inputs.settings["prepared"]},
-                               dtype=stage.index_dtype(config))
+  index = indexing.build_index(built, cal.params(params), inputs, source, root, mesh,
+                               {"model": config.name, "prepared": inputs.settings["prepared"],
+                                "unk_drop": cal.unk_drop}, dtype=stage.index_dtype(config))
   logging.info("Index of %s by %s: %s", source.name, config.name, index.root)
   return index.root

@@ -14,10 +14,12 @@ from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
 
-def _read_index(config, out: Path, source, inputs) -> tuple[np.ndarray, list[str], Path]:
-  index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config)))
+def _read_index(config, out: Path, source, inputs, unk_drop: float) -> tuple[np.ndarray, list[str], Path]:
+  index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
+    if unk_drop:  # the index is encoded at this setting: mode=index must see it too
+      flags += f" --config.search.unk_drop.{'other' if flags else 'own'}={unk_drop:g}"
     raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
                             f"{flags}.")
   doc_vecs, doc_ids, meta = index.read()
@@ -40,10 +42,11 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
   mesh = sharding.stage_mesh(config.mesh)
-  built, params, inputs = stage.student(config, out, mesh)
-  doc_vecs, doc_ids, root = _read_index(config, out, source, inputs)
   own = collection.from_config(config) is None  # the stage's own training collection
   cal = calibration.of(config, own=own)
+  built, params, inputs = stage.student(config, out, mesh)
+  params = cal.params(params)  # claims are encoded as the index's documents were (mode=index)
+  doc_vecs, doc_ids, root = _read_index(config, out, source, inputs, cal.unk_drop)
   doc_vecs = indexing.calibrated_docs(root, built, doc_vecs, cal)
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())

@@ -1,0 +1,66 @@
+"""Choosing how much of the shared out-of-vocabulary embedding (`<unk>`) the towers read when encoding for a
+collection (`search.unk_drop`, kd_jax/calibration.py), on top of today's calibration (configs/common.py's
+`doc_norms`, `stop_df` and `lex_norms`). Writes results/unknown_words.json, results/unknown_words.md (a section of
+RESULTS.md) and results/unknown_words.png.
+
+  KD_JAX_DATA_DIR=../shared/data python -m experiments.unknown_words --workdir=workdir
+
+Why: every word outside a student's vocabulary reads one learned row, `<unk>`. On SciFact that row stands for rare
+technical terms; on FEVER's page titles, 57% of whose words are unknown to a SciFact student, it stands for most
+names, and the BiLSTM's document vectors follow it. Stages, the choice and the hub correction on top:
+experiments/search_grid.py (the strength is encoded anew for each grid point: unk_drop changes what the towers read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shlex
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from configs import common
+from experiments import calibration as calibration_experiment, search_grid
+from kd_jax import calibration, doc_norms
+
+SHARES = (0.0, 0.5, 1.0)
+SETTING = search_grid.Setting(
+    name="unk_drop",
+    # Today's search defaults for everything else (the dense and lexical norms, stop_df chosen before), whatever the
+    # stage's config was saved with.
+    base=lambda cfg, own: dataclasses.replace(calibration.of(common.base_config("search"), own=own), unk_drop=0.0),
+    title="Unknown words out of the towers' inputs",
+    what="(kd_jax/calibration.py): on top of the calibration and lexical norms chosen above, claims and documents "
+         "are encoded with that share of the `<unk>` embedding row removed (`search.unk_drop`; 1: out-of-vocabulary "
+         "words add nothing to what the towers read, while the lexical channel still matches them).",
+    axis="unk_drop (0: as trained)", plural="unk_drop shares")
+choose = functools.partial(search_grid.choose, name=SETTING.name)
+render = functools.partial(search_grid.render, SETTING)
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  stages = calibration_experiment.finished_stages(f.workdir, f.stages, search_grid.STAGES, f.seeds)
+  shares = sorted({doc_norms.check(x, "--shares", "0: as trained, 1: no <unk> embedding")
+                   for x in map(float, f.shares)})
+  results = {"command": "python -m experiments.unknown_words " + shlex.join(sys.argv[1:]), "strengths": shares,
+             "stages": {}}
+  for st in stages:
+    results["stages"][st] = search_grid.stage_rows(SETTING, Path(f.workdir) / st, shares, f.transfer_claims)
+    print(st, "done", flush=True)
+  results["chosen"] = choose(results["stages"], shares)
+  calibration_experiment.publish(Path(f.results_dir), "unknown_words", results, render,
+                                 lambda r, out: search_grid.plot(SETTING, r, out, "unknown_words.png"))
+
+
+def _define_flags() -> None:
+  calibration_experiment.define_stage_flags("unknown_words")
+  flags.DEFINE_list("shares", [f"{s:g}" for s in SHARES], "Shares of the <unk> embedding removed (0 = as trained).")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
