@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -53,6 +55,22 @@ class Source:
                         ".jsonl of {\"_id\", \"title\", \"text\"}>.")
     for _, obj in read_jsonl(path, required=("_id",), unique="_id"):
       yield str(obj["_id"]), _document(obj.get("title") or "", obj.get("text") or "")
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """A digest of every document's id and text, in order: what an index of this collection was built from
+    (indexing.build_index stores it and encodes a changed collection again; search refuses an index of another
+    version). One pass over the collection, streamed."""
+    h = hashlib.sha256()
+    for doc in self.documents():
+      h.update(json.dumps(doc).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+  def claims_fingerprint(self, split: str) -> str:
+    """A digest of `split`'s claims as evaluated (ids, texts, qrels, cut to max_claims): what stored figures on them
+    were computed from."""
+    c = self.claims(split)
+    return hashlib.sha256(json.dumps([c.ids, c.texts, c.qrels], sort_keys=True).encode()).hexdigest()[:16]
 
   def collection(self) -> datasets.Collection:
     """The whole collection in memory (BM25 and snippets need it)."""
@@ -108,9 +126,21 @@ def from_config(config) -> Source | None:
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())
     data_cfg.name = cc.dataset
     data_cfg.max_claims = 0
-    return Source(name=cc.name or cc.dataset, path=None, data_cfg=data_cfg, max_claims=cc.get("max_claims", 0))
+    return Source(name=_checked_name(cc.name or cc.dataset), path=None, data_cfg=data_cfg,
+                  max_claims=cc.get("max_claims", 0))
   path = Path(cc.path).expanduser()
   if not path.exists():
     raise FileNotFoundError(f"collection.path {path} does not exist: pass a BEIR folder or a .jsonl of documents.")
-  name = cc.name or (path.name if path.is_dir() else path.stem)
-  return Source(name=name, path=path, data_cfg=None, max_claims=cc.get("max_claims", 0))
+  return Source(name=_checked_name(cc.name or (path.name if path.is_dir() else path.stem)), path=path, data_cfg=None,
+                max_claims=cc.get("max_claims", 0))
+
+
+# A collection's figures are written to <stage>/eval_<name>.json, beside the stage's own eval_<split>.json.
+_SPLITS = ("train", "dev", "test")
+
+
+def _checked_name(name: str) -> str:
+  if name in _SPLITS:
+    raise ValueError(f"A collection named {name!r} would overwrite the stage's own eval_{name}.json: pass "
+                     "--config.collection.name=<another name>.")
+  return name

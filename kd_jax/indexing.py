@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -34,57 +35,65 @@ def build_index(built: Built, params, inputs: StageInputs, source: Source, out: 
   """Encodes `source` into `out` (resuming a partial run), stored as `dtype` (compact.py); `stop_after_chunks` ends
   early, as if killed (tests)."""
   index = search.Index(out)
+  fingerprint = source.fingerprint
   if index.exists():
-    logging.info("Index %s is complete; reusing it (delete it to rebuild).", out)
-    return index
+    made_from = json.loads((out / "meta.json").read_text()).get("fingerprint")
+    if made_from in (None, fingerprint):  # None: built before indexes stored what they were built from
+      logging.info("Index %s is complete; reusing it (delete it to rebuild).", out)
+      return index
+    logging.warning("%s was built from another version of %s (its documents changed): encoding it again.", out,
+                    source.name)
   ids = [doc_id for doc_id, _ in source.documents()]
   if not ids:
     raise ValueError(f"Collection {source.name} holds no documents.")
   dim = int(search.encode_claims(built, params, inputs.claim_words([""]), mesh).shape[1])
-  done = _start(out, ids, dim, compact.check(dtype))
+  done = _start(out, ids, dim, compact.check(dtype), fingerprint)
   started, first = time.time(), done
   docs = itertools.islice(source.documents(), done, None)
   for i, batch in enumerate(iter(lambda: list(itertools.islice(docs, chunk)), [])):
     if stop_after_chunks is not None and i >= stop_after_chunks:
       return index
     vecs = search.encode_docs(built, params, inputs.doc_words([text for _, text in batch]), mesh)
-    multihost.primary_writes(f"index rows {done}.. of {out}", lambda v=vecs, d=done: _write_rows(out, d, v, dtype))
+    multihost.primary_writes(f"index rows {done}.. of {out}",
+                             lambda v=vecs, d=done: _write_rows(out, d, v, dtype, fingerprint))
     done += len(batch)
     rate = (done - first) / max(time.time() - started, 1e-9)
     logging.info("[index %s] %d/%d documents (%.0f docs/s, %.0f s left)", source.name, done, len(ids), rate,
                  (len(ids) - done) / max(rate, 1e-9))
   multihost.primary_writes(f"the index {out}", lambda: atomic.write_text(
       out / "meta.json", json.dumps({**meta, "collection": source.name, "num_docs": len(ids), "dim": dim,
-                                     "dtype": dtype}, indent=2)))
+                                     "dtype": dtype, "fingerprint": fingerprint}, indent=2)))
   return index
 
 
-def _start(out: Path, ids: list[str], dim: int, dtype: str) -> int:
+def _start(out: Path, ids: list[str], dim: int, dtype: str, fingerprint: str) -> int:
   """Rows already encoded by an earlier run of the same collection (0 for a fresh start, which sets up the files)."""
   progress = out / "progress.json"
   if progress.is_file() and (out / "doc_ids.json").is_file() and (out / "doc_vecs.npy").is_file():
     state = json.loads(progress.read_text())
     if (json.loads((out / "doc_ids.json").read_text()) == ids and state["dim"] == dim
-        and state.get("dtype", "float32") == dtype):
+        and state.get("dtype", "float32") == dtype and state.get("fingerprint") == fingerprint):
       logging.info("Resuming the index in %s at document %d of %d", out, state["done"], len(ids))
       return int(state["done"])
-    logging.warning("%s holds a partial index of another collection or model: starting afresh.", out)
+    logging.warning("%s holds an index of another collection, version of it or model: starting afresh.", out)
 
   def fresh():
     out.mkdir(parents=True, exist_ok=True)
     for name in ("meta.json",) + search.DERIVED:  # files derived from the old vectors go with them
       (out / name).unlink(missing_ok=True)
+    for ivf_dir in out.glob("ivf-*"):  # and the IVF lists holding copies of them
+      shutil.rmtree(ivf_dir)
     atomic.write_text(out / "doc_ids.json", json.dumps(ids))
     np.lib.format.open_memmap(out / "doc_vecs.npy", mode="w+", dtype=compact.STORED[dtype],
                               shape=(len(ids), dim)).flush()
     if dtype == "int8":
       np.lib.format.open_memmap(out / "doc_scales.npy", mode="w+", dtype=np.float32, shape=(len(ids),)).flush()
-    atomic.write_text(progress, json.dumps({"done": 0, "dim": dim, "dtype": dtype}))
+    atomic.write_text(progress, json.dumps({"done": 0, "dim": dim, "dtype": dtype, "fingerprint": fingerprint}))
   multihost.primary_writes(f"a fresh index in {out}", fresh)
   return 0
 
 
-def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
+def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str, fingerprint: str) -> None:
   stored, scales = compact.encode(vecs, dtype)
   for name, rows in (("doc_vecs.npy", stored), ("doc_scales.npy", scales)):
     if rows is None:
@@ -94,7 +103,7 @@ def _write_rows(out: Path, start: int, vecs: np.ndarray, dtype: str) -> None:
     table.flush()  # on disk before progress.json says so
     del table
   atomic.write_text(out / "progress.json", json.dumps({"done": start + len(vecs), "dim": int(vecs.shape[1]),
-                                                       "dtype": dtype}))
+                                                       "dtype": dtype, "fingerprint": fingerprint}))
 
 
 def part_norms(root: Path, doc_vecs, dense_dim: int, part: str = "dense") -> np.ndarray:

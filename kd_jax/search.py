@@ -37,7 +37,9 @@ def _cached(module, key: tuple, make):
 
 
 def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, method: str) -> np.ndarray:
-  """Vectors [n, D] for token rows [n, L], in fixed-size batches (one compile), padding the last one."""
+  """Vectors [n, D] for token rows [n, L], in fixed-size batches (one compile), padding the last one. A row with no
+  words (an empty document) gets a zero vector: the towers would give it their biases' vector, which matches every
+  claim a little, and which the calibration would scale up to the collection's median norm (doc_norms.py)."""
   step = batch_size - batch_size % mesh.shape["data"] or mesh.shape["data"]
   fn = _cached(built.module, ("encode", method, mesh), lambda: jax.jit(
       lambda p, x: built.module.apply({"params": p}, x, method=getattr(built.module, method)),
@@ -47,7 +49,11 @@ def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, m
     chunk = ids[start:start + step]
     padded = np.concatenate([chunk, np.zeros((step - len(chunk), ids.shape[1]), ids.dtype)])
     out.append(np.asarray(fn(params, jax.device_put(padded, sharding.batch_sharding(mesh))))[: len(chunk)])
-  return np.concatenate(out)
+  vecs = np.concatenate(out)
+  empty = ~(ids != 0).any(axis=1)  # 0: the padding id
+  if empty.any():
+    vecs = np.where(empty[:, None], 0.0, vecs).astype(vecs.dtype)
+  return vecs
 
 
 def encode_collection(built: Built, params, prepared: Prepared, mesh, batch_size: int = 256) -> np.ndarray:

@@ -68,6 +68,24 @@ def test_duplicate_id_writes_no_prepared_data(tmp_path):
   assert not list((tmp_path / "cache").glob("**/meta.json"))
 
 
+def test_byte_order_mark_and_non_string_query_text(tmp_path):
+  """A UTF-8 byte-order mark (some editors write one) is not part of the first field; a query whose text is not a
+  string is a one-line error naming file and line, not a traceback from the tokenizer."""
+  root = _beir(tmp_path / "bom", [{"_id": "d1", "title": "Cats", "text": "cats purr"}])
+  for name in ("corpus.jsonl", "queries.jsonl"):
+    path = root / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+  qrels = root / "qrels" / "test.tsv"
+  qrels.write_bytes(b"\xef\xbb\xbf" + qrels.read_bytes())
+  assert [d[0] for d in beir.read_corpus(root)] == ["d1"]
+  assert beir.read_queries(root) == {"q1": "cats purr"}
+  assert beir.read_qrels(root, "test") == {"q1": {"d1": 1}}
+  _write_jsonl(root / "queries.jsonl", [{"_id": "q1", "text": "cats purr"}, {"_id": "q2", "text": None}])
+  with pytest.raises(DataFormatError, match=r"queries\.jsonl:2: query text is NoneType, not a string$") as e:
+    beir.read_queries(root)
+  _one_line(e)
+
+
 def test_duplicate_query_id(tmp_path):
   root = _beir(tmp_path / "beir", [{"_id": "d1", "text": "cats"}])
   _write_jsonl(root / "queries.jsonl", [{"_id": "q1", "text": "a"}, {"_id": "q1", "text": "b"}])

@@ -60,6 +60,11 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   assert 0.0 <= saved["hub"]["max_share"] <= 1.0
   assert saved["claims"] == 300 and saved["teacher"]["claims"] == 300
   assert saved["teacher"]["num_candidates"] == c.data.num_candidates and "ndcg@10" in saved["teacher"]["rerank"]
+  # Stored in the teacher's folder for every student distilled from it, with what it was computed from: another
+  # version of the documents or of the claims is evaluated again, not read back.
+  fever_source = collection.from_config(on)
+  assert saved["teacher"]["collection_fingerprint"] == fever_source.fingerprint
+  assert saved["teacher"]["claims_fingerprint"] == fever_source.claims_fingerprint("test")
 
   # Directly: the vocabulary file of the stage folder, word ids by the tokenizer (tested in test_data.py), the
   # parameters applied on one device without the index, NumPy scores and top 100, pytrec_eval.
@@ -247,6 +252,60 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   np.testing.assert_allclose([h[1] for h in dropped], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
 
 
+def test_an_index_follows_the_collection_it_was_built_from(stage, tmp_path):
+  """A changed collection is encoded again by mode=index (its IVF lists go with the old vectors), mode=search refuses
+  the stale index in one line, an empty document's vector is zero, a collection cannot take a split's name, and
+  evaluate reads the claims before it encodes anything."""
+  c, root = stage
+  work = tmp_path / "work"
+  shutil.copytree(root / "work", work)
+  docs = [{"_id": "d1", "title": "Vitamin D", "text": "Vitamin D deficiency and the risk of cancer."},
+          {"_id": "d2", "title": "Insulin", "text": "Insulin resistance in type 2 diabetes."},
+          {"_id": "d3", "title": "", "text": ""},
+          {"_id": "d4", "title": "Statins", "text": "Statins lower cholesterol and the risk of heart disease."}]
+  jsonl = tmp_path / "docs.jsonl"
+  jsonl.write_text("\n".join(json.dumps(d) for d in docs))
+  on = _on(c, path=str(jsonl))
+  on.mode, on.search.query, on.search.top_k, on.search.ivf.lists, on.search.ivf.probe = "index", "vitamin D", 4, 2, 2
+  modes.run(on, str(work))
+  on.mode = "search"
+  hits = {h[0]: h[1] for h in modes.run(on, str(work))[0]}
+  root_dir = indexing.index_root(work / "cnn_student", "docs", unk_drop=on.search.unk_drop.other)
+  vecs, _, meta = search.Index(root_dir).read()
+  vecs = np.array(vecs)  # a copy: the rebuild below writes into the same file
+  assert not np.asarray(vecs)[2].any() and np.asarray(vecs)[[0, 1, 3]].any(axis=1).all()  # empty: a zero vector
+  assert hits["d3"] == 0.0 and len(meta["fingerprint"]) == 16
+  ivf_dirs = list(root_dir.glob("ivf-2*"))  # one IVF per norm strength: ivf-2-norms1-lexnorms1
+  assert len(ivf_dirs) == 1 and (ivf_dirs[0] / "meta.json").is_file()
+
+  docs[1]["text"] = "Insulin secretion by pancreatic beta cells."
+  jsonl.write_text("\n".join(json.dumps(d) for d in docs))
+  with pytest.raises(ValueError, match=r"^The index in .* was built from another version of docs .*--config\.mode="
+                                       r"index again") as e:
+    modes.run(on, str(work))
+  assert "\n" not in str(e.value)
+  on.mode = "index"
+  modes.run(on, str(work))
+  assert not ivf_dirs[0].exists()  # its lists copied the old vectors
+  new_vecs, _, new_meta = search.Index(root_dir).read()
+  assert new_meta["fingerprint"] != meta["fingerprint"]
+  assert np.abs(np.asarray(new_vecs)[1] - np.asarray(vecs)[1]).max() > 1e-4  # d2 encoded again
+  np.testing.assert_allclose(np.asarray(new_vecs)[[0, 3]], np.asarray(vecs)[[0, 3]], rtol=1e-5, atol=1e-6)
+  on.mode = "search"
+  assert {h[0] for h in modes.run(on, str(work))[0]} == {"d1", "d2", "d3", "d4"}
+
+  with pytest.raises(ValueError, match=r"^A collection named 'test' would overwrite the stage's own eval_test\.json"):
+    collection.from_config(_on(c, path=str(jsonl), name="test"))
+  beir_dir = tmp_path / "no_queries"
+  beir_dir.mkdir()
+  (beir_dir / "corpus.jsonl").write_text(jsonl.read_text())
+  on = _on(c, path=str(beir_dir))
+  on.mode = "evaluate"
+  with pytest.raises(FileNotFoundError, match="BEIR queries not found"):
+    modes.run(on, str(work))
+  assert not (work / "cnn_student" / "index" / "no_queries").exists()  # nothing encoded first
+
+
 def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   c, root = stage
   run_dir = root / "work" / "cnn_student"
@@ -304,18 +363,21 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
 
 def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   """eval_test.json's calibrated.hub_norm against NumPy, on dev at every beta of its curve and on test at the beta
-  dev chose: the SciFact documents' dense norms pulled a quarter of the way to their median, the claims' and the
-  bank's common-word buckets zeroed (the code for that is tested against NumPy in test_calibration.py), each document
-  less beta x its mean 10 best bank scores."""
+  dev chose: claims and documents encoded with half the <unk> embedding row, the SciFact documents' dense norms
+  pulled a quarter of the way to their median, the claims' and the bank's common-word buckets zeroed (the code for
+  that is tested against NumPy in test_calibration.py), each document less beta x its mean 10 best bank scores."""
   c, root = stage
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_test.json").read_text())
   h, cal = saved["calibrated"]["hub_norm"], calibration.of(c, own=True)
   assert (saved["calibrated"]["doc_norms"], saved["calibrated"]["lex_norms"]) == (0.25, 0.0) and cal.stop_df < 1
+  assert saved["calibrated"]["unk_drop"] == cal.unk_drop == 0.5
   prepared = prepare.prepare(c.data)
   inputs = stage_inputs.load(run_dir)
   built = build_lib.build(c.model, inputs)
   params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
+  params = jax.tree.map(np.array, params)
+  params["encoder"]["tokens"]["embed"]["embedding"][1] *= 0.5  # <unk> is id 1
 
   def apply(x, method):
     return np.asarray(built.module.apply({"params": params}, x, method=getattr(built.module, method)))
@@ -382,8 +444,13 @@ def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
             "calibrated": {**calibration.of(config, own=False).settings(),
                            "hybrid": {m: weight(0.8) for m in methods}}}
   assert collection_eval.zero_shot_is_current(stored, tmp_path, config)
-  # Calibrated at other settings (here: before the lexical norms were pulled): evaluated again.
-  older = {**stored, "calibrated": {k: v for k, v in stored["calibrated"].items() if k != "lex_norms"}}
+  # Calibrated at other settings (here: before unknown words were taken out, and before the lexical norms were
+  # pulled): evaluated again.
+  before_unk = {**stored, "calibrated": {k: v for k, v in stored["calibrated"].items() if k != "unk_drop"}}
+  assert not collection_eval.zero_shot_is_current(before_unk, tmp_path, config)
+  older = {**stored, "calibrated": {k: v for k, v in before_unk["calibrated"].items() if k != "lex_norms"}}
+  config.search.unk_drop.other = 0.0
+  assert collection_eval.zero_shot_is_current(before_unk, tmp_path, config)
   assert not collection_eval.zero_shot_is_current(older, tmp_path, config)
   config.search.lex_norms.other = 0.0
   assert collection_eval.zero_shot_is_current(older, tmp_path, config)

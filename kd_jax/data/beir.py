@@ -19,7 +19,12 @@ def read_corpus(root: Path) -> Iterator[tuple[str, str, str]]:
 
 def read_queries(root: Path) -> dict[str, str]:
   path = require_file(Path(root) / "queries.jsonl", "BEIR queries", _HINT)
-  return {str(obj["_id"]): obj["text"] for _, obj in read_jsonl(path, required=("_id", "text"), unique="_id")}
+  out = {}
+  for lineno, obj in read_jsonl(path, required=("_id", "text"), unique="_id"):
+    if not isinstance(obj["text"], str):
+      raise DataFormatError(f"{path}:{lineno}: query text is {type(obj['text']).__name__}, not a string")
+    out[str(obj["_id"])] = obj["text"]
+  return out
 
 
 def read_qrels(root: Path, split: str) -> dict[str, dict[str, int]]:

@@ -27,7 +27,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
   with open(path, "rb") as f:
     for lineno, raw in enumerate(f, start=1):
       try:
-        yield lineno, raw.decode("utf-8")
+        # utf-8-sig on the first line: a byte-order mark some editors write would otherwise start the first field.
+        yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
       except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8: "
                               "re-save the file as UTF-8") from None

@@ -165,6 +165,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   """A finished student (and its teacher) zero-shot on `source`: `<stage>/eval_<collection>.json`."""
   out = stage_dir(config, workdir)
   stage.check_writable(config.data, out)
+  source.claims("test")  # a collection that cannot be evaluated (no queries, bad qrels) says so before any encoding
   # The fusion weights and the hub correction's beta come from the stage's own dev set: evaluated there first if
   # missing (or made before a fusion method or the correction existed).
   if (len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods)
@@ -210,15 +211,17 @@ def _teacher_on(tcfg, tdir: Path, source, num_candidates: int, mesh) -> dict:
   """The teacher reranking `source`'s BM25 candidates, stored in the teacher's folder (every student distilled from
   it shares the figures: `<teacher>/eval_<collection>.json`)."""
   path = tdir / f"eval_{source.name}.json"
+  made_from = {"claims_asked": source.max_claims, "num_candidates": num_candidates,
+               "collection_fingerprint": source.fingerprint, "claims_fingerprint": source.claims_fingerprint("test")}
   if path.is_file():
     stored = json.loads(path.read_text())
-    if stored.get("claims_asked") == source.max_claims and stored.get("num_candidates") == num_candidates:
+    if all(stored.get(k) == v for k, v in made_from.items()):  # the same claims, candidates and documents
       return stored
   tinputs = stage.stage_inputs_of(tcfg, tdir)
   tbuilt = build_lib.build(tcfg.model, tinputs)
   tparams, _ = train.restore_params(tdir, tbuilt, tcfg, mesh)
   result = {**collection_eval.teacher_figures(tbuilt, tparams, tinputs, tbuilt.pair_len, source, mesh,
                                               num_candidates, tcfg.train.eval_batch_size),
-            "claims_asked": source.max_claims, "collection": source.name}
+            **made_from, "collection": source.name}
   multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   return result

@@ -26,6 +26,9 @@ def _read_index(config, out: Path, source, inputs, unk_drop: float) -> tuple[np.
   if meta.get("prepared") != inputs.settings["prepared"]:
     raise ValueError(f"The index in {index.root} was built by another training of this stage ({meta.get('prepared')})"
                      ": delete it and rebuild it with --config.mode=index.")
+  if meta.get("fingerprint") not in (None, source.fingerprint):  # None: built before indexes stored it
+    raise ValueError(f"The index in {index.root} was built from another version of {source.name} (its documents "
+                     "changed since): run --config.mode=index again, which encodes it anew.")
   return doc_vecs, doc_ids, index.root
 
 
