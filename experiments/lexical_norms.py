@@ -12,11 +12,6 @@ top: experiments/search_grid.py.
 
 from __future__ import annotations
 
-import functools
-import shlex
-import sys
-from pathlib import Path
-
 from absl import app, flags
 
 from experiments import calibration as calibration_experiment, search_grid
@@ -31,23 +26,12 @@ SETTING = search_grid.Setting(
     what="(kd_jax/doc_norms.py): on top of the calibration chosen above, each document's lexical-channel norm is "
          "pulled that far (in log space) toward the median of the collection searched (`search.lex_norms`).",
     axis="lex_norms strength (0: as trained)", plural="lexical strengths")
-choose = functools.partial(search_grid.choose, name=SETTING.name)
-render = functools.partial(search_grid.render, SETTING)
 
 
 def main(argv):
   del argv
-  f = flags.FLAGS
-  stages = calibration_experiment.finished_stages(f.workdir, f.stages, search_grid.STAGES, f.seeds)
-  strengths = sorted({doc_norms.check(x, "--strengths") for x in map(float, f.strengths)})
-  results = {"command": "python -m experiments.lexical_norms " + shlex.join(sys.argv[1:]), "strengths": strengths,
-             "stages": {}}
-  for st in stages:
-    results["stages"][st] = search_grid.stage_rows(SETTING, Path(f.workdir) / st, strengths, f.transfer_claims)
-    print(st, "done", flush=True)
-  results["chosen"] = choose(results["stages"], strengths)
-  calibration_experiment.publish(Path(f.results_dir), "lexical_norms", results, render,
-                                 lambda r, out: search_grid.plot(SETTING, r, out, "lexical_norms.png"))
+  strengths = sorted({doc_norms.check(x, "--strengths") for x in map(float, flags.FLAGS.strengths)})
+  search_grid.run(SETTING, "lexical_norms", strengths)
 
 
 def _define_flags() -> None:

@@ -17,12 +17,16 @@ by the mean dev nDCG@10 over its seeds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Callable
 
 import ml_collections
 import numpy as np
+from absl import flags
 
 from experiments import ablation, calibration as calibration_experiment, reproduce
 from kd_jax import calibration, collection_eval, hubness, search, sharding
@@ -210,3 +214,18 @@ def plot(setting: Setting, results: dict, out: Path, file_name: str) -> None:
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(out / file_name, dpi=110)
+
+
+def run(setting: Setting, name: str, strengths: list[float]) -> None:
+  """The experiment `name` (experiments/<name>.py) over the stages its flags name (calibration.define_stage_flags):
+  rows at every strength, the choice, results/<name>.json/.md/.png and RESULTS.md."""
+  f = flags.FLAGS
+  stages = calibration_experiment.finished_stages(f.workdir, f.stages, STAGES, f.seeds)
+  results = {"command": f"python -m experiments.{name} " + shlex.join(sys.argv[1:]), "strengths": strengths,
+             "stages": {}}
+  for st in stages:
+    results["stages"][st] = stage_rows(setting, Path(f.workdir) / st, strengths, f.transfer_claims)
+    print(st, "done", flush=True)
+  results["chosen"] = choose(results["stages"], strengths, setting.name)
+  calibration_experiment.publish(Path(f.results_dir), name, results, functools.partial(render, setting),
+                                 lambda r, out: plot(setting, r, out, f"{name}.png"))

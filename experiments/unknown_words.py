@@ -14,10 +14,6 @@ experiments/search_grid.py (the strength is encoded anew for each grid point: un
 from __future__ import annotations
 
 import dataclasses
-import functools
-import shlex
-import sys
-from pathlib import Path
 
 from absl import app, flags
 
@@ -36,24 +32,13 @@ SETTING = search_grid.Setting(
          "are encoded with that share of the `<unk>` embedding row removed (`search.unk_drop`; 1: out-of-vocabulary "
          "words add nothing to what the towers read, while the lexical channel still matches them).",
     axis="unk_drop (0: as trained)", plural="unk_drop shares")
-choose = functools.partial(search_grid.choose, name=SETTING.name)
-render = functools.partial(search_grid.render, SETTING)
 
 
 def main(argv):
   del argv
-  f = flags.FLAGS
-  stages = calibration_experiment.finished_stages(f.workdir, f.stages, search_grid.STAGES, f.seeds)
   shares = sorted({doc_norms.check(x, "--shares", "0: as trained, 1: no <unk> embedding")
-                   for x in map(float, f.shares)})
-  results = {"command": "python -m experiments.unknown_words " + shlex.join(sys.argv[1:]), "strengths": shares,
-             "stages": {}}
-  for st in stages:
-    results["stages"][st] = search_grid.stage_rows(SETTING, Path(f.workdir) / st, shares, f.transfer_claims)
-    print(st, "done", flush=True)
-  results["chosen"] = choose(results["stages"], shares)
-  calibration_experiment.publish(Path(f.results_dir), "unknown_words", results, render,
-                                 lambda r, out: search_grid.plot(SETTING, r, out, "unknown_words.png"))
+                   for x in map(float, flags.FLAGS.shares)})
+  search_grid.run(SETTING, "unknown_words", shares)
 
 
 def _define_flags() -> None:

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments import lexical_norms
+from experiments import search_grid
 from kd_jax import calibration, compact, doc_norms, hubness, search, sharding, stopwords
 from kd_jax.models import students
 
@@ -233,7 +233,7 @@ def test_the_lexical_strength_is_chosen_by_the_mean_dev_figure_ties_to_the_milde
     return {"rows": {f"{s:g}": {"own": {"dev": {"ndcg@10": o}}, "other": {"dev": {"ndcg@10": x}}}
                      for s, o, x in zip((0.0, 0.5, 1.0), own, other)}}
   stages = {"a": stage((0.80, 0.81, 0.79), (0.60, 0.70, 0.72)), "b": stage((0.70, 0.69, 0.70), (0.50, 0.60, 0.58))}
-  chosen = lexical_norms.choose(stages, (0.0, 0.5, 1.0))
+  chosen = search_grid.choose(stages, (0.0, 0.5, 1.0), "lex_norms")
   # own: means 0.75, 0.75, 0.745 -> the tie goes to 0; other: 0.55, 0.65, 0.65 -> the tie goes to 0.5.
   assert chosen["lex_norms"] == {"own": 0.0, "other": 0.5}
   np.testing.assert_allclose(chosen["dev_ndcg@10"]["other"]["1"], 0.65)
@@ -251,7 +251,7 @@ def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_el
   stages = {"w/cnn_s0": stage((0.80, 0.81, 0.7, 0.6, 0.5), (0.70, 0.72, 0.7, 0.6, 0.5)),
             "w/cnn_s1": stage((0.80, 0.79, 0.7, 0.6, 0.5), (0.70, 0.69, 0.7, 0.6, 0.5)),
             "w/lstm_s0": stage((0.70, 0.70, 0.7, 0.6, 0.5), (0.50, 0.40, 0.3, 0.2, 0.1))}
-  chosen = lexical_norms.choose(stages, (0.0,))
+  chosen = search_grid.choose(stages, (0.0,), "lex_norms")
   # At home each stage's own dev decides (a tie keeps the milder beta); elsewhere the recipe's mean over its seeds:
   # cnn 0.70 at 0 against 0.705 at 0.25; lstm 0.
   assert chosen["hub_beta_own"] == {"w/cnn_s0": 0.25, "w/cnn_s1": 0.0, "w/lstm_s0": 0.0}
