@@ -146,6 +146,8 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
   # are the same): short documents such as page titles cost a fraction of the trained length.
   needed = int((claim_wp > 0).sum(1).max() + (docs_wp > 0).sum(1).max() + 3)
   pair_len = min(pair_len, -(-needed // 8) * 8)
+  logging.info("Teacher reranking %d claims x %d BM25 candidates (pairs of up to %d tokens)", len(claims),
+               rows.shape[1], pair_len)
   pred = evaluate.predict_source(predict, tparams, examples, view, batch_size, mesh, tbuilt.tokens, pair_len)
   bm25 = metrics.evaluate_candidates(bm25_scores, pred["labels"], pred["mask"], pred["num_relevant"])
   return {"rerank": evaluate.rerank_metrics(pred), "bm25_rerank": bm25, "num_candidates": int(rows.shape[1]),

@@ -261,15 +261,24 @@ def read_query_file(path: str | Path) -> list[str]:
   return texts
 
 
-def claim_word_ids(texts: list[str], vocab: list[str], max_len: int, oov_buckets: int = 0) -> np.ndarray:
-  """Student ids for free-text claims; refuses claims without one word of the student's vocabulary (hashed
-  out-of-vocabulary rows alone carry too little to search with)."""
+def claim_word_ids(texts: list[str], vocab: list[str], max_len: int, oov_buckets: int = 0,
+                   require_known: bool = True) -> np.ndarray:
+  """Student ids for free-text claims; refuses empty claims and, with `require_known`, claims without one word of
+  the student's vocabulary (hashed out-of-vocabulary rows alone carry too little to search with; without it the
+  caller decides, with `without_known_words`)."""
   index = {w: i for i, w in enumerate(vocab)}
   ids = tokenize.word_ids(index, texts, max_len, oov_buckets)
-  for text, row in zip(texts, ids):
+  for text in texts:
     if not text.strip():
       raise ValueError("Empty claim: pass some text to search for (--config.search.query='...').")
-    if not ((row > 1) & (row < len(vocab))).any():
-      raise ValueError(f"No word of the claim {text!r} is in the student's vocabulary "
-                       f"({len(vocab):,} words): nothing to search with.")
+  blind = without_known_words(ids, len(vocab))
+  if require_known and blind.any():
+    raise ValueError(f"No word of the claim {texts[int(np.argmax(blind))]!r} is in the student's vocabulary "
+                     f"({len(vocab):,} words): nothing to search with.")
   return ids
+
+
+def without_known_words(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+  """[n] bool: rows of claim ids holding no word of the student's vocabulary (padding, <unk> and hashed
+  out-of-vocabulary ids only)."""
+  return ~((ids > 1) & (ids < vocab_size)).any(axis=1)

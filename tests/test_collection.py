@@ -294,6 +294,20 @@ def test_an_index_follows_the_collection_it_was_built_from(stage, tmp_path):
   on.mode = "search"
   assert {h[0] for h in modes.run(on, str(work))[0]} == {"d1", "d2", "d3", "d4"}
 
+  # A claim without a word the student knows: one alone is refused; in a file it is listed without results while
+  # the others are answered; fused, BM25 answers it.
+  claims = tmp_path / "claims.txt"
+  claims.write_text("维生素D缺乏\nvitamin D and cancer risk\n")
+  on.search.query, on.search.query_file = "", str(claims)
+  blind, answered = modes.run(on, str(work))
+  assert blind == [] and {h[0] for h in answered} == {"d1", "d2", "d3", "d4"}
+  on.search.query, on.search.query_file = "维生素D缺乏", ""
+  with pytest.raises(ValueError, match="^No word of the claim '维生素D缺乏' is in the student's vocabulary"):
+    modes.run(on, str(work))
+  on.search.hybrid, on.search.hybrid_weight = "coverage", 0.5
+  assert len(modes.run(on, str(work))) == 1
+  on.search.hybrid = ""
+
   with pytest.raises(ValueError, match=r"^A collection named 'test' would overwrite the stage's own eval_test\.json"):
     collection.from_config(_on(c, path=str(jsonl), name="test"))
   beir_dir = tmp_path / "no_queries"

@@ -53,7 +53,17 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   doc_vecs = indexing.calibrated_docs(root, built, doc_vecs, cal)
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
-  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets)
+  # A claim without one word the student knows: the student alone has nothing to search with, but a file's other
+  # claims are still answered (that one is listed without results), and fused search lets BM25 answer it.
+  ids = search.claim_word_ids(texts, inputs.vocab, inputs.settings["claim_word_len"], inputs.oov_buckets,
+                              require_known=not s.hybrid and len(texts) == 1)
+  blind = np.zeros(len(texts), bool) if s.hybrid else search.without_known_words(ids, len(inputs.vocab))
+  if blind.all():
+    raise ValueError(f"No claim of {s.query_file} holds a word of the student's vocabulary ({len(inputs.vocab):,} "
+                     "words): nothing to search with (--config.search.hybrid=coverage lets BM25 answer them).")
+  if blind.any():
+    logging.warning("%d of %d claims hold no word of the student's vocabulary: listed without results "
+                    "(--config.search.hybrid=coverage lets BM25 answer them).", int(blind.sum()), len(texts))
   claim_vecs = cal.claims(built, inputs, search.encode_claims(built, params, ids, mesh))
   coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
@@ -90,10 +100,10 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     else:
       scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, s.top_k, mesh, doc_bias=bias)
   results = []
-  for text, sc, rw in zip(texts, scores, rows):
-    hits = [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc) if r >= 0]
+  for text, sc, rw, unknown in zip(texts, scores, rows, blind):
+    hits = [] if unknown else [(doc_ids[r], float(v), coll.document(int(r))[:100]) for r, v in zip(rw, sc) if r >= 0]
     if multihost.is_primary():  # one copy of the answer, not one per host
-      print(f"\n{text}")
+      print(f"\n{text}" + ("\n  (no word of this claim is in the student's vocabulary: no results)" if unknown else ""))
       for rank, (doc_id, v, snippet) in enumerate(hits, 1):
         print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
     results.append(hits)
