@@ -12,6 +12,8 @@ top: experiments/search_grid.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import app, flags
 
 from experiments import calibration as calibration_experiment, search_grid
@@ -20,8 +22,8 @@ from kd_jax import calibration, doc_norms
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SETTING = search_grid.Setting(
     name="lex_norms",
-    # Each stage's saved calibration, lex_norms then set per strength.
-    base=lambda cfg, own: calibration.of(cfg, own=own),
+    # Each stage's saved calibration, lex_norms then set per strength; as measured, before unk_drop existed.
+    base=lambda cfg, own: dataclasses.replace(calibration.of(cfg, own=own), unk_drop=0.0),
     title="Lexical norms calibrated for the collection searched",
     what="(kd_jax/doc_norms.py): on top of the calibration chosen above, each document's lexical-channel norm is "
          "pulled that far (in log space) toward the median of the collection searched (`search.lex_norms`).",

@@ -54,7 +54,14 @@ class Calibration:
   def params(self, params):
     """The student's parameters to encode claims and documents with: `params` itself, or with the <unk> embedding
     row scaled by 1 - unk_drop."""
-    return students.scale_unknown(params, 1.0 - self.unk_drop) if self.encodes else params
+    if not self.encodes:
+      return params
+    try:
+      return students.scale_unknown(params, 1.0 - self.unk_drop)
+    except ValueError:
+      raise ValueError("search.unk_drop scales the student's <unk> embedding row, and this student has no word-embedding"
+                       " table ('embed'/'embedding'): pass --config.search.unk_drop.own=0 "
+                       "--config.search.unk_drop.other=0.") from None
 
   def docs(self, built, doc_vecs, norms: np.ndarray | None = None, lex_norms: np.ndarray | None = None):
     """The index as search should read it (itself when the norms are left alone); `norms`, `lex_norms`: its dense

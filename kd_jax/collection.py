@@ -62,8 +62,13 @@ class Source:
     (indexing.build_index stores it and encodes a changed collection again; search refuses an index of another
     version). One pass over the collection, streamed."""
     h = hashlib.sha256()
-    for doc in self.documents():
-      h.update(json.dumps(doc).encode() + b"\n")
+    if "_collection" in self.__dict__:  # already read whole (search, evaluate): no second pass over the file
+      coll = self._collection
+      docs = ((doc_id, coll.document(i)) for i, doc_id in enumerate(coll.ids))
+    else:
+      docs = self.documents()
+    for doc in docs:
+      h.update(json.dumps(list(doc)).encode() + b"\n")
     return h.hexdigest()[:16]
 
   def claims_fingerprint(self, split: str) -> str:

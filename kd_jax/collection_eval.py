@@ -29,7 +29,7 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
   `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
   (indexing.hub_penalty), the student alone with the hub correction too; with an active `cal`, the student alone
   and fused once more, calibrated for the collection (calibration.py), at `cal_weights` (default: `weights`), over
-  `cal_doc_vecs`: the documents encoded with `cal.params` (default: `doc_vecs`, which a `cal` that `encodes` needs)."""
+  `cal_doc_vecs`: the documents encoded with `cal.params` (default: `doc_vecs`; required when `cal.encodes`)."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -154,33 +154,49 @@ def teacher_figures(tbuilt: Built, tparams, tinputs: stage_inputs.StageInputs, p
           "claims": len(claims), "pair_len": pair_len}
 
 
+def _own_eval(stage: Path) -> dict:
+  path = Path(stage) / "eval_test.json"
+  return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def own_dev_calibrated(stage: Path, cal: calibration.Calibration) -> dict:
+  """The `calibrated` part of the stage's eval_test.json if it was made at `cal`'s settings, else {}: what dev chose
+  for other vectors is no choice for these."""
+  made = _own_eval(stage).get("calibrated", {})
+  return made if cal.made(made) else {}
+
+
 def own_dev_hub_norm(stage: Path, calibrated_as: calibration.Calibration | None = None) -> dict | None:
   """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored: for
   the search as trained, or with `calibrated_as` for the search calibrated so, and only if dev chose it at those very
-  settings (a beta chosen for other vectors is no choice for these)."""
-  path = Path(stage) / "eval_test.json"
-  stored = json.loads(path.read_text()) if path.is_file() else {}
-  if calibrated_as is None:
-    h = stored.get("hub_norm")
-  else:
-    cal = stored.get("calibrated", {})
-    h = cal.get("hub_norm") if calibrated_as.made(cal) else None
+  settings (own_dev_calibrated)."""
+  h = _own_eval(stage).get("hub_norm") if calibrated_as is None else own_dev_calibrated(stage, calibrated_as).get(
+      "hub_norm")
   return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
 
 
-def own_dev_weights(stage: Path, methods, calibrated: bool = False) -> dict[str, float]:
+def own_dev_weights(stage: Path, methods, calibrated_as: calibration.Calibration | None = None) -> dict[str, float]:
   """The fusion weights the stage chose on its own dev set (its eval_test.json), for the methods it has.
 
-  `calibrated`: the weights dev chose for the student searched calibrated (`calibrated.hybrid`), for a calibrated
-  search: calibration moves the student's scores, so the share dev gave the uncalibrated student need not fit (the
-  main command's seed 0: zcoverage 0.8 calibrated, 0.6 as trained). Methods the file holds no calibrated weight for
-  (evaluated before calibrated fusions existed, or with calibration off) keep the uncalibrated one."""
-  path = Path(stage) / "eval_test.json"
-  stored = json.loads(path.read_text()) if path.is_file() else {}
-  chosen = stored.get("hybrid", {})
-  if calibrated:
-    chosen = {**chosen, **stored.get("calibrated", {}).get("hybrid", {})}
+  `calibrated_as`: the weights dev chose for the student searched calibrated (`calibrated.hybrid`), for a search
+  calibrated at those settings at home: calibration moves the student's scores, so the share dev gave the
+  uncalibrated student need not fit (the main command's seed 0: zcoverage 0.8 calibrated, 0.6 as trained). Methods
+  the file holds no such weight for (evaluated before calibrated fusions existed, with calibration off, or calibrated
+  at other settings: own_dev_current says so) keep the uncalibrated one."""
+  chosen = _own_eval(stage).get("hybrid", {})
+  if calibrated_as is not None:
+    chosen = {**chosen, **own_dev_calibrated(stage, calibrated_as).get("hybrid", {})}
   return {m: float(chosen[m]["full_collection"]["weight"]) for m in methods if m in chosen}
+
+
+def own_dev_current(stage: Path, config) -> bool:
+  """Whether the stage's eval_test.json holds what other collections' evaluations and searches read from it at
+  today's `config`: a fusion weight for every method, the hub correction's beta, and, with search calibrated at home,
+  both chosen again for the search calibrated at today's settings."""
+  if len(own_dev_weights(stage, config.hybrid.methods)) < len(config.hybrid.methods) or own_dev_hub_norm(stage) is None:
+    return False
+  home = calibration.of(config, own=True)
+  return not home.active or own_dev_hub_norm(stage, home) is not None
 
 
 def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
@@ -196,7 +212,8 @@ def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
   if not cal.made(stored.get("calibrated", {})):
     return False
   fused = stored.get("calibrated", {}).get("hybrid", {})
-  return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods, calibrated=True)
+  return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods,
+                                                                      calibration.of(config, own=True))
 
 
 def log_summary(result: dict) -> None:

@@ -38,8 +38,9 @@ def _cached(module, key: tuple, make):
 
 def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, method: str) -> np.ndarray:
   """Vectors [n, D] for token rows [n, L], in fixed-size batches (one compile), padding the last one. A row with no
-  words (an empty document) gets a zero vector: the towers would give it their biases' vector, which matches every
-  claim a little, and which the calibration would scale up to the collection's median norm (doc_norms.py)."""
+  words (an empty document) gets a zero vector, so it scores 0 against every claim: the towers would give it their
+  biases' vector, which matches every claim somewhat, and which the calibration would scale up to the collection's
+  median norm (doc_norms.py). A real document whose score for a claim is below 0 ranks under it."""
   step = batch_size - batch_size % mesh.shape["data"] or mesh.shape["data"]
   fn = _cached(built.module, ("encode", method, mesh), lambda: jax.jit(
       lambda p, x: built.module.apply({"params": p}, x, method=getattr(built.module, method)),

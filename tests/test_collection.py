@@ -371,8 +371,31 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
   methods = ["linear", "zscore", "rrf", "gated"]
   assert collection_eval.own_dev_weights(tmp_path, methods) == {"linear": 0.7, "zscore": 0.6, "rrf": 1.0}
   # Calibrated where the file holds a calibrated weight; the uncalibrated one for a method evaluated without it.
-  assert collection_eval.own_dev_weights(tmp_path, methods, calibrated=True) == {"linear": 0.8, "zscore": 0.5,
-                                                                                 "rrf": 1.0}
+  made_at = calibration.Calibration(doc_norms=0.25)
+  assert collection_eval.own_dev_weights(tmp_path, methods, made_at) == {"linear": 0.8, "zscore": 0.5, "rrf": 1.0}
+  # Weights chosen for the student calibrated at other settings (here: before unk_drop) are no choice for this one.
+  today = calibration.Calibration(doc_norms=0.25, unk_drop=0.5)
+  assert collection_eval.own_dev_weights(tmp_path, methods, today) == {"linear": 0.7, "zscore": 0.6, "rrf": 1.0}
+  assert search_mode._hybrid_weight("linear", -1.0, tmp_path, today) == 0.7  # with a warning to evaluate again
+  assert search_mode._hybrid_weight("linear", -1.0, tmp_path, made_at) == 0.8
+
+
+def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_stale(tmp_path):
+  config = cnn_student.get_config()
+  weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
+  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0}
+  home = calibration.of(config, own=True)
+  stored = {"hybrid": {m: weight(0.5) for m in config.hybrid.methods}, "hub_norm": hub,
+            "calibrated": {**home.settings(), "hub_norm": hub}}
+  (tmp_path / "eval_test.json").write_text(json.dumps(stored))
+  assert collection_eval.own_dev_current(tmp_path, config)
+  before_unk = {k: v for k, v in home.settings().items() if k != "unk_drop"}  # made before unk_drop existed
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "calibrated": {**before_unk, "hub_norm": hub}}))
+  assert not collection_eval.own_dev_current(tmp_path, config)
+  config.search.unk_drop.own = 0.0
+  assert collection_eval.own_dev_current(tmp_path, config)
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hybrid": {"linear": weight(0.5)}}))
+  assert not collection_eval.own_dev_current(tmp_path, config)  # a fusion method evaluated since
 
 
 def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
@@ -453,7 +476,8 @@ def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   methods = list(config.hybrid.methods)
   weight = lambda w: {"weight": w, "full_collection": {"weight": w}}  # noqa: E731
   (tmp_path / "eval_test.json").write_text(json.dumps({
-      "hybrid": {m: weight(0.6) for m in methods}, "calibrated": {"hybrid": {m: weight(0.8) for m in methods}}}))
+      "hybrid": {m: weight(0.6) for m in methods},
+      "calibrated": {**calibration.of(config, own=True).settings(), "hybrid": {m: weight(0.8) for m in methods}}}))
   stored = {"hybrid": {m: weight(0.6) for m in methods}, "hub_norm": {"beta": 0.5},
             "calibrated": {**calibration.of(config, own=False).settings(),
                            "hybrid": {m: weight(0.8) for m in methods}}}

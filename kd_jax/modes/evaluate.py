@@ -168,8 +168,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   source.claims("test")  # a collection that cannot be evaluated (no queries, bad qrels) says so before any encoding
   # The fusion weights and the hub correction's beta come from the stage's own dev set: evaluated there first if
   # missing (or made before a fusion method or the correction existed).
-  if (len(collection_eval.own_dev_weights(out, config.hybrid.methods)) < len(config.hybrid.methods)
-      or collection_eval.own_dev_hub_norm(out) is None):
+  if not collection_eval.own_dev_current(out, config):
     own = ml_collections.ConfigDict(config.to_dict())
     own.collection.update(path="", dataset="", name="")
     evaluate_stage(own, workdir)
@@ -195,7 +194,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,
-                                              collection_eval.own_dev_weights(out, config.hybrid.methods, True),
+                                              collection_eval.own_dev_weights(out, config.hybrid.methods,
+                                                                              calibration.of(config, own=True)),
                                               cal_vecs)}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():

@@ -14,12 +14,12 @@ from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
 
-def _read_index(config, out: Path, source, inputs, unk_drop: float) -> tuple[np.ndarray, list[str], Path]:
+def _read_index(config, out: Path, source, inputs, unk_drop: float, own: bool) -> tuple[np.ndarray, list[str], Path]:
   index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
     if unk_drop:  # the index is encoded at this setting: mode=index must see it too
-      flags += f" --config.search.unk_drop.{'other' if flags else 'own'}={unk_drop:g}"
+      flags += f" --config.search.unk_drop.{'own' if own else 'other'}={unk_drop:g}"
     raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
                             f"{flags}.")
   doc_vecs, doc_ids, meta = index.read()
@@ -49,7 +49,8 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   cal = calibration.of(config, own=own)
   built, params, inputs = stage.student(config, out, mesh)
   params = cal.params(params)  # claims are encoded as the index's documents were (mode=index)
-  doc_vecs, doc_ids, root = _read_index(config, out, source, inputs, cal.unk_drop)
+  coll = source.collection()  # BM25 and the snippets; read first, so the index's check reads it once
+  doc_vecs, doc_ids, root = _read_index(config, out, source, inputs, cal.unk_drop, own)
   doc_vecs = indexing.calibrated_docs(root, built, doc_vecs, cal)
   if cal.active:
     logging.info("Calibrated search (calibration.py): %s", cal.settings())
@@ -65,9 +66,8 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     logging.warning("%d of %d claims hold no word of the student's vocabulary: listed without results "
                     "(--config.search.hybrid=coverage lets BM25 answer them).", int(blind.sum()), len(texts))
   claim_vecs = cal.claims(built, inputs, search.encode_claims(built, params, ids, mesh))
-  coll = source.collection()  # BM25 and the snippets
   if s.hybrid:
-    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out, cal.active)
+    weight = _hybrid_weight(s.hybrid, s.hybrid_weight, out, calibration.of(config, own=True) if cal.active else None)
     bm25 = source.bm25
     depth = max(s.top_k, config.hybrid.depth)
     pool = hybrid.full_collection_pool(built, params, claim_vecs, doc_vecs, texts, [str(i) for i in range(len(texts))],
@@ -126,13 +126,19 @@ def _hub_beta(beta: float, beta_other: float, out: Path, own: bool,
   return float(chosen["beta"]) if chosen else 0.0
 
 
-def _hybrid_weight(method: str, weight: float, out: Path, calibrated: bool) -> float:
-  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method` (for the calibrated student when
-  the search is calibrated)."""
+def _hybrid_weight(method: str, weight: float, out: Path, calibrated_as: calibration.Calibration | None) -> float:
+  """`weight` if given (>= 0), else the one mode=evaluate chose on dev for `method`: for the student searched
+  calibrated at `calibrated_as` (the stage's home calibration; mode=evaluate fuses other collections at those weights
+  too) when the search is calibrated and dev chose one at those settings, else for the student as trained."""
   if weight >= 0:
     return weight
-  chosen = collection_eval.own_dev_weights(out, [method], calibrated)
+  chosen = collection_eval.own_dev_weights(out, [method], calibrated_as)
   if method not in chosen:
     raise FileNotFoundError(f"No dev-chosen {method} fusion weight in {out / 'eval_test.json'}: run "
                             "--config.mode=evaluate first, or pass --config.search.hybrid_weight=0.5.")
+  calibrated = {} if calibrated_as is None else collection_eval.own_dev_calibrated(out, calibrated_as).get("hybrid", {})
+  if calibrated_as is not None and method not in calibrated:
+    logging.warning("No %s fusion weight was chosen on dev for the student calibrated at today's settings (%s): "
+                    "fusing at the one chosen as trained. Run --config.mode=evaluate again to choose one.", method,
+                    calibration.describe(calibrated_as.settings()))
   return chosen[method]
