@@ -115,8 +115,8 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # zcoverage fuses the student with BM25 at `hybrid_weight` (the student's share; -1: the weight mode=evaluate
       # chose on dev, for the calibrated student when search is calibrated). The student alone searches with the hub
       # correction at `hub_beta` (-1: on the stage's own collection, the beta mode=evaluate chose on its dev for that
-      # search, calibrated or not; on any other, `hub_beta_other`: 0.25, chosen on FEVER-titles dev for both SciFact
-      # students at today's calibration, experiments/unknown_words.py; 0: off).
+      # search, calibrated or not; on any other, `hub_beta_other`, chosen per student config on FEVER-titles dev at its
+      # calibration, experiments/unknown_words.py; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
@@ -128,12 +128,12 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # (experiments/lexical_norms.py, results/lexical_norms.json): left alone at home, all at the median elsewhere
       # (measured with SciFact students on FEVER-titles only). unk_drop: the share of the shared out-of-vocabulary
       # embedding (<unk>) taken out of what the towers read when encoding claims and documents; it changes the vectors,
-      # so mode=index stores them apart (<stage>/index/<collection>-unk<share>/); chosen on dev on top of the others
-      # (experiments/unknown_words.py, results/unknown_words.json): half at home, all of it elsewhere (SciFact
-      # students on FEVER-titles: the BiLSTM 0.578 -> 0.863 test nDCG@10, the CNN 0.812 -> 0.813).
+      # so mode=index stores them apart (<stage>/index/<collection>-unk<share>/); chosen on dev on top of the others,
+      # per student kind (experiments/unknown_words.py, results/unknown_words_<kind>.json): the student configs set
+      # it; 0 here leaves a student of your own as trained.
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
-                  hub_beta_other=0.25, doc_norms=dict(own=0.25, other=1.0), stop_df=0.25,
-                  lex_norms=dict(own=0.0, other=1.0), unk_drop=dict(own=0.5, other=1.0),
+                  hub_beta_other=0.0, doc_norms=dict(own=0.25, other=1.0), stop_df=0.25,
+                  lex_norms=dict(own=0.0, other=1.0), unk_drop=dict(own=0.0, other=0.0),
                   ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
       hybrid=dict(methods=("linear", "zscore", "rrf", "gated", "coverage", "zcoverage"), depth=100),

@@ -162,7 +162,7 @@ def plot(results: dict, out: Path) -> None:
 
 def finished_stages(workdir: str, stages: list[str], patterns, seeds) -> list[str]:
   """`stages`, or every pattern of `patterns` at every seed, all finished under `workdir` (else a usage error)."""
-  stages = stages or [p.format(seed=seed) for p in patterns for seed in seeds]
+  stages = stages or list(dict.fromkeys(p.format(seed=seed) for p in patterns for seed in seeds))  # seedless once
   missing = [st for st in stages if not (Path(workdir) / st / "complete.json").is_file()]
   if missing:
     raise app.UsageError(f"Not finished stages under {workdir}: {', '.join(missing)} (train them, or pass --stages).")

@@ -19,7 +19,9 @@ SECTIONS = (
     "main_recipe.md",  # experiments/seed_table.py: the main command's student over seeds
     "calibration.md",  # experiments/calibration.py: search calibrated for the collection searched
     "lexical_norms.md",  # experiments/lexical_norms.py: lexical norms calibrated on top of it
-    "unknown_words.md",  # experiments/unknown_words.py: the <unk> embedding out of the towers' inputs, on top of both
+    # experiments/unknown_words.py: the <unk> embedding out of the towers' inputs, on top of both, per student kind
+    "unknown_words_cnn.md",
+    "unknown_words_lstm.md",
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 

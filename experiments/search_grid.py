@@ -216,12 +216,21 @@ def plot(setting: Setting, results: dict, out: Path, file_name: str) -> None:
   fig.savefig(out / file_name, dpi=110)
 
 
-def run(setting: Setting, name: str, strengths: list[float]) -> None:
-  """The experiment `name` (experiments/<name>.py) over the stages its flags name (calibration.define_stage_flags):
-  rows at every strength, the choice, results/<name>.json/.md/.png and RESULTS.md."""
+def stage_kind(stage_dir: Path) -> str:
+  """The student kind (cnn, lstm) a stage's saved config names."""
+  return json.loads((Path(stage_dir) / "config.json").read_text())["model"]["kind"]
+
+
+def run(setting: Setting, module: str, strengths: list[float], patterns=STAGES, kind: str = "") -> None:
+  """The experiment experiments/<module>.py over the stages its flags name (calibration.define_stage_flags; default:
+  `patterns` at every seed), only those of student `kind` if given: rows at every strength, the choice,
+  results/<name>.json/.md/.png and RESULTS.md, <name> being `module`, or `module_kind`."""
   f = flags.FLAGS
-  stages = calibration_experiment.finished_stages(f.workdir, f.stages, STAGES, f.seeds)
-  results = {"command": f"python -m experiments.{name} " + shlex.join(sys.argv[1:]), "strengths": strengths,
+  stages = calibration_experiment.finished_stages(f.workdir, f.stages, patterns, f.seeds)
+  if kind:
+    stages = [st for st in stages if stage_kind(Path(f.workdir) / st) == kind]
+  name = f"{module}_{kind}" if kind else module
+  results = {"command": f"python -m experiments.{module} " + shlex.join(sys.argv[1:]), "strengths": strengths,
              "stages": {}}
   for st in stages:
     results["stages"][st] = stage_rows(setting, Path(f.workdir) / st, strengths, f.transfer_claims)

@@ -6,6 +6,7 @@ correction on top (experiments/search_grid.py, as experiments/lexical_norms.py u
 
 import collections
 import dataclasses
+import json
 import types
 
 import flax.linen as nn
@@ -289,3 +290,17 @@ def test_unk_drop_takes_the_shared_unknown_row_out_of_what_the_towers_read(kind)
     np.testing.assert_allclose(encode(dropped, known), encode(variables["params"], known), rtol=1e-6)
     assert np.abs(encode(dropped, unknown) - encode(variables["params"], unknown)).max() > 1e-4
   assert np.abs(table[students.OOV_ID]).max() > 0  # the test would show nothing with a zero row
+
+
+def test_experiment_stages_are_listed_once_and_filtered_by_kind(tmp_path):
+  """A stage pattern without a seed (one seed trained) is listed once, not once per seed; run(kind=...) keeps the
+  stages of one student kind by their saved configs."""
+  from experiments import calibration as calibration_experiment
+  for name, kind in (("a_s0", "cnn"), ("a_s1", "cnn"), ("b", "lstm")):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "complete.json").write_text("{}")
+    (tmp_path / name / "config.json").write_text(json.dumps({"model": {"kind": kind}}))
+  stages = calibration_experiment.finished_stages(str(tmp_path), [], ("a_s{seed}", "b"), ["0", "1"])
+  assert stages == ["a_s0", "a_s1", "b"]
+  assert [search_grid.stage_kind(tmp_path / st) for st in stages] == ["cnn", "cnn", "lstm"]
+
