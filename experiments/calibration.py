@@ -52,8 +52,7 @@ def stored_index(stage_dir: Path, cfg, built, params, inputs, name: str, max_cla
   c = ml_collections.ConfigDict(cfg.to_dict())
   c.collection.update(path="", dataset=name, name=name, max_claims=max_claims)
   src = collection.from_config(c)
-  return src, indexing.build_index(built, params, inputs, src, indexing.index_root(stage_dir, name), mesh,
-                                   {"model": cfg.name, "prepared": inputs.settings["prepared"]})
+  return src, indexing.build_for(stage_dir, built, params, inputs, src, mesh, cfg.name)
 
 
 def stage_rows(stage_dir: Path, stop_dfs, strengths, transfer_claims: int) -> dict:

@@ -77,12 +77,14 @@ def stage_rows(setting: Setting, stage_dir: Path, strengths, transfer_claims: in
     texts = [text for _, text in src.documents()]
     out[f"{where}_calibration"] = base.settings()
     claims = {split: src.claims(split) for split in ("dev", "test")}
+    encode_claims = lambda p: {split: search.encode_claims(built, p, inputs.claim_words(c.texts), mesh)  # noqa: E731
+                               for split, c in claims.items()}
+    as_trained = encode_claims(params)  # every strength that leaves the towers' inputs alone reads these
     for s in strengths:
       cal = dataclasses.replace(base, **{setting.name: s})
       p = cal.params(params)
       doc_vecs = search.encode_docs(built, p, inputs.doc_words(texts), mesh) if cal.encodes else stored_vecs
-      claim_vecs = {split: search.encode_claims(built, p, inputs.claim_words(c.texts), mesh)
-                    for split, c in claims.items()}
+      claim_vecs = encode_claims(p) if cal.encodes else as_trained
       docs = cal.docs(built, doc_vecs)
       penalty = hubness.collection_penalty(built, p, docs, settings,
                                            lambda rows: inputs.claim_words([texts[int(r)] for r in rows]), mesh,

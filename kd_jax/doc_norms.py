@@ -26,8 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def check(strength: float, name: str = "strength",
-          meaning: str = "0: vectors as trained, 1: every document at the collection's median norm") -> float:
+NORM_PULL = "0: vectors as trained, 1: every document at the collection's median norm"
+
+
+def check(strength: float, name: str = "strength", meaning: str = NORM_PULL) -> float:
   strength = float(strength)
   if not 0.0 <= strength <= 1.0:
     raise ValueError(f"{name} must lie in [0, 1] ({meaning}), got {strength}")
@@ -46,7 +48,7 @@ def strength_for(config, own: bool, setting: str = "doc_norms") -> float:
   key = "own" if own else "other"
   if settings is None:
     return 0.0
-  return check(settings.get(key, 0.0), f"search.{setting}.{key}", *([_MEANING[setting]] if setting in _MEANING else []))
+  return check(settings.get(key, 0.0), f"search.{setting}.{key}", _MEANING.get(setting, NORM_PULL))
 
 
 def dense_norms(doc_vecs, dense_dim: int, chunk_rows: int = 1 << 16) -> np.ndarray:

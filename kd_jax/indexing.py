@@ -66,6 +66,15 @@ def build_index(built: Built, params, inputs: StageInputs, source: Source, out: 
   return index
 
 
+def build_for(stage: Path, built: Built, params, inputs: StageInputs, source: Source, mesh, model: str,
+              cal: calibration.Calibration = calibration.Calibration(), dtype: str = "float32") -> search.Index:
+  """The index of `source` as a search calibrated by `cal` reads it (build_index): encoded with `cal.params` into
+  index_root(stage, source.name, dtype, cal.unk_drop), by the stage's student `model`."""
+  return build_index(built, cal.params(params), inputs, source, index_root(stage, source.name, dtype, cal.unk_drop),
+                     mesh, {"model": model, "prepared": inputs.settings["prepared"], "unk_drop": cal.unk_drop},
+                     dtype=dtype)
+
+
 def _start(out: Path, ids: list[str], dim: int, dtype: str, fingerprint: str) -> int:
   """Rows already encoded by an earlier run of the same collection (0 for a fresh start, which sets up the files)."""
   progress = out / "progress.json"

@@ -248,10 +248,7 @@ def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
 
   With separate towers both the claim and the document tables are replaced.
   """
-  flat = traverse_util.flatten_dict(params)
-  paths = [p for p in flat if p[-2:] == ("embed", "embedding")]
-  if not paths:
-    raise ValueError("no embedding table ('embed'/'embedding') found in params")
+  flat, paths = _embedding_tables(params)
   for path in paths:
     if tuple(flat[path].shape) != tuple(np.shape(matrix)):
       raise ValueError(f"embedding {'/'.join(path)} has shape {flat[path].shape}, matrix has {np.shape(matrix)}")
@@ -262,13 +259,19 @@ def with_embeddings(params: Any, matrix: np.ndarray | Array) -> dict:
 def scale_unknown(params: Any, factor: float) -> dict:
   """Copy of `params` with the `<unk>` row (OOV_ID, which every out-of-vocabulary word without a row of its own reads)
   of every embedding table times `factor`: at 0, unknown words add nothing to the towers' inputs."""
+  flat, paths = _embedding_tables(params)
+  for path in paths:
+    flat[path] = jnp.asarray(flat[path]).at[OOV_ID].multiply(factor)
+  return traverse_util.unflatten_dict(flat)
+
+
+def _embedding_tables(params: Any) -> tuple[dict, list[tuple]]:
+  """(flattened `params`, the paths of its word-embedding tables: the claim and document towers' when separate)."""
   flat = traverse_util.flatten_dict(params)
   paths = [p for p in flat if p[-2:] == ("embed", "embedding")]
   if not paths:
     raise ValueError("no embedding table ('embed'/'embedding') found in params")
-  for path in paths:
-    flat[path] = jnp.asarray(flat[path]).at[OOV_ID].multiply(factor)
-  return traverse_util.unflatten_dict(flat)
+  return flat, paths
 
 
 registry.register_student("cnn", "CNN", CNNConfig, CNNStudent)

@@ -176,9 +176,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
   dtype = stage.index_dtype(config)
-  root = indexing.index_root(out, source.name, dtype)
-  index = indexing.build_index(built, params, inputs, source, root, mesh,
-                               {"model": config.name, "prepared": inputs.settings["prepared"]}, dtype=dtype)
+  index = indexing.build_for(out, built, params, inputs, source, mesh, config.name, dtype=dtype)  # as trained
+  root = index.root
   doc_vecs, doc_ids, _ = index.read()
   # A diagnostic: the student as trained, corrected at the beta its own dev chose (mode=search, calibrated, uses
   # search.hub_beta_other on another collection). Stored beside the index for the next evaluation.
@@ -187,10 +186,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   cal = calibration.of(config, own=False)
   cal_vecs = doc_vecs
   if cal.encodes:  # the calibrated search reads an index of its own, encoded as mode=index encodes it (calibration.py)
-    cal_vecs = indexing.build_index(built, cal.params(params), inputs, source,
-                                    indexing.index_root(out, source.name, dtype, cal.unk_drop), mesh,
-                                    {"model": config.name, "prepared": inputs.settings["prepared"],
-                                     "unk_drop": cal.unk_drop}, dtype=dtype).read()[0]
+    cal_vecs = indexing.build_for(out, built, params, inputs, source, mesh, config.name, cal, dtype).read()[0]
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,

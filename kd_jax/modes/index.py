@@ -22,8 +22,6 @@ def index_stage(config, workdir: str) -> Path:
   stage.check_writable(config.data, root)
   mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
-  index = indexing.build_index(built, cal.params(params), inputs, source, root, mesh,
-                               {"model": config.name, "prepared": inputs.settings["prepared"],
-                                "unk_drop": cal.unk_drop}, dtype=stage.index_dtype(config))
+  index = indexing.build_for(out, built, params, inputs, source, mesh, config.name, cal, stage.index_dtype(config))
   logging.info("Index of %s by %s: %s", source.name, config.name, index.root)
   return index.root
