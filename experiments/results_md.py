@@ -22,6 +22,7 @@ SECTIONS = (
     # experiments/unknown_words.py: the <unk> embedding out of the towers' inputs, on top of both, per student kind
     "unknown_words_cnn.md",
     "unknown_words_lstm.md",
+    "claim_bank.md",  # experiments/claim_bank.py: the hub correction's bank made of the collection's claims
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 

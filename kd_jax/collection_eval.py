@@ -60,11 +60,18 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                                            doc_vecs if cal_doc_vecs is None else cal_doc_vecs, doc_ids, source, claims,
                                            cal_weights or weights, mesh, depth, cal)
   if hub_norm is not None:
-    h_scores, h_rows = search.top_k(built, params, claim_vecs, doc_vecs, depth, mesh,
-                                    doc_bias=hub_norm["beta"] * penalty)
-    out["hub_norm"] = {**hub_norm, "full_collection": search.full_collection_metrics(
-        h_scores, h_rows, claims.ids, doc_ids, claims.qrels), "hub": hub_share(h_rows)}
+    out["hub_norm"] = corrected_figures(built, params, claim_vecs, doc_vecs, doc_ids, claims,
+                                        hub_norm["beta"] * penalty, mesh, hub_norm, depth)
   return out
+
+
+def corrected_figures(built: Built, params, claim_vecs: np.ndarray, docs, doc_ids: list[str], claims,
+                      bias: np.ndarray, mesh, settings: dict, depth: int = 100) -> dict:
+  """The student alone over the whole collection with each document's score lowered by `bias` [N] (a hub
+  correction: beta x hubness.py's penalty), and its hub check; `settings` (the correction's) are kept beside them."""
+  scores, rows = search.top_k(built, params, claim_vecs, docs, depth, mesh, doc_bias=bias)
+  return {**settings, "full_collection": search.full_collection_metrics(scores, rows, claims.ids, doc_ids,
+                                                                        claims.qrels), "hub": hub_share(rows)}
 
 
 def calibrated_figures(built: Built, params, inputs: stage_inputs.StageInputs, claim_vecs: np.ndarray, doc_vecs,

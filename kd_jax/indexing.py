@@ -8,6 +8,7 @@ one chunk's token ids are ever in memory. `meta.json`, written last, marks the i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -146,25 +147,38 @@ def calibrated_docs(root: Path, built: Built, doc_vecs, cal: calibration.Calibra
 
 
 def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,
-                mesh, claim_fn=None) -> np.ndarray:
+                mesh, claim_fn=None, bank_texts: list[str] | None = None) -> np.ndarray:
   """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
   bank and calibration settings it was made with in `hub_penalty.json`); the bank's documents are read from `source`
-  in one pass, and their claim vectors transformed by `claim_fn` (a calibrated search's common words out)."""
-  want = {k: int(settings[k]) for k in ("bank", "k", "seed")}
+  in one pass, and their claim vectors transformed by `claim_fn` (a calibrated search's common words out).
+  `bank_texts`: a bank of real claims instead (search.hub_bank), all of them; its penalty is stored apart
+  (`hub_penalty_claims.*`, with a digest of the claims), so the two banks do not replace each other."""
+  if bank_texts is None:
+    want: dict = {k: int(settings[k]) for k in ("bank", "k", "seed")}
+    stem = "hub_penalty"
+  else:
+    digest = hashlib.sha256(json.dumps(list(bank_texts)).encode()).hexdigest()[:16]
+    want = {"k": int(settings["k"]), "bank_claims": len(bank_texts), "bank_digest": digest}
+    stem = "hub_penalty_claims"
   for key in ("doc_norms", "lex_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
     if settings.get(key):
       want[key] = float(settings[key])
   if settings.get("stop_df", 1.0) < 1:  # and so are those of banks without the common words' lexical buckets
     want["stop_df"] = float(settings["stop_df"])
-  path, meta = root / "hub_penalty.npy", root / "hub_penalty.json"
+  path, meta = root / f"{stem}.npy", root / f"{stem}.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)
 
-  def bank_words(rows: np.ndarray) -> np.ndarray:
-    wanted = set(rows.tolist())
-    texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
-    return inputs.claim_words([texts[int(r)] for r in rows])
-  penalty = hubness.collection_penalty(built, params, doc_vecs, want, bank_words, mesh, claim_fn)
+  if bank_texts is not None:
+    bank_vecs = search.encode_claims(built, params, inputs.claim_words(list(bank_texts)), mesh)
+    penalty = hubness.claims_penalty(built, params, bank_vecs if claim_fn is None else claim_fn(bank_vecs), doc_vecs,
+                                     want["k"])
+  else:
+    def bank_words(rows: np.ndarray) -> np.ndarray:
+      wanted = set(rows.tolist())
+      texts = dict((i, text) for i, (_, text) in enumerate(source.documents()) if i in wanted)
+      return inputs.claim_words([texts[int(r)] for r in rows])
+    penalty = hubness.collection_penalty(built, params, doc_vecs, want, bank_words, mesh, claim_fn)
 
   def write():
     with atomic.open_for_write(path, "wb") as f:

@@ -213,7 +213,8 @@ def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: lis
 
 # Files stored beside an index and computed from its vectors (indexing.part_norms, indexing.hub_penalty): they go
 # when the vectors are rebuilt.
-DERIVED = ("dense_norms.npy", "lexical_norms.npy", "hub_penalty.npy", "hub_penalty.json")
+DERIVED = ("dense_norms.npy", "lexical_norms.npy", "hub_penalty.npy", "hub_penalty.json", "hub_penalty_claims.npy",
+           "hub_penalty_claims.json")
 
 
 class Index:
@@ -249,16 +250,16 @@ class Index:
     return vecs, json.loads((self.root / "doc_ids.json").read_text()), meta
 
 
-def read_query_file(path: str | Path) -> list[str]:
-  """The claims of `search.query_file`, one per non-blank line; a file with none is an error, not an empty run."""
+def read_query_file(path: str | Path, flag: str = "search.query_file") -> list[str]:
+  """The claims of `search.query_file` (or another `flag` naming such a file), one per non-blank line; a file with
+  none is an error, not an empty run."""
   path = Path(path).expanduser()
   if not path.is_file():
-    raise FileNotFoundError(f"search.query_file {path} not found: pass --config.search.query_file=/path/to/claims.txt "
-                            "(one claim per line).")
+    raise FileNotFoundError(f"{flag} {path} not found: pass --config.{flag}=/path/to/claims.txt (one claim per line).")
   texts = [line.strip() for _, line in read_lines(path) if line.strip()]
   if not texts:
-    raise ValueError(f"search.query_file {path} holds no claims (it is empty or blank): put one claim per line, or "
-                     "pass --config.search.query='...'.")
+    raise ValueError(f"{flag} {path} holds no claims (it is empty or blank): put one claim per line"
+                     + (", or pass --config.search.query='...'." if flag == "search.query_file" else "."))
   return texts
 
 

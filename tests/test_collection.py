@@ -50,6 +50,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   on = _on(c, dataset="fever_titles", max_claims=300)
   on.search.doc_norms.other, on.search.stop_df, on.search.lex_norms.other = 0.5, 0.3, 0.5
   on.search.unk_drop.other = 0.5
+  on.search.hub_bank_beta = 0.5  # the hub correction with a bank of FEVER-titles' dev claims reported too
   result = evaluate.evaluate_stage(on, str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
@@ -145,6 +146,23 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
                              atol=2e-3)
   assert abs(dn["hub"]["max_share"] - collection_eval.hub_share(top)["max_share"]) <= 2 / 300  # near-ties may swap
 
+  # The calibrated search once more, with the hub correction's bank made of the collection's dev claims (what
+  # mode=search does with search.hub_bank=dev): each document less 0.5 x the mean of its k best scores over all of
+  # them (the first 300, as max_claims cuts every split), encoded and masked as the claims are.
+  dev_claims = tokenize.word_ids(index, fever.splits["dev"].texts[:300], c.data.claim_word_len, oov)
+  bank_q = apply(dev_claims, "encode_claims").copy()
+  bank_q[:, dim + hashed.astype(int)] = 0.0
+  cb = dn["claim_bank"]
+  assert (cb["bank"], cb["bank_claims"], cb["beta"]) == ("dev", 300, 0.5)
+  penalty = np.sort(bank_q @ scaled.T, axis=0)[::-1][: c.hub_norm.k].mean(0)
+  fixed = calibrated - 0.5 * penalty[None]
+  top = np.argsort(-fixed, axis=1, kind="stable")[:, :100]
+  run = {cid: {coll.ids[r]: float(fixed[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
+  measures = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+  np.testing.assert_allclose(cb["full_collection"]["ndcg@10"], np.mean([m["ndcg_cut_10"] for m in measures.values()]),
+                             atol=2e-3)
+  assert abs(cb["hub"]["max_share"] - collection_eval.hub_share(top)["max_share"]) <= 2 / 300
+
 
 def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path, capsys):
   c, root = stage
@@ -198,6 +216,34 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert [h[0] for h in approx] == [h[0] for h in corrected]
   np.testing.assert_allclose([h[1] for h in approx], [h[1] for h in corrected], rtol=1e-4, atol=1e-4)
   assert (work / "cnn_student" / "index" / "docs" / "ivf-2" / "meta.json").is_file()
+
+  # A bank of real claims instead (search.hub_bank, a file of them): each document less the mean of its best scores
+  # over both bank claims (none was cut from a document, so none is left out), the bank masked as the query is; its
+  # penalty is stored apart from the documents' bank's, which stays.
+  bank_texts = ["insulin and diabetes", "the league final in May"]
+  (tmp_path / "bank.txt").write_text("\n".join(bank_texts) + "\n\n")
+  on.search.ivf.lists, on.search.hub_bank = 0, str(tmp_path / "bank.txt")
+  banked = modes.run(on, str(work))[0]
+  claims_bank = masked(np.asarray(built.module.apply({"params": params}, inputs.claim_words(bank_texts),
+                                                     method=built.module.encode_claims)))
+  k = min(int(c.hub_norm.k), 2)
+  want = query @ np.asarray(vecs).T - np.sort(claims_bank @ np.asarray(vecs).T, axis=0)[::-1][:k].mean(0)
+  assert [h[0] for h in banked] == [ids[i] for i in np.argsort(-want, kind="stable")]
+  np.testing.assert_allclose([h[1] for h in banked], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+  index_dir = work / "cnn_student" / "index" / "docs"
+  assert json.loads((index_dir / "hub_penalty_claims.json").read_text())["bank_claims"] == 2
+  assert json.loads((index_dir / "hub_penalty.json").read_text())["bank"] == c.hub_norm.bank
+  # A bank that cannot be read fails in one line, before anything loads: a missing file, and "dev" of a collection
+  # without dev claims (a document file).
+  on.search.hub_bank = str(tmp_path / "no_bank.txt")
+  with pytest.raises(FileNotFoundError, match=r"^search\.hub_bank .*no_bank\.txt not found") as e:
+    modes.run(on, str(work))
+  assert "\n" not in str(e.value)
+  on.search.hub_bank = "dev"
+  with pytest.raises(ValueError, match=r"^search\.hub_bank=dev: docs has no dev claims") as e:
+    modes.run(on, str(work))
+  assert "\n" not in str(e.value)
+  on.search.hub_bank = ""
 
   # Every document's dense part at the collection's median norm (doc_norms.py, strength 1), by NumPy.
   on.search.ivf.lists, on.search.hub_beta, on.search.doc_norms.other = 0, 0.0, 1.0
@@ -455,6 +501,10 @@ def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=None) == 0.0  # searched as trained
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal) == 0.5  # another collection
   assert search_mode._hub_beta(0.75, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.75  # asked for
+  # With a bank of claims (search.hub_bank), the beta chosen for such banks, at home or elsewhere, unless asked for.
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.75
+  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal, bank_beta=0.0) == 0.0
+  assert search_mode._hub_beta(0.25, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.25
   assert collection_eval.own_dev_hub_norm(tmp_path, cal) == hub(0.25)
   # Calibrated otherwise than dev chose at, or evaluated before the calibrated search had its own: no correction
   # (a beta chosen for other vectors is no choice for these), with a warning.

@@ -89,3 +89,24 @@ def test_hub_share_counts_claims_and_can_skip_filler_rows():
   valid = np.array([[True, False], [True, False], [True, False], [True, True]])
   assert collection_eval.hub_share(filler, k=2, valid=valid)["max_share"] == 0.25
   assert collection_eval.hub_share(filler, k=2, valid=np.zeros((4, 2), bool))["max_share"] == 0.0
+
+
+@pytest.mark.parametrize("k", [2, 10])
+def test_a_bank_of_claims_leaves_none_out(k):
+  """A bank of real claims (search.hub_bank): each document's mean of its k best scores over every bank claim (all of
+  them when the bank is smaller than k), by a loop."""
+  rng = np.random.default_rng(4)
+  docs = rng.normal(size=(30, 6)).astype(np.float32)
+  claims = rng.normal(size=(5, 6)).astype(np.float32)
+  got = hubness.claims_penalty(Dot, {}, claims, docs, k)
+  want = [np.mean(sorted((float(c @ d) for c in claims), reverse=True)[:k]) for d in docs]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_choose_beta_enforces_the_hub_ceiling_on_dev():
+  dev = {0.0: (0.80, 0.09), 0.25: (0.82, 0.06), 0.5: (0.81, 0.05), 0.75: (0.79, 0.04), 1.0: (0.81, 0.30)}
+  assert hubness.choose_beta(dev, 0.05) == 0.5  # the best nDCG among 0.5 and 0.75 (hub <= 5%)
+  assert hubness.choose_beta(dev, 1.0) == 0.25  # no ceiling binds: dev's best nDCG
+  assert hubness.choose_beta({0.0: (0.8, 0.2), 0.5: (0.7, 0.1), 1.0: (0.9, 0.1)}, 0.05) == 0.5  # none within: the
+  # smallest hub, ties to the milder correction
+  assert hubness.choose_beta({0.0: (0.8, 0.01), 0.5: (0.8, 0.01)}, 0.05) == 0.0  # equal nDCG: the milder

@@ -184,15 +184,30 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   hub_norm = collection_eval.own_dev_hub_norm(out)
   penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
   cal = calibration.of(config, own=False)
-  cal_vecs = doc_vecs
+  cal_vecs, cal_root = doc_vecs, root
   if cal.encodes:  # the calibrated search reads an index of its own, encoded as mode=index encodes it (calibration.py)
-    cal_vecs = indexing.build_for(out, built, params, inputs, source, mesh, config.name, cal, dtype).read()[0]
+    cal_index = indexing.build_for(out, built, params, inputs, source, mesh, config.name, cal, dtype)
+    cal_vecs, cal_root = cal_index.read()[0], cal_index.root
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,
                                               collection_eval.own_dev_weights(out, config.hybrid.methods,
                                                                               calibration.of(config, own=True)),
                                               cal_vecs)}
+  bank_beta = float(config.search.get("hub_bank_beta", 0.0))
+  if cal.active and bank_beta > 0 and _has_dev(source):
+    # What mode=search does with --config.search.hub_bank=dev: the hub correction's bank made of the collection's
+    # dev claims (texts only) instead of its documents, at the beta chosen for such banks (hubness.py).
+    bank = source.claims("dev").texts
+    cal_params, cal_docs = cal.params(params), indexing.calibrated_docs(cal_root, built, cal_vecs, cal)
+    claims_as = lambda v: cal.claims(built, inputs, v)  # noqa: E731
+    penalty = indexing.hub_penalty(cal_root, built, cal_params, inputs, source, cal_docs,
+                                   {**collection_eval.hub_norm_settings(config), **cal.settings()}, mesh, claims_as,
+                                   bank)
+    result["calibrated"]["claim_bank"] = collection_eval.corrected_figures(
+        built, cal_params, claims_as(search.encode_claims(built, cal_params, inputs.claim_words(
+            source.claims("test").texts), mesh)), cal_docs, doc_ids, source.claims("test"), bank_beta * penalty, mesh,
+        {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta})
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
@@ -201,6 +216,14 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   collection_eval.log_summary(result)
   return result
+
+
+def _has_dev(source) -> bool:
+  """Whether the collection has dev claims (a BEIR folder may hold only qrels/test.tsv)."""
+  try:
+    return len(source.claims("dev")) > 0
+  except FileNotFoundError:
+    return False
 
 
 def _teacher_on(tcfg, tdir: Path, source, num_candidates: int, mesh) -> dict:

@@ -38,12 +38,15 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   beta_other = float(s.get("hub_beta_other", 0.0))
   if beta_other < 0:
     raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
+  if float(s.get("hub_bank_beta", 0.0)) < 0:
+    raise ValueError(f"search.hub_bank_beta must be >= 0 (0: no hub correction), got {s.hub_bank_beta}")
   if s.query_file:
     texts = search.read_query_file(s.query_file)
   else:
     texts = [s.query]
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
+  bank = None if s.hybrid else hub_bank(s.get("hub_bank", ""), source)  # a bad bank fails before anything loads
   mesh = sharding.stage_mesh(config.mesh)
   own = collection.from_config(config) is None  # the stage's own training collection
   cal = calibration.of(config, own=own)
@@ -82,14 +85,16 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
     calibrated_as = cal if cal.active else None
-    beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, out, own, calibrated_as)
+    beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, out, own, calibrated_as,
+                     None if bank is None else float(s.get("hub_bank_beta", 0.0)))
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = collection_eval.own_dev_hub_norm(out, calibrated_as) or collection_eval.hub_norm_settings(config)
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
-                                         lambda v: cal.claims(built, inputs, v))
-      logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %d documents",
-                   beta, h["k"], min(h["bank"], len(doc_ids)))
+                                         lambda v: cal.claims(built, inputs, v), bank)
+      logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %s", beta, h["k"],
+                   f"{min(h['bank'], len(doc_ids))} documents" if bank is None else
+                   f"{len(bank)} claims ({s.hub_bank})")
     lists = int(s.get("ivf", {}).get("lists", 0))
     if lists:  # approximate: only the documents of each claim's best lists are scored (ivf.py)
       # Its lists hold copies of the vectors: one IVF per norm strength.
@@ -110,13 +115,30 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   return results
 
 
+def hub_bank(value: str, source) -> list[str] | None:
+  """The claims `search.hub_bank` names as the hub correction's bank: "" none (the collection's documents read as
+  claims), "dev" the searched collection's dev claims (texts only), else a file of claims, one per line."""
+  if not value:
+    return None
+  if value == "dev":
+    try:
+      return source.claims("dev").texts
+    except (FileNotFoundError, ValueError) as e:
+      raise ValueError(f"search.hub_bank=dev: {source.name} has no dev claims to use as the hub correction's bank "
+                       f"({str(e).splitlines()[0]}); pass a file of claims, one per line, instead.") from None
+  return search.read_query_file(value, "search.hub_bank")
+
+
 def _hub_beta(beta: float, beta_other: float, out: Path, own: bool,
-              calibrated_as: calibration.Calibration | None) -> float:
-  """`beta` if given (>= 0; 0 turns the correction off); else, on the stage's own collection, the one mode=evaluate
-  chose on its dev for this search (as trained, or calibrated at `calibrated_as`), 0 where it chose none, and on any
-  other collection `beta_other`."""
+              calibrated_as: calibration.Calibration | None, bank_beta: float | None = None) -> float:
+  """`beta` if given (>= 0; 0 turns the correction off); else with a bank of claims (search.hub_bank) `bank_beta`
+  (search.hub_bank_beta, one per student kind, chosen with such banks); else, on the stage's own collection, the one
+  mode=evaluate chose on its dev for this search (as trained, or calibrated at `calibrated_as`), 0 where it chose
+  none, and on any other collection `beta_other`."""
   if beta >= 0:
     return beta
+  if bank_beta is not None:
+    return bank_beta
   if not own:
     return beta_other
   chosen = collection_eval.own_dev_hub_norm(out, calibrated_as)
