@@ -122,8 +122,9 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the
       # uncalibrated figures (`calibrated`). doc_norms: how far each document's dense norm is pulled toward the
       # searched collection's median (0: as trained, 1: all at the median), on the stage's own training collection and
-      # on any other. stop_df: words in more than this share of the training collection's documents never match in
-      # the lexical channel (1: all match). Chosen on dev: experiments/calibration.py, results/calibration.json.
+      # on any other. stop_df: words in more than this share of the training collection's documents, or of its
+      # training claims, never match in the lexical channel (1: all match). Chosen on dev: experiments/calibration.py,
+      # results/calibration.json.
       # lex_norms: the same pull for documents' lexical-channel norms, chosen on dev on top of those
       # (experiments/lexical_norms.py, results/lexical_norms.json): left alone at home, all at the median elsewhere
       # (measured with SciFact students on FEVER-titles only). unk_drop: the share of the shared out-of-vocabulary

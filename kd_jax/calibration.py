@@ -20,7 +20,7 @@ from kd_jax.models import students
 @dataclasses.dataclass(frozen=True)
 class Calibration:
   doc_norms: float = 0.0  # strength: 0 leaves document vectors as trained
-  stop_df: float = 1.0  # words in more than this share of training documents do not match; 1: all words match
+  stop_df: float = 1.0  # words in more than this share of training documents or claims do not match; 1: all match
   lex_norms: float = 0.0  # strength for the lexical parts: 0 leaves them as trained
   # Share of the <unk> embedding row removed when encoding claims and documents: 0 as trained, 1 out-of-vocabulary
   # words add nothing to the towers' inputs. Every such word reads that one row (data.oov_buckets without embedding
@@ -79,7 +79,7 @@ class Calibration:
                        "--config.mode=evaluate once with its training config to store them, or pass "
                        "--config.search.stop_df=1.")
     keep = stopwords.claim_mask(claim_vecs.shape[1], cfg.out_dim, cfg.lexical_dim,
-                                stopwords.stop_ids(inputs.doc_freq, self.stop_df))
+                                stopwords.stop_ids(inputs.word_freq, self.stop_df))
     return np.asarray(claim_vecs) * keep
 
 

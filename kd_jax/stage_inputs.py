@@ -2,8 +2,8 @@
 
 `<stage>/inputs/inputs.json` holds the data settings that shape a model's inputs (word and wordpiece lengths, the
 tokenizer, the collection it was trained on) and, for students, `<stage>/inputs/vocab.txt` the word vocabulary its
-embedding rows follow and `<stage>/inputs/doc_freq.npy` the share of training documents holding each of its words
-(stopwords.py). A stage reads these, not the prepared-data cache: it keeps working after the cache is
+embedding rows follow, `<stage>/inputs/doc_freq.npy` the share of training documents holding each of its words and
+`claim_freq.npy` the share of training claims (stopwords.py). A stage reads these, not the prepared-data cache: it keeps working after the cache is
 deleted, and reads any other collection with the vocabulary it was trained with.
 """
 
@@ -27,6 +27,17 @@ class StageInputs:
   vocab: list[str]  # the student's word vocabulary (row i of its embedding table); the teacher's is its tokenizer's
   settings: dict  # tokenizer, lengths, the training data's name and prepared-data fingerprint
   doc_freq: np.ndarray | None = None  # [len(vocab)]: share of the training collection's documents holding each word
+  claim_freq: np.ndarray | None = None  # [len(vocab)]: share of the training claims holding each word
+
+  @property
+  def word_freq(self) -> np.ndarray | None:
+    """Each word's larger share, of training documents or of training claims: what stop words are counted from
+    (stopwords.py). Claims count too because documents can be short: in FEVER's page titles "a", "is" and "the" are
+    rare, in its claims they are everywhere, and a title such as "A.J. Styles" matched every claim holding "a" (the
+    FEVER-titles students' largest hub at home). Without claim frequencies (stages saved before), the documents'."""
+    if self.doc_freq is None or self.claim_freq is None:
+      return self.doc_freq
+    return np.maximum(self.doc_freq, self.claim_freq)
 
   @functools.cached_property
   def word_index(self) -> dict[str, int]:
@@ -57,14 +68,13 @@ def save(stage: Path, prepared, data_cfg) -> None:
               "data": data_cfg.name, "prepared": prepared.root.name, "vocab_size": len(prepared.vocab),
               "oov_buckets": prepared.oov_buckets}
 
-  freq = stopwords.doc_freq(prepared.docs_words, len(prepared.vocab))
+  freqs = _word_freqs(prepared)
 
   def write():
     out = folder(stage)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "vocab.txt", "\n".join(prepared.vocab))
-    with atomic.open_for_write(out / "doc_freq.npy", "wb") as f:
-      np.save(f, freq)
+    _write_freqs(stage, freqs)
     atomic.write_text(out / "inputs.json", json.dumps(settings, indent=2))  # last: marks the folder complete
   multihost.primary_writes(f"the inputs of {stage}", write)
 
@@ -79,23 +89,41 @@ def load(stage: Path) -> StageInputs:
   if len(vocab) != settings["vocab_size"]:
     raise ValueError(f"{folder(stage) / 'vocab.txt'} holds {len(vocab)} words, {settings['vocab_size']} expected: "
                      "the stage folder is damaged; run --config.mode=evaluate with its training config to rewrite it.")
-  freq_path = folder(stage) / "doc_freq.npy"
-  return StageInputs(vocab=vocab, settings=settings, doc_freq=np.load(freq_path) if freq_path.is_file() else None)
+  freqs = {name: np.load(folder(stage) / f"{name}.npy") if (folder(stage) / f"{name}.npy").is_file() else None
+           for name in FREQS}
+  return StageInputs(vocab=vocab, settings=settings, **freqs)
 
 
 def stored(stage: Path) -> bool:
   return (folder(stage) / "inputs.json").is_file()
 
 
-def add_doc_freq(stage: Path, prepared) -> None:
-  """Adds doc_freq.npy to the inputs of a stage saved before it existed, from the prepared data it was trained on."""
+FREQS = ("doc_freq", "claim_freq")  # inputs/<name>.npy
+
+
+def missing_freqs(stage: Path) -> bool:
+  return not all((folder(stage) / f"{name}.npy").is_file() for name in FREQS)
+
+
+def _word_freqs(prepared) -> dict[str, np.ndarray]:
+  train = prepared.source("train")
+  claims = np.stack([train[i]["claim_words"] for i in range(len(train))])
+  return {"doc_freq": stopwords.doc_freq(prepared.docs_words, len(prepared.vocab)),
+          "claim_freq": stopwords.doc_freq(claims, len(prepared.vocab))}
+
+
+def _write_freqs(stage: Path, freqs: dict[str, np.ndarray]) -> None:
+  for name, freq in freqs.items():
+    with atomic.open_for_write(folder(stage) / f"{name}.npy", "wb") as f:
+      np.save(f, freq)
+
+
+def add_word_freqs(stage: Path, prepared) -> None:
+  """Adds doc_freq.npy and claim_freq.npy to the inputs of a stage saved before they existed, from the prepared data
+  it was trained on."""
   settings = json.loads((folder(stage) / "inputs.json").read_text())
   if prepared.root.name != settings["prepared"]:
     raise ValueError(f"{stage} was trained on prepared data {settings['prepared']}, not {prepared.root.name}: pass "
                      "the stage's own training config to store its word frequencies.")
-  freq = stopwords.doc_freq(prepared.docs_words, len(prepared.vocab))
-
-  def write():
-    with atomic.open_for_write(folder(stage) / "doc_freq.npy", "wb") as f:
-      np.save(f, freq)
-  multihost.primary_writes(f"the word frequencies of {stage}", write)
+  freqs = _word_freqs(prepared)
+  multihost.primary_writes(f"the word frequencies of {stage}", lambda: _write_freqs(stage, freqs))

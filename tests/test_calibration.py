@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from experiments import search_grid
-from kd_jax import calibration, compact, doc_norms, hubness, search, sharding, stopwords
+from kd_jax import calibration, compact, doc_norms, hubness, search, sharding, stage_inputs, stopwords
 from kd_jax.models import students
 
 DENSE, LEX = 6, 8
@@ -186,19 +186,29 @@ def test_document_frequencies_equal_a_count_of_documents_holding_each_word():
 
 
 def test_common_words_lose_only_their_lexical_buckets_in_claims():
+  """Common in the training documents or in the training claims: word 3 (90% of documents) and word 4 (80% of claims,
+  rare in documents, as "a" is in page titles) lose their buckets at stop_df 0.7; word 5 (60%) keeps its."""
   built, _ = _student("dot")
-  freq = np.zeros(10, np.float32)
+  freq, claim_freq = np.zeros(10, np.float32), np.zeros(10, np.float32)
   freq[[3, 5]] = [0.9, 0.6]
-  inputs = types.SimpleNamespace(doc_freq=freq)
+  claim_freq[[4, 5]] = [0.8, 0.3]
+  inputs = stage_inputs.StageInputs(vocab=[str(i) for i in range(10)], settings={}, doc_freq=freq,
+                                    claim_freq=claim_freq)
   claims = _vecs(4, seed=2) + 1.0  # no zeros, so every zeroed value shows
   cut = calibration.Calibration(stop_df=0.7).claims(built, inputs, claims)
-  bucket = (3 * 0x9E3779B1 % 2**32) >> (32 - 3)  # word 3's bucket: the top log2(8) bits of id x golden (mod 2^32)
+  bucket = lambda w: (w * 0x9E3779B1 % 2**32) >> (32 - 3)  # noqa: E731  the top log2(8) bits of id x golden (mod 2^32)
   want = claims.copy()
-  want[:, DENSE + bucket] = 0.0
+  want[:, DENSE + bucket(3)] = 0.0
+  want[:, DENSE + bucket(4)] = 0.0
   np.testing.assert_array_equal(cut, want)
+  # A stage saved before claim frequencies were stored: the documents' alone, as then.
+  old = stage_inputs.StageInputs(vocab=inputs.vocab, settings={}, doc_freq=freq)
+  want = claims.copy()
+  want[:, DENSE + bucket(3)] = 0.0
+  np.testing.assert_array_equal(calibration.Calibration(stop_df=0.7).claims(built, old, claims), want)
   assert calibration.Calibration(stop_df=1.0).claims(built, inputs, claims) is claims  # off
   with pytest.raises(ValueError, match="no word frequencies"):
-    calibration.Calibration(stop_df=0.5).claims(built, types.SimpleNamespace(doc_freq=None), claims)
+    calibration.Calibration(stop_df=0.5).claims(built, stage_inputs.StageInputs(vocab=[], settings={}), claims)
   with pytest.raises(ValueError, match=r"^search\.stop_df must lie in \(0, 1\]"):
     stopwords.check(0.0)
 

@@ -85,9 +85,9 @@ def stage_inputs_of(config, stage: Path) -> stage_inputs.StageInputs:
   if not stage_inputs.stored(stage):
     check_writable(config.data, stage)
     stage_inputs.save(stage, prepare.prepare(config.data), config.data)
-  elif config.model.kind != "teacher" and not (stage_inputs.folder(stage) / "doc_freq.npy").is_file():
+  elif config.model.kind != "teacher" and stage_inputs.missing_freqs(stage):
     check_writable(config.data, stage)
-    stage_inputs.add_doc_freq(stage, prepare.prepare(config.data))
+    stage_inputs.add_word_freqs(stage, prepare.prepare(config.data))
   return stage_inputs.load(stage)
 
 
