@@ -116,7 +116,7 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # chose on dev, for the calibrated student when search is calibrated). The student alone searches with the hub
       # correction at `hub_beta` (-1: on the stage's own collection, the beta mode=evaluate chose on its dev for that
       # search, calibrated or not; on any other, `hub_beta_other`, chosen per student config on FEVER-titles dev at its
-      # calibration, experiments/unknown_words.py; 0: off).
+      # calibration with the 5% hub ceiling enforced there, experiments/unknown_words.py; 0: off).
       # ivf.lists > 0 searches approximately: k-means lists, `probe` of them scored per claim
       # (kd_jax/ivf.py; built once beside the index). For millions of documents; exact below that.
       # Calibration (kd_jax/calibration.py), for the student alone and fused; mode=evaluate reports it beside the

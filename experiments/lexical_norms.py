@@ -38,6 +38,7 @@ def main(argv):
 
 def _define_flags() -> None:
   calibration_experiment.define_stage_flags("lexical_norms")
+  search_grid.define_rows_from_flag()
   flags.DEFINE_list("strengths", [f"{s:g}" for s in STRENGTHS], "Lexical norm strengths to compare (0 = as trained).")
 
 

@@ -54,6 +54,7 @@ def main(argv):
 
 def _define_flags() -> None:
   calibration_experiment.define_stage_flags("unknown_words")
+  search_grid.define_rows_from_flag()
   flags.DEFINE_list("shares", [f"{s:g}" for s in SHARES], "Shares of the <unk> embedding removed (0 = as trained).")
   # The share is chosen per student kind: it acts on what each tower reads, and the kinds part ways on it (a BiLSTM's
   # state follows <unk> through the text; a CNN's filters see a few words at a time).

@@ -254,9 +254,9 @@ def test_the_lexical_strength_is_chosen_by_the_mean_dev_figure_ties_to_the_milde
 def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_elsewhere():
   betas = [f"{b:g}" for b in hubness.BETAS]  # 0, 0.25, 0.5, 0.75, 1
 
-  def stage(own_dev, other_dev):  # dev nDCG@10 by beta at lexical strength 0 (the only one here)
-    grid = {where: {"dev": {b: {"ndcg@10": v} for b, v in zip(betas, devs)}}
-            for where, devs in (("own", own_dev), ("other", other_dev))}
+  def stage(own_dev, other_dev, other_hub=(0.01,) * 5):  # dev nDCG@10 (and hub) by beta at lexical strength 0
+    grid = {where: {"dev": {b: {"ndcg@10": v, "hub": h} for b, v, h in zip(betas, devs, hubs)}}
+            for where, devs, hubs in (("own", own_dev, (0.01,) * 5), ("other", other_dev, other_hub))}
     return {"rows": {"0": {w: {"dev": {"ndcg@10": g["dev"]["0"]["ndcg@10"]}} for w, g in grid.items()}},
             "hub_norm": {"0": grid}}
   stages = {"w/cnn_s0": stage((0.80, 0.81, 0.7, 0.6, 0.5), (0.70, 0.72, 0.7, 0.6, 0.5)),
@@ -267,6 +267,13 @@ def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_el
   # cnn 0.70 at 0 against 0.705 at 0.25; lstm 0.
   assert chosen["hub_beta_own"] == {"w/cnn_s0": 0.25, "w/cnn_s1": 0.0, "w/lstm_s0": 0.0}
   assert chosen["hub_beta_other"] == {"cnn": 0.25, "lstm": 0.0}
+  # Elsewhere the hub ceiling counts too (hubness.choose_beta): within a point of the best mean dev nDCG@10, a beta
+  # whose mean dev hub passes 5% is not taken for its nDCG@10 (cnn: 0.25 at 7% is passed over for 0 at 4%); where
+  # none of them is under 5%, the smallest hub of them (lstm: 0.25, not 0.5, which costs 10 points).
+  stages["w/cnn_s0"] = stage((0.80, 0.81, 0.7, 0.6, 0.5), (0.70, 0.72, 0.7, 0.6, 0.5), (0.04, 0.07, 0.3, 0.3, 0.3))
+  stages["w/cnn_s1"] = stage((0.80, 0.79, 0.7, 0.6, 0.5), (0.70, 0.69, 0.7, 0.6, 0.5), (0.04, 0.07, 0.3, 0.3, 0.3))
+  stages["w/lstm_s0"] = stage((0.70, 0.70, 0.7, 0.6, 0.5), (0.50, 0.495, 0.4, 0.2, 0.1), (0.2, 0.15, 0.1, 0.12, 0.3))
+  assert search_grid.choose(stages, (0.0,), "lex_norms")["hub_beta_other"] == {"cnn": 0.0, "lstm": 0.25}
 
 
 def test_a_stored_result_is_matched_to_the_calibration_it_was_made_at():

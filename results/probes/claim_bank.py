@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, ".")
 from experiments import ablation, calibration as cexp  # noqa: E402
-from kd_jax import calibration, collection_eval, hubness, search, sharding  # noqa: E402
+from kd_jax import calibration, collection_eval, search, sharding  # noqa: E402
 from kd_jax.data import datasets  # noqa: E402
 from kd_jax.modes import stage  # noqa: E402
 
