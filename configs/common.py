@@ -136,7 +136,8 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # documents read as claims: "dev" the searched collection's dev claims, or a file of claims, one per line (a
       # query log); searched with it, the correction is applied at hub_bank_beta, chosen per student kind with such
       # banks (experiments/claim_bank.py): the student configs set it, 0 here leaves a student of your own alone.
-      # mode=evaluate reports it on another collection with dev claims (`calibrated.claim_bank` of its json).
+      # mode=evaluate reports it on another collection with dev claims, searched calibrated, when hub_bank_beta > 0
+      # (`calibrated.claim_bank` of its json).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
                   hub_beta_other=0.0, hub_bank="", hub_bank_beta=0.0, doc_norms=dict(own=0.25, other=1.0), stop_df=0.25,
                   lex_norms=dict(own=0.0, other=1.0), unk_drop=dict(own=0.0, other=0.0),

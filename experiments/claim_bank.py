@@ -64,7 +64,8 @@ def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0
   docs = np.asarray(cal.docs(built, doc_vecs), np.float32)
   doc_ids = src.collection().ids
   k = collection_eval.hub_norm_settings(cfg)["k"]
-  encode = lambda c: cal.claims(built, inputs, search.encode_claims(built, p, inputs.claim_words(c.texts), mesh))  # noqa: E731
+  def encode(claims: datasets.ClaimSet) -> np.ndarray:
+    return cal.claims(built, inputs, search.encode_claims(built, p, inputs.claim_words(claims.texts), mesh))
   dev, test = src.claims("dev"), src.claims("test")
   dev_vecs, test_vecs = encode(dev), encode(test)
   halves = np.array_split(np.random.default_rng(seed).permutation(len(dev.ids)), 2)
@@ -118,8 +119,8 @@ def render(results: dict) -> str:
   for kind, v in c.items():
     lines.append(f"| {KINDS[kind]} ({v['stages']}) | " + " | ".join(
         f"{v['dev'][f'{b:g}']['ndcg@10']:.3f} / {100 * v['dev'][f'{b:g}']['hub']:.1f}%" for b in betas) + " |")
-  lines += ["", "Test, mean ± std over seeds (whole collection; hub: the largest share of test claims with one document "
-            "in their top 10; with several seeds, the worst seed's in brackets):", "",
+  lines += ["", "Test, mean ± std over seeds (whole collection; hub: the largest share of test claims with one "
+            "document in their top 10; with several seeds, the worst seed's in brackets):", "",
             "| stage (seeds), searching | beta | test nDCG@10 | R@100 | hub |", "|---|---:|---:|---:|---:|"]
   for group, names in _groups(results["stages"]).items():
     sts = [results["stages"][n] for n in names]

@@ -11,8 +11,8 @@ calibrated student.
 At the chosen strengths, the querybank hub correction (kd_jax/hubness.py) on top: at home its beta is each stage's
 own, chosen on its dev as mode=evaluate chooses it for the calibrated search (`calibrated.hub_norm`); on the other
 collection no stage has dev claims of its own, so one beta per recipe (a config's `search.hub_beta_other`) is chosen
-from the means over its seeds by hubness.choose_beta: the best dev nDCG@10 among betas whose dev hub is at most 5%,
-else the smallest dev hub.
+from the means over its seeds by hubness.choose_beta: among betas within a point of the best dev nDCG@10, the best of
+those whose dev hub is at most 5%, else the smallest dev hub of them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Callable
 
 import ml_collections
 import numpy as np
-from absl import flags
+from absl import app, flags
 
 from experiments import ablation, calibration as calibration_experiment, reproduce
 from kd_jax import calibration, collection_eval, hubness, search, sharding
@@ -182,9 +182,10 @@ def render(setting: Setting, results: dict) -> str:
     lines += ["", f"The hub correction on top (hubness.py), at the {setting.plural} chosen: at home each "
               "stage's beta chosen on its own dev (as mode=evaluate chooses it for the calibrated search); on the other "
               "collection one beta per recipe (`search.hub_beta_other` of its config), from the means over its "
-              "seeds (dev nDCG@10 / hub): the best nDCG@10 among betas whose dev hub is at most 5%, else the smallest "
-              "hub (hubness.choose_beta)" + (f"; chosen again from these rows by `{results['chosen_again_by']}`"
-                                             if "chosen_again_by" in results else "") + ":", ""]
+              "seeds (dev nDCG@10 / hub): among betas within a point of the best nDCG@10, the best of those whose dev "
+              "hub is at most 5%, else the smallest hub of them (hubness.choose_beta)"
+              + (f"; chosen again from these rows by `{results['chosen_again_by']}`" if "chosen_again_by" in results
+                 else "") + ":", ""]
     hubs = c.get("hub_dev_hub_other", {})
     lines += [f"- {r}: **{c['hub_beta_other'][r]:g}** (" + ", ".join(
         f"{b}: {v:.3f}" + (f" / {100 * hubs[r][b]:.1f}%" if r in hubs else "") for b, v in means.items()) + ")"
@@ -249,6 +250,10 @@ def run(setting: Setting, module: str, strengths: list[float], patterns=STAGES, 
   command = f"python -m experiments.{module} " + shlex.join(sys.argv[1:])
   if f.rows_from:  # the rows as measured; only the choice (and what shows it) is made again
     results = json.loads(Path(f.rows_from).read_text())
+    strengths = results["strengths"]  # the grid the rows were measured on, not the flags'
+    kinds = {stage_kind(Path(f.workdir) / st) for st in results["stages"] if (Path(f.workdir) / st).is_dir()}
+    if kind and kinds - {kind}:
+      raise app.UsageError(f"--rows_from={f.rows_from} holds stages of kinds {sorted(kinds)}, not only {kind}.")
     results["chosen_again_by"] = command
   else:
     stages = calibration_experiment.finished_stages(f.workdir, f.stages, patterns, f.seeds)

@@ -17,6 +17,9 @@ from kd_jax import doc_norms, stopwords
 from kd_jax.models import students
 
 
+STOP_FROM = "documents and claims"  # what stop_df counts a word's share over (stage_inputs.StageInputs.word_freq)
+
+
 @dataclasses.dataclass(frozen=True)
 class Calibration:
   doc_norms: float = 0.0  # strength: 0 leaves document vectors as trained
@@ -42,13 +45,17 @@ class Calibration:
     return self.unk_drop > 0
 
   def settings(self) -> dict:
-    return {"doc_norms": self.doc_norms, "stop_df": self.stop_df, "lex_norms": self.lex_norms,
-            "unk_drop": self.unk_drop}
+    out = {"doc_norms": self.doc_norms, "stop_df": self.stop_df, "lex_norms": self.lex_norms,
+           "unk_drop": self.unk_drop}
+    if self.stop_df < 1:  # which rows the stop words are counted over, so results from before the claims counted
+      out["stop_from"] = STOP_FROM  # read as made at other settings (StageInputs.word_freq)
+    return out
 
   def made(self, stored: dict) -> bool:
     """Whether a stored calibrated result (its `calibrated` dict) was made at these settings; a setting it lacks
-    counts at its default (it was saved before the setting existed: lex_norms 0, unk_drop 0)."""
-    made_at = {**Calibration().settings(), **stored}
+    counts at its default (it was saved before the setting existed: lex_norms 0, unk_drop 0, stop words counted over
+    the training documents alone)."""
+    made_at = {**Calibration().settings(), "stop_from": "documents", **stored}
     return {k: made_at[k] for k in self.settings()} == self.settings()
 
   def params(self, params):

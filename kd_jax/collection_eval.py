@@ -206,17 +206,21 @@ def own_dev_current(stage: Path, config) -> bool:
   return not home.active or own_dev_hub_norm(stage, home) is not None
 
 
-def zero_shot_is_current(stored: dict, stage: Path, config) -> bool:
+def zero_shot_is_current(stored: dict, stage: Path, config, has_dev: bool = True) -> bool:
   """Whether a stored zero-shot result (`eval_<collection>.json`) holds what evaluate_collection writes today for
   `config`: every fusion method, the hub correction, and when search is calibrated for other collections, the
   calibrated figures at today's calibration settings, fused at the weights the stage's own dev chose for its
-  calibrated student."""
+  calibrated student, with the claim-bank correction at today's `search.hub_bank_beta` where the collection has dev
+  claims (`has_dev`)."""
   if set(stored.get("hybrid", {})) != set(config.hybrid.methods) or "hub_norm" not in stored:
     return False  # made before a fusion method or the hub correction existed
   cal = calibration.of(config, own=False)
   if not cal.active:
     return True
   if not cal.made(stored.get("calibrated", {})):
+    return False
+  bank_beta = float(config.search.get("hub_bank_beta", 0.0))
+  if has_dev and bank_beta > 0 and stored["calibrated"].get("claim_bank", {}).get("beta") != bank_beta:
     return False
   fused = stored.get("calibrated", {}).get("hybrid", {})
   return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods,

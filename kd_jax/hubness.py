@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax import search
+from kd_jax.data.jsonl import DataFormatError
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_HUB = 0.05  # the issue's ceiling on the hub share (a document in the top 10 of at most 5% of claims)
@@ -52,6 +53,27 @@ def collection_penalty(built, params, doc_vecs: np.ndarray, settings: dict,
   if claim_fn is not None:
     bank_vecs = claim_fn(bank_vecs)
   return doc_penalty(built, params, bank_vecs, bank, doc_vecs, int(settings["k"]))
+
+
+def bank_claims(value: str, source) -> list[str] | None:
+  """The claims `search.hub_bank` names as the hub correction's bank (hubness.py): "" none (the collection's documents
+  read as claims), "dev" the collection's dev claims (texts only; cut to `max_claims` as every split), else a file of
+  claims, one per line. One-line errors for a bank that cannot be read."""
+  if not value:
+    return None
+  if value == "dev":
+    try:
+      texts = source.claims("dev").texts
+    except DataFormatError:
+      raise
+    except (FileNotFoundError, ValueError) as e:
+      raise ValueError(f"search.hub_bank=dev: {source.name} has no dev claims to use as the hub correction's bank "
+                       f"({str(e).splitlines()[0]}); pass a file of claims, one per line, instead.") from None
+    if not texts:
+      raise ValueError(f"search.hub_bank=dev: {source.name}'s dev split holds no claim with a relevant document; pass "
+                       "a file of claims, one per line, instead.")
+    return texts
+  return search.read_query_file(value, "search.hub_bank")
 
 
 def claims_penalty(built, params, bank_vecs: np.ndarray, doc_vecs: np.ndarray, k: int) -> np.ndarray:

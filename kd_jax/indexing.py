@@ -165,6 +165,7 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
       want[key] = float(settings[key])
   if settings.get("stop_df", 1.0) < 1:  # and so are those of banks without the common words' lexical buckets
     want["stop_df"] = float(settings["stop_df"])
+    want["stop_from"] = settings.get("stop_from", "documents")
   path, meta = root / f"{stem}.npy", root / f"{stem}.json"
   if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
     return np.load(path)

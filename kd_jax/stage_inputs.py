@@ -3,8 +3,8 @@
 `<stage>/inputs/inputs.json` holds the data settings that shape a model's inputs (word and wordpiece lengths, the
 tokenizer, the collection it was trained on) and, for students, `<stage>/inputs/vocab.txt` the word vocabulary its
 embedding rows follow, `<stage>/inputs/doc_freq.npy` the share of training documents holding each of its words and
-`claim_freq.npy` the share of training claims (stopwords.py). A stage reads these, not the prepared-data cache: it keeps working after the cache is
-deleted, and reads any other collection with the vocabulary it was trained with.
+`claim_freq.npy` the share of training claims (stopwords.py). A stage reads these, not the prepared-data cache: it
+keeps working after the cache is deleted, and reads any other collection with the vocabulary it was trained with.
 """
 
 from __future__ import annotations
@@ -101,10 +101,6 @@ def stored(stage: Path) -> bool:
 FREQS = ("doc_freq", "claim_freq")  # inputs/<name>.npy
 
 
-def missing_freqs(stage: Path) -> bool:
-  return not all((folder(stage) / f"{name}.npy").is_file() for name in FREQS)
-
-
 def _word_freqs(prepared) -> dict[str, np.ndarray]:
   train = prepared.source("train")
   claims = np.stack([train[i]["claim_words"] for i in range(len(train))])
@@ -127,3 +123,11 @@ def add_word_freqs(stage: Path, prepared) -> None:
                      "the stage's own training config to store its word frequencies.")
   freqs = _word_freqs(prepared)
   multihost.primary_writes(f"the word frequencies of {stage}", lambda: _write_freqs(stage, freqs))
+
+
+def add_claim_freq(stage: Path, training_texts: list[str]) -> None:
+  """Adds claim_freq.npy to the inputs of a stage saved before it existed, from its training claims' texts read with
+  its own vocabulary (the same ids its prepared data holds; no prepared data needed)."""
+  inputs = load(stage)
+  freq = stopwords.doc_freq(inputs.claim_words(training_texts), len(inputs.vocab))
+  multihost.primary_writes(f"the claim frequencies of {stage}", lambda: _write_freqs(stage, {"claim_freq": freq}))

@@ -280,10 +280,16 @@ def test_a_stored_result_is_matched_to_the_calibration_it_was_made_at():
   cal = calibration.Calibration(doc_norms=1.0, stop_df=0.25, lex_norms=1.0)
   assert cal.made({**cal.settings(), "hub_norm": {}, "full_collection": {}})  # other keys do not count
   assert not cal.made({"doc_norms": 1.0, "stop_df": 0.25})  # saved before lex_norms existed: 0 then
-  assert calibration.Calibration(doc_norms=1.0, stop_df=0.25).made({"doc_norms": 1.0, "stop_df": 0.25})
+  made_now = {"stop_from": calibration.STOP_FROM}  # stop words counted over training documents and claims
+  assert calibration.Calibration(doc_norms=1.0, stop_df=0.25).made({"doc_norms": 1.0, "stop_df": 0.25, **made_now})
   assert not cal.made({**cal.settings(), "stop_df": 0.5})
-  assert cal.made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0})  # saved before unk_drop existed: 0 then
-  assert not dataclasses.replace(cal, unk_drop=1.0).made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0})
+  assert cal.made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0, **made_now})  # saved before unk_drop: 0 then
+  assert not dataclasses.replace(cal, unk_drop=1.0).made({"doc_norms": 1.0, "stop_df": 0.25, "lex_norms": 1.0,
+                                                          **made_now})
+  # Saved before the claims counted for stop words: the words cut may differ, so it was made at other settings; with
+  # no stop words at all (stop_df 1) that does not matter.
+  assert not calibration.Calibration(doc_norms=1.0, stop_df=0.25).made({"doc_norms": 1.0, "stop_df": 0.25})
+  assert calibration.Calibration(doc_norms=1.0).made({"doc_norms": 1.0, "stop_df": 1.0})
 
 
 @pytest.mark.parametrize("kind", ["cnn", "lstm"])

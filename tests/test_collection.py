@@ -14,6 +14,7 @@ from configs import cnn_student
 from kd_jax import (calibration, collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs,
                     train)
 from kd_jax.modes import evaluate
+from kd_jax.modes import stage as stage_mode
 from kd_jax.modes import search as search_mode
 from kd_jax.data import datasets, prepare, tokenize
 from kd_jax.models import build as build_lib
@@ -132,7 +133,8 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   share = lambda rows: {w: n / len(rows) for w, n in collections.Counter(  # noqa: E731
       w for row in rows for w in set(row.tolist()) if 1 < w < len(vocab)).items()}
   in_docs, in_claims = share(sci_words), share(train_words)
-  common = np.array(sorted(w for w in set(in_docs) | set(in_claims) if max(in_docs.get(w, 0), in_claims.get(w, 0)) > 0.3))
+  common = np.array(sorted(w for w in set(in_docs) | set(in_claims)
+                           if max(in_docs.get(w, 0), in_claims.get(w, 0)) > 0.3))
   assert 5 <= len(common) <= 60 and "the" in {vocab[w] for w in common}
   hashed = (common.astype(np.uint64) * 0x9E3779B1 % 2**32) >> (32 - int(np.log2(c.model.lexical_dim)))
   q_cut = q.copy()
@@ -237,6 +239,14 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   np.testing.assert_allclose([h[1] for h in banked], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
   index_dir = work / "cnn_student" / "index" / "docs"
   assert json.loads((index_dir / "hub_penalty_claims.json").read_text())["bank_claims"] == 2
+  # Other claims in the file: the stored penalty is made again, not read back.
+  (tmp_path / "bank.txt").write_text("vitamin D and cancer\n")
+  other_bank = modes.run(on, str(work))[0]
+  one = masked(np.asarray(built.module.apply({"params": params}, inputs.claim_words(["vitamin D and cancer"]),
+                                             method=built.module.encode_claims)))
+  want = query @ np.asarray(vecs).T - (one @ np.asarray(vecs).T)[0]
+  np.testing.assert_allclose([h[1] for h in other_bank], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+  assert json.loads((index_dir / "hub_penalty_claims.json").read_text())["bank_claims"] == 1
   assert json.loads((index_dir / "hub_penalty.json").read_text())["bank"] == c.hub_norm.bank
   # A bank that cannot be read fails in one line, before anything loads: a missing file, and "dev" of a collection
   # without dev claims (a document file).
@@ -301,6 +311,29 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = u_query @ u.T
   assert [h[0] for h in dropped] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in dropped], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
+
+
+def test_a_stage_saved_before_claim_frequencies_gets_them_from_its_dataset(stage, tmp_path, caplog):
+  """Stop words count the training claims too (stage_inputs.word_freq): a stage saved before claim_freq.npy existed
+  gets it from its dataset's training claims, as its own training stored it, without the prepared data; one that
+  cannot be written to keeps the documents' stop words, with a warning."""
+  c, root = stage
+  old = tmp_path / "old_stage"
+  shutil.copytree(root / "work" / "cnn_student", old)
+  want = np.load(old / "inputs" / "claim_freq.npy")
+  (old / "inputs" / "claim_freq.npy").unlink()
+  no_cache = c.copy_and_resolve_references()
+  no_cache.data.cache_dir = str(tmp_path / "no_cache")  # the prepared data are not read
+  inputs = stage_mode.stage_inputs_of(no_cache, old)
+  np.testing.assert_array_equal(inputs.claim_freq, want)
+  np.testing.assert_array_equal(inputs.word_freq, np.maximum(inputs.doc_freq, want))
+  assert not (tmp_path / "no_cache").exists()
+  (old / "inputs" / "claim_freq.npy").unlink()
+  no_data = no_cache.copy_and_resolve_references()
+  no_data.data.dir = str(tmp_path / "no_data")
+  inputs = stage_mode.stage_inputs_of(no_data, old)
+  assert inputs.claim_freq is None and inputs.word_freq is inputs.doc_freq
+  assert "counted over the training documents alone" in caplog.text
 
 
 def test_an_index_follows_the_collection_it_was_built_from(stage, tmp_path):
@@ -528,6 +561,15 @@ def test_a_negative_hub_beta_elsewhere_is_refused_before_anything_loads(tmp_path
   assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
 
 
+def test_a_claim_bank_without_a_beta_is_refused_before_anything_loads(tmp_path):
+  config = cnn_student.get_config()
+  config.mode, config.search.query = "search", "a claim"
+  config.search.hub_bank, config.search.hub_bank_beta = "dev", 0.0
+  with pytest.raises(ValueError, match=r"^search\.hub_bank is set but search\.hub_bank_beta is 0") as e:
+    modes.run(config, str(tmp_path / "nothing_here"))
+  assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
+
+
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   config = cnn_student.get_config()
   config.search.unk_drop.other = 1.0  # unknown words out elsewhere, as configs/lstm_student.py takes them
@@ -539,6 +581,12 @@ def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   stored = {"hybrid": {m: weight(0.6) for m in methods}, "hub_norm": {"beta": 0.5},
             "calibrated": {**calibration.of(config, own=False).settings(),
                            "hybrid": {m: weight(0.8) for m in methods}}}
+  # The claim-bank figure at today's hub_bank_beta is part of it where the collection has dev claims.
+  assert not collection_eval.zero_shot_is_current(stored, tmp_path, config)
+  assert collection_eval.zero_shot_is_current(stored, tmp_path, config, has_dev=False)
+  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta / 2}
+  assert not collection_eval.zero_shot_is_current(stored, tmp_path, config)
+  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta}
   assert collection_eval.zero_shot_is_current(stored, tmp_path, config)
   # Calibrated at other settings (here: before unknown words were taken out, and before the lexical norms were
   # pulled): evaluated again.

@@ -120,6 +120,13 @@ def prepare(cfg) -> Prepared:
   return Prepared(root)
 
 
+def training_claims(cfg) -> list[str]:
+  """The training claims' texts as prepared data hold them (cut to `max_claims`, as `smoke` configs cut every
+  split), read from the dataset alone."""
+  texts = datasets.load(cfg).splits["train"].texts
+  return texts[: cfg.max_claims] if cfg.get("max_claims") else texts
+
+
 def _build_if_missing(cfg, root: Path) -> None:
   if (root / "meta.json").is_file():
     logging.info("Reusing prepared data in %s", root)

@@ -166,6 +166,11 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   out = stage_dir(config, workdir)
   stage.check_writable(config.data, out)
   source.claims("test")  # a collection that cannot be evaluated (no queries, bad qrels) says so before any encoding
+  # The claim-bank hub correction is reported where the collection has dev claims (a BEIR folder may hold only
+  # qrels/test.tsv); a dev split that cannot be read says so now too.
+  bank = None
+  if float(config.search.get("hub_bank_beta", 0.0)) > 0 and calibration.of(config, own=False).active:
+    bank = hubness.bank_claims("dev", source) if _has_dev(source) else None
   # The fusion weights and the hub correction's beta come from the stage's own dev set: evaluated there first if
   # missing (or made before a fusion method or the correction existed).
   if not collection_eval.own_dev_current(out, config):
@@ -194,11 +199,10 @@ def evaluate_collection(config, workdir: str, source) -> dict:
                                               collection_eval.own_dev_weights(out, config.hybrid.methods,
                                                                               calibration.of(config, own=True)),
                                               cal_vecs)}
-  bank_beta = float(config.search.get("hub_bank_beta", 0.0))
-  if cal.active and bank_beta > 0 and _has_dev(source):
+  if bank is not None:
     # What mode=search does with --config.search.hub_bank=dev: the hub correction's bank made of the collection's
     # dev claims (texts only) instead of its documents, at the beta chosen for such banks (hubness.py).
-    bank = source.claims("dev").texts
+    bank_beta = float(config.search.hub_bank_beta)
     cal_params, cal_docs = cal.params(params), indexing.calibrated_docs(cal_root, built, cal_vecs, cal)
     claims_as = lambda v: cal.claims(built, inputs, v)  # noqa: E731
     penalty = indexing.hub_penalty(cal_root, built, cal_params, inputs, source, cal_docs,
@@ -219,11 +223,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
 
 
 def _has_dev(source) -> bool:
-  """Whether the collection has dev claims (a BEIR folder may hold only qrels/test.tsv)."""
-  try:
-    return len(source.claims("dev")) > 0
-  except FileNotFoundError:
-    return False
+  """Whether the collection has a dev split: a known dataset, or a BEIR folder with qrels/dev.tsv."""
+  return source.data_cfg is not None or (source.path / "qrels" / "dev.tsv").is_file()
 
 
 def _teacher_on(tcfg, tdir: Path, source, num_candidates: int, mesh) -> dict:

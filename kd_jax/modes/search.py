@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_jax import (calibration, collection, collection_eval, fusion, hybrid, indexing, ivf, multihost,
+from kd_jax import (calibration, collection, collection_eval, fusion, hubness, hybrid, indexing, ivf, multihost,
                     search, sharding)
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
@@ -40,13 +40,17 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
   if float(s.get("hub_bank_beta", 0.0)) < 0:
     raise ValueError(f"search.hub_bank_beta must be >= 0 (0: no hub correction), got {s.hub_bank_beta}")
+  if s.get("hub_bank") and not s.hybrid and s.get("hub_beta", -1.0) < 0 and float(s.get("hub_bank_beta", 0.0)) == 0:
+    raise ValueError("search.hub_bank is set but search.hub_bank_beta is 0, which turns the correction off: pass "
+                     "--config.search.hub_bank_beta=<beta> or --config.search.hub_beta=<beta> (the student configs set "
+                     "one chosen on dev).")
   if s.query_file:
     texts = search.read_query_file(s.query_file)
   else:
     texts = [s.query]
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
-  bank = None if s.hybrid else hub_bank(s.get("hub_bank", ""), source)  # a bad bank fails before anything loads
+  bank = None if s.hybrid else hubness.bank_claims(s.get("hub_bank", ""), source)  # a bad bank fails first
   mesh = sharding.stage_mesh(config.mesh)
   own = collection.from_config(config) is None  # the stage's own training collection
   cal = calibration.of(config, own=own)
@@ -113,20 +117,6 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
         print(f"{rank:3d}. {v:9.3f}  {doc_id}  {snippet}")
     results.append(hits)
   return results
-
-
-def hub_bank(value: str, source) -> list[str] | None:
-  """The claims `search.hub_bank` names as the hub correction's bank: "" none (the collection's documents read as
-  claims), "dev" the searched collection's dev claims (texts only), else a file of claims, one per line."""
-  if not value:
-    return None
-  if value == "dev":
-    try:
-      return source.claims("dev").texts
-    except (FileNotFoundError, ValueError) as e:
-      raise ValueError(f"search.hub_bank=dev: {source.name} has no dev claims to use as the hub correction's bank "
-                       f"({str(e).splitlines()[0]}); pass a file of claims, one per line, instead.") from None
-  return search.read_query_file(value, "search.hub_bank")
 
 
 def _hub_beta(beta: float, beta_other: float, out: Path, own: bool,

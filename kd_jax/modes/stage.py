@@ -8,6 +8,7 @@ Stage folders live under `--workdir`: `<workdir>/<config.name>` (e.g. `teacher`,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import ml_collections
@@ -85,9 +86,18 @@ def stage_inputs_of(config, stage: Path) -> stage_inputs.StageInputs:
   if not stage_inputs.stored(stage):
     check_writable(config.data, stage)
     stage_inputs.save(stage, prepare.prepare(config.data), config.data)
-  elif config.model.kind != "teacher" and stage_inputs.missing_freqs(stage):
+  elif config.model.kind != "teacher" and not (stage_inputs.folder(stage) / "doc_freq.npy").is_file():
     check_writable(config.data, stage)
     stage_inputs.add_word_freqs(stage, prepare.prepare(config.data))
+  elif config.model.kind != "teacher" and not (stage_inputs.folder(stage) / "claim_freq.npy").is_file():
+    # Saved before stop words counted the training claims too: read from the dataset, not the prepared data. A stage
+    # without its data at hand, or in a folder it may not write, keeps the documents' stop words (with a warning).
+    try:
+      atomic.ensure_writable(stage, "Stage folder")
+      stage_inputs.add_claim_freq(stage, prepare.training_claims(config.data))
+    except (OSError, ValueError) as e:
+      logging.warning("%s holds no training-claim frequencies and they cannot be added (%s): its stop words are "
+                      "counted over the training documents alone.", stage, str(e).splitlines()[0])
   return stage_inputs.load(stage)
 
 
