@@ -122,13 +122,13 @@ def choose(stages: dict, strengths, name: str) -> dict:
   out = {name: best, "dev_ndcg@10": mean}
   if all("hub_norm" in st for st in stages.values()):
     dev = lambda st, where, b: st["hub_norm"][f"{best[where]:g}"][where]["dev"][f"{b:g}"]["ndcg@10"]  # noqa: E731
-    out["hub_beta_own"] = {n: max(hubness.BETAS, key=lambda b: round(dev(st, "own", b), 6))
+    hub = lambda st, where, b: st["hub_norm"][f"{best[where]:g}"][where]["dev"][f"{b:g}"]["hub"]  # noqa: E731
+    out["hub_beta_own"] = {n: hubness.choose_beta({b: (dev(st, "own", b), hub(st, "own", b)) for b in hubness.BETAS})
                            for n, st in stages.items()}
-    hub = lambda st, b: st["hub_norm"][f"{best['other']:g}"]["other"]["dev"][f"{b:g}"]["hub"]  # noqa: E731
     families = _families(stages)
     other = {r: {f"{b:g}": float(np.mean([dev(stages[n], "other", b) for n in names])) for b in hubness.BETAS}
              for r, names in families.items()}
-    other_hub = {r: {f"{b:g}": float(np.mean([hub(stages[n], b) for n in names])) for b in hubness.BETAS}
+    other_hub = {r: {f"{b:g}": float(np.mean([hub(stages[n], "other", b) for n in names])) for b in hubness.BETAS}
                  for r, names in families.items()}
     # Away from home the hub ceiling is enforced on dev as well (hubness.choose_beta): the correction with the
     # documents' bank raised the BiLSTM's hub on FEVER-titles while it lifted nDCG@10.

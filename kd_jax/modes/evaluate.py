@@ -130,7 +130,8 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
 
 def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str,
               claim_fn=lambda v: v) -> dict:
-  """The student alone with querybank hub correction (hubness.py): beta chosen on dev, `split` figures at it;
+  """The student alone with querybank hub correction (hubness.py): beta chosen on dev (hubness.choose_beta: quality
+  within a point, then the 5% hub ceiling), `split` figures at it;
   `claim_fn` transforms the claim vectors, the bank's too (calibration.py), before search."""
   h = collection_eval.hub_norm_settings(config)
   penalty = hubness.collection_penalty(built, params, doc_vecs, h,
@@ -149,11 +150,15 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
     return search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[s]), rows
 
   dev_claims = claims_of("dev")
-  dev = {b: searched("dev", dev_claims, b)[0]["ndcg@10"] for b in hubness.BETAS}
-  beta = max(hubness.BETAS, key=lambda b: (dev[b], -b))
+  dev = {}
+  for b in hubness.BETAS:
+    m, rows = searched("dev", dev_claims, b)
+    dev[b] = (m["ndcg@10"], collection_eval.hub_share(rows)["max_share"])
+  beta = hubness.choose_beta(dev)  # the best dev nDCG@10 within a point, the hub ceiling enforced on dev
   test, rows = searched(split, claims_of(split), beta)
-  return {**h, "beta": beta, "dev_ndcg@10": dev[beta], "dev_curve": {f"{b:g}": v for b, v in dev.items()},
-          "full_collection": test, "hub": collection_eval.hub_share(rows)}
+  return {**h, "beta": beta, "dev_ndcg@10": dev[beta][0], "dev_curve": {f"{b:g}": v[0] for b, v in dev.items()},
+          "dev_hub_curve": {f"{b:g}": v[1] for b, v in dev.items()}, "full_collection": test,
+          "hub": collection_eval.hub_share(rows)}
 
 
 def _bm25_scores(prepared, split: str) -> np.ndarray:
