@@ -41,12 +41,6 @@ BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 KINDS = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 
-def _subset(claims: datasets.ClaimSet, idx) -> datasets.ClaimSet:
-  ids = [claims.ids[i] for i in idx]
-  return datasets.ClaimSet(ids=ids, texts=[claims.texts[i] for i in idx], qrels={q: claims.qrels[q] for q in ids},
-                           stats={"claims": len(ids)})
-
-
 def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0) -> dict:
   """One student on the other dataset's collection: {"rows": {beta: {"dev": {ndcg@10, hub} (cross-fitted means),
   "test": {ndcg@10, recall@100, hub}}}} with the claim bank at each beta."""
@@ -79,7 +73,7 @@ def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0
 
   rows = {}
   for beta in betas:
-    crossed = [figures(beta * half_penalty[a], _subset(dev, halves[1 - a]), dev_vecs[halves[1 - a]]) for a in (0, 1)]
+    crossed = [figures(beta * half_penalty[a], dev.take(halves[1 - a]), dev_vecs[halves[1 - a]]) for a in (0, 1)]
     rows[f"{beta:g}"] = {"dev": {m: float(np.mean([c[m] for c in crossed])) for m in ("ndcg@10", "hub")},
                          "test": figures(beta * full_penalty, test, test_vecs)}
   return {"kind": kind, "trained_on": cfg.data.name, "other": other, "calibration": cal.settings(),

@@ -96,9 +96,7 @@ class Source:
     """The claims of `split` that have a relevant document (the first `max_claims`), with their qrels."""
     claims = self._claims(split)
     if self.max_claims and len(claims) > self.max_claims:
-      ids = claims.ids[: self.max_claims]
-      claims = datasets.ClaimSet(ids=ids, texts=claims.texts[: self.max_claims],
-                                 qrels={q: claims.qrels[q] for q in ids}, stats={"claims": len(ids)})
+      claims = claims.take(range(self.max_claims))
     return claims
 
   def _claims(self, split: str) -> datasets.ClaimSet:

@@ -24,12 +24,15 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
                     doc_ids: list[str], source: Source, weights: dict[str, float], mesh, depth: int = 100,
                     hub_norm: dict | None = None, penalty: np.ndarray | None = None,
                     cal: calibration.Calibration = calibration.Calibration(),
-                    cal_weights: dict[str, float] | None = None, cal_doc_vecs=None) -> dict:
+                    cal_weights: dict[str, float] | None = None, cal_doc_vecs=None,
+                    cal_bank: tuple[np.ndarray, dict] | None = None) -> dict:
   """BM25, the student alone and the student + BM25 fusions (at the given weights) over the whole collection; with
   `hub_norm` (settings and the stage's dev-chosen `beta`) and the collection's hub `penalty` [N]
   (indexing.hub_penalty), the student alone with the hub correction too; with an active `cal`, the student alone
   and fused once more, calibrated for the collection (calibration.py), at `cal_weights` (default: `weights`), over
-  `cal_doc_vecs`: the documents encoded with `cal.params` (default: `doc_vecs`; required when `cal.encodes`)."""
+  `cal_doc_vecs`: the documents encoded with `cal.params` (default: `doc_vecs`; required when `cal.encodes`), and
+  with `cal_bank` (bias [N], settings) once more, each document's calibrated score lowered by the bias (the hub
+  correction with a bank of claims, `calibrated.claim_bank`)."""
   claims = source.claims("test")
   coll = source.collection()
   if coll.ids != doc_ids:
@@ -56,9 +59,14 @@ def student_figures(built: Built, params, inputs: stage_inputs.StageInputs, doc_
     cal_params = cal.params(params)
     cal_claims = search.encode_claims(built, cal_params, inputs.claim_words(claims.texts), mesh) if cal.encodes \
         else claim_vecs
-    out["calibrated"] = calibrated_figures(built, cal_params, inputs, cal_claims,
-                                           doc_vecs if cal_doc_vecs is None else cal_doc_vecs, doc_ids, source, claims,
+    cal_vecs = doc_vecs if cal_doc_vecs is None else cal_doc_vecs
+    out["calibrated"] = calibrated_figures(built, cal_params, inputs, cal_claims, cal_vecs, doc_ids, source, claims,
                                            cal_weights or weights, mesh, depth, cal)
+    if cal_bank is not None:
+      bias, settings = cal_bank
+      out["calibrated"]["claim_bank"] = corrected_figures(built, cal_params, cal.claims(built, inputs, cal_claims),
+                                                          cal.docs(built, cal_vecs), doc_ids, claims, bias, mesh,
+                                                          settings)
   if hub_norm is not None:
     out["hub_norm"] = corrected_figures(built, params, claim_vecs, doc_vecs, doc_ids, claims,
                                         hub_norm["beta"] * penalty, mesh, hub_norm, depth)

@@ -20,6 +20,7 @@ from kd_jax import atomic, multihost, pretrained, stopwords
 from kd_jax.data import tokenize
 
 _LENGTHS = ("claim_word_len", "doc_word_len", "claim_wp_len", "doc_wp_len")
+FREQS = ("doc_freq", "claim_freq")  # inputs/<name>.npy: StageInputs' word frequencies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +97,6 @@ def load(stage: Path) -> StageInputs:
 
 def stored(stage: Path) -> bool:
   return (folder(stage) / "inputs.json").is_file()
-
-
-FREQS = ("doc_freq", "claim_freq")  # inputs/<name>.npy
 
 
 def _word_freqs(prepared) -> dict[str, np.ndarray]:

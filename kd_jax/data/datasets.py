@@ -53,6 +53,12 @@ class ClaimSet:
   def __len__(self) -> int:
     return len(self.ids)
 
+  def take(self, rows) -> "ClaimSet":
+    """The claims at `rows` (positions, in that order), with their qrels."""
+    ids = [self.ids[i] for i in rows]
+    return ClaimSet(ids=ids, texts=[self.texts[i] for i in rows], qrels={q: self.qrels[q] for q in ids},
+                    stats={"claims": len(ids)})
+
 
 @dataclasses.dataclass
 class RetrievalData:

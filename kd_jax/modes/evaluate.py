@@ -198,25 +198,23 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   if cal.encodes:  # the calibrated search reads an index of its own, encoded as mode=index encodes it (calibration.py)
     cal_index = indexing.build_for(out, built, params, inputs, source, mesh, config.name, cal, dtype)
     cal_vecs, cal_root = cal_index.read()[0], cal_index.root
+  cal_bank = None
+  if bank is not None:
+    # What mode=search does with --config.search.hub_bank=dev: the hub correction's bank made of the collection's
+    # dev claims (texts only) instead of its documents, at the beta chosen for such banks (hubness.py).
+    bank_beta = float(config.search.hub_bank_beta)
+    cal_params = cal.params(params)
+    penalty_of_bank = indexing.hub_penalty(cal_root, built, cal_params, inputs, source,
+                                           indexing.calibrated_docs(cal_root, built, cal_vecs, cal),
+                                           {**collection_eval.hub_norm_settings(config), **cal.settings()}, mesh,
+                                           lambda v: cal.claims(built, inputs, v), bank)
+    cal_bank = (bank_beta * penalty_of_bank, {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta})
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,
                                               collection_eval.own_dev_weights(out, config.hybrid.methods,
                                                                               calibration.of(config, own=True)),
-                                              cal_vecs)}
-  if bank is not None:
-    # What mode=search does with --config.search.hub_bank=dev: the hub correction's bank made of the collection's
-    # dev claims (texts only) instead of its documents, at the beta chosen for such banks (hubness.py).
-    bank_beta = float(config.search.hub_bank_beta)
-    cal_params, cal_docs = cal.params(params), indexing.calibrated_docs(cal_root, built, cal_vecs, cal)
-    claims_as = lambda v: cal.claims(built, inputs, v)  # noqa: E731
-    penalty = indexing.hub_penalty(cal_root, built, cal_params, inputs, source, cal_docs,
-                                   {**collection_eval.hub_norm_settings(config), **cal.settings()}, mesh, claims_as,
-                                   bank)
-    result["calibrated"]["claim_bank"] = collection_eval.corrected_figures(
-        built, cal_params, claims_as(search.encode_claims(built, cal_params, inputs.claim_words(
-            source.claims("test").texts), mesh)), cal_docs, doc_ids, source.claims("test"), bank_beta * penalty, mesh,
-        {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta})
+                                              cal_vecs, cal_bank)}
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
