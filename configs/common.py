@@ -144,10 +144,12 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
                   ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.
       hybrid=dict(methods=("linear", "zscore", "rrf", "gated", "coverage", "zcoverage"), depth=100),
-      # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): `bank`
-      # collection documents read as claims; each document's mean of its `k` best bank scores is subtracted, at a
-      # weight chosen on dev.
-      hub_norm=dict(bank=2000, k=10, seed=0),
+      # Students' evaluation also reports the student alone with hub correction (kd_jax/hubness.py): each
+      # document's mean of its `k` best scores over a bank of queries is subtracted, at a weight chosen on dev. On the
+      # stage's own collection dev also chooses the bank among `own_banks` ("documents": `bank` of the collection's
+      # documents read as claims; "train": the stage's training claims, texts only), and mode=search applies that
+      # choice there (results/probes/home_train_bank.json).
+      hub_norm=dict(bank=2000, k=10, seed=0, own_banks=("documents", "train")),
   ))
 
 

@@ -41,9 +41,12 @@ BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 KINDS = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 
-def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0) -> dict:
+def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0, k: int | None = None,
+               half_k: int | None = None) -> dict:
   """One student on the other dataset's collection: {"rows": {beta: {"dev": {ndcg@10, hub} (cross-fitted means),
-  "test": {ndcg@10, recall@100, hub}}}} with the claim bank at each beta."""
+  "test": {ndcg@10, recall@100, hub}}}} with the claim bank at each beta. `k`: the bank queries each document's
+  penalty averages on test's whole-dev bank (None: the stage's hub_norm.k), `half_k` on the cross-fitted half banks
+  (None: k)."""
   cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
   mesh = sharding.make_mesh(1, 1)
   built, params, inputs = stage.student(cfg, stage_dir, mesh)
@@ -57,13 +60,14 @@ def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0
   doc_vecs = search.encode_docs(built, p, inputs.doc_words(texts), mesh) if cal.encodes else index.read()[0]
   docs = np.asarray(cal.docs(built, doc_vecs), np.float32)
   doc_ids = src.collection().ids
-  k = collection_eval.hub_norm_settings(cfg)["k"]
+  k = collection_eval.hub_norm_settings(cfg)["k"] if k is None else k
+  half_k = k if half_k is None else half_k
   def encode(claims: datasets.ClaimSet) -> np.ndarray:
     return cal.claims(built, inputs, search.encode_claims(built, p, inputs.claim_words(claims.texts), mesh))
   dev, test = src.claims("dev"), src.claims("test")
   dev_vecs, test_vecs = encode(dev), encode(test)
   halves = np.array_split(np.random.default_rng(seed).permutation(len(dev.ids)), 2)
-  half_penalty = [hubness.claims_penalty(built, p, dev_vecs[h], docs, k) for h in halves]
+  half_penalty = [hubness.claims_penalty(built, p, dev_vecs[h], docs, half_k) for h in halves]
   full_penalty = hubness.claims_penalty(built, p, dev_vecs, docs, k)
 
   def figures(bias, claims, claim_vecs) -> dict:

@@ -104,6 +104,19 @@ def hub_norm_settings(config) -> dict:
   return {"bank": int(h.bank), "k": int(h.k), "seed": int(h.seed)} if h else {"bank": 2000, "k": 10, "seed": 0}
 
 
+HOME_BANKS = ("documents", "train")  # hub_norm.own_banks: the collection's documents read as claims; training claims
+
+
+def home_banks(config) -> tuple[str, ...]:
+  """The banks mode=evaluate tries for the hub correction on the stage's own collection (`hub_norm.own_banks`; the
+  documents alone for configs saved before the training claims were a bank)."""
+  banks = tuple((config.get("hub_norm", None) or {}).get("own_banks", ("documents",)))
+  wrong = [b for b in banks if b not in HOME_BANKS]
+  if wrong or not banks or len(set(banks)) < len(banks):
+    raise ValueError(f"hub_norm.own_banks must list some of {', '.join(HOME_BANKS)} once each, got {banks}")
+  return banks
+
+
 def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[np.ndarray, object]:
   """(claim coverage [Q], document coverage of chosen rows): the shares of words the stage's vocabulary knows, which
   the coverage fusion weighs the student by (only the documents a pool holds are tokenised)."""
@@ -181,13 +194,23 @@ def own_dev_calibrated(stage: Path, cal: calibration.Calibration) -> dict:
   return made if cal.made(made) else {}
 
 
-def own_dev_hub_norm(stage: Path, calibrated_as: calibration.Calibration | None = None) -> dict | None:
-  """The hub correction's settings and beta chosen on the stage's own dev set (its eval_test.json), if stored: for
-  the search as trained, or with `calibrated_as` for the search calibrated so, and only if dev chose it at those very
-  settings (own_dev_calibrated)."""
+def own_dev_hub_norm(stage: Path, calibrated_as: calibration.Calibration | None = None,
+                     bank: str | None = None) -> dict | None:
+  """The hub correction's settings, bank and beta chosen on the stage's own dev set (its eval_test.json), if stored:
+  for the search as trained, or with `calibrated_as` for the search calibrated so, and only if dev chose it at those
+  very settings (own_dev_calibrated). `bank_from`: "documents" (the collection's documents read as claims; results
+  stored before other banks existed) or "train" (the stage's training claims). With `bank`, the beta dev chose for
+  that bank alone (another collection has no training claims of this stage's to make a bank of), if it was tried."""
   h = _own_eval(stage).get("hub_norm") if calibrated_as is None else own_dev_calibrated(stage, calibrated_as).get(
       "hub_norm")
-  return {k: h[k] for k in ("bank", "k", "seed", "beta")} if h else None
+  if not h:
+    return None
+  out = {**{k: h[k] for k in ("bank", "k", "seed", "beta")}, "bank_from": h.get("bank_from", "documents")}
+  if bank is not None and bank != out["bank_from"]:
+    if bank not in h.get("banks", {}):
+      return None
+    out.update(beta=h["banks"][bank]["beta"], bank_from=bank)
+  return out
 
 
 def own_dev_weights(stage: Path, methods, calibrated_as: calibration.Calibration | None = None) -> dict[str, float]:
@@ -206,10 +229,12 @@ def own_dev_weights(stage: Path, methods, calibrated_as: calibration.Calibration
 
 def own_dev_current(stage: Path, config) -> bool:
   """Whether the stage's eval_test.json holds what other collections' evaluations and searches read from it at
-  today's `config`: a fusion weight for every method, the hub correction's beta, and, with search calibrated at home,
-  both chosen again for the search calibrated at today's settings."""
+  today's `config`: a fusion weight for every method, the hub correction's bank and beta chosen among today's banks,
+  and, with search calibrated at home, both chosen again for the search calibrated at today's settings."""
   if len(own_dev_weights(stage, config.hybrid.methods)) < len(config.hybrid.methods) or own_dev_hub_norm(stage) is None:
     return False
+  if set(_own_eval(stage)["hub_norm"].get("banks", {"documents": None})) != set(home_banks(config)):
+    return False  # the hub correction's bank chosen among other banks than today's
   home = calibration.of(config, own=True)
   return not home.active or own_dev_hub_norm(stage, home) is not None
 

@@ -18,7 +18,10 @@ better bank than its documents read as claims: on FEVER's page titles, 2-6 words
 scores nothing like the claims do, and raised the BiLSTM's hub (17% -> 21%), while a bank of the collection's dev
 claims took it under 5% with nDCG@10 up (results/claim_bank.md). Such a bank has no query cut from a document, so
 none is left out (`claims_penalty`), and its beta is one per student kind (`search.hub_bank_beta`), chosen with
-`choose_beta` by experiments/claim_bank.py.
+`choose_beta` by experiments/claim_bank.py. On the stage's own collection the training claims are such a bank
+(texts only, disjoint from dev and test): mode=evaluate tries it beside the documents and dev chooses the bank with
+the beta (`choose_bank`, the same rule); on FEVER-titles it took the BiLSTM's hub from 5.7% to 4.7%
+(results/probes/home_train_bank.json).
 """
 
 from __future__ import annotations
@@ -89,12 +92,27 @@ def choose_beta(dev: dict[float, tuple[float, float]], max_hub: float = MAX_HUB,
   else the smallest hub share. Without the tolerance a ceiling no beta meets would take any cost in nDCG@10 for the
   smallest hub (the BiLSTM at lexical norms 1 on FEVER-titles: -7 points for -1 point of hub). Ties go to the smaller
   beta (the milder correction)."""
+  return _choose(dev, sorted(dev), max_hub, tolerance)
+
+
+def choose_bank(curves: dict[str, dict[float, tuple[float, float]]], max_hub: float = MAX_HUB,
+                tolerance: float = 0.01) -> tuple[str, float]:
+  """(bank, beta) from each bank's dev figures {bank: {beta: (nDCG@10, hub share)}}, by choose_beta's rule over every
+  pair; ties go to the smaller beta, then to the bank listed first."""
+  dev = {(bank, b): v for bank, curve in curves.items() for b, v in curve.items()}
+  banks = list(curves)
+  return _choose(dev, sorted(dev, key=lambda key: (key[1], banks.index(key[0]))), max_hub, tolerance)
+
+
+def _choose(dev: dict, order: list, max_hub: float, tolerance: float):
+  """choose_beta's rule over any settings: `dev` {setting: (nDCG@10, hub share)}, `order` the settings mildest
+  first (ties go to the milder)."""
   best = max(round(v[0], 6) for v in dev.values())
-  near = [b for b in sorted(dev) if round(dev[b][0], 6) >= best - tolerance]
-  within = [b for b in near if dev[b][1] <= max_hub + 1e-12]
+  near = [key for key in order if round(dev[key][0], 6) >= best - tolerance]
+  within = [key for key in near if dev[key][1] <= max_hub + 1e-12]
   if within:
-    return max(within, key=lambda b: (round(dev[b][0], 6), -b))
-  return min(near, key=lambda b: (round(dev[b][1], 6), b))
+    return max(within, key=lambda key: (round(dev[key][0], 6), -order.index(key)))
+  return min(near, key=lambda key: (round(dev[key][1], 6), order.index(key)))
 
 
 def penalty_from_scores(scores: np.ndarray, bank: np.ndarray, first_row: int, k: int) -> np.ndarray:

@@ -12,6 +12,11 @@ def _f(x: float | None) -> str:
   return "—" if x is None else f"{x:.3f}"
 
 
+def _bank(h: dict) -> str:
+  """The hub correction's bank where dev chose the training claims (hubness.py; the documents otherwise)."""
+  return ", a bank of the training claims" if h.get("bank_from") == "train" else ""
+
+
 def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, metric: str = "ndcg@10") -> str:
   """A Markdown table of `metric` from the student's eval_test.json and (if evaluated) the teacher's."""
   full = student.get("full_collection", {})
@@ -21,7 +26,7 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
   rows.append((f"{student['model']} (student alone)", student["rerank"][metric], full.get(metric)))
   if "hub_norm" in student:
     h = student["hub_norm"]
-    rows.append((f"{student['model']} alone, hub-corrected (dev-chosen beta {h['beta']:g})", None,
+    rows.append((f"{student['model']} alone, hub-corrected (dev-chosen beta {h['beta']:g}{_bank(h)})", None,
                  h["full_collection"][metric]))
   c = student.get("calibrated", {})
   corrected = c.get("hub_norm") if c.get("hub_norm", {}).get("beta", 0) > 0 else None  # mode=search applies it too
@@ -30,7 +35,8 @@ def render(student: dict, teacher: dict | None, stage: Path, teacher_dir: Path, 
     rows.append((f"{student['model']} alone, calibrated{searches} ({calibration.describe(c)})", None,
                  c["full_collection"][metric]))
   if corrected:
-    rows.append((f"{student['model']} alone, calibrated and hub-corrected (dev-chosen beta {corrected['beta']:g}) "
+    rows.append((f"{student['model']} alone, calibrated and hub-corrected (dev-chosen beta {corrected['beta']:g}"
+                 f"{_bank(corrected)}) "
                  "as mode=search searches", None, corrected["full_collection"][metric]))
   for method, h in student.get("hybrid", {}).items():
     rows.append((f"{student['model']} + BM25, {method} (dev-chosen weights {h['rerank']['weight']:g} / "

@@ -3,6 +3,7 @@ SciFact and FEVER-titles data; the stage folder carries its own vocabulary; a ki
 
 import collections
 import json
+import logging
 import shutil
 
 import jax
@@ -467,7 +468,7 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
 def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_stale(tmp_path):
   config = cnn_student.get_config()
   weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
-  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0}
+  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}}}
   home = calibration.of(config, own=True)
   stored = {"hybrid": {m: weight(0.5) for m in config.hybrid.methods}, "hub_norm": hub,
             "calibrated": {**home.settings(), "hub_norm": hub}}
@@ -480,13 +481,32 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert collection_eval.own_dev_current(tmp_path, config)
   (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hybrid": {"linear": weight(0.5)}}))
   assert not collection_eval.own_dev_current(tmp_path, config)  # a fusion method evaluated since
+  # The hub correction's bank chosen among other banks than today's hub_norm.own_banks: stale, and current again
+  # for a config that tries only those.
+  config = cnn_student.get_config()
+  assert collection_eval.home_banks(config) == ("documents", "train")
+  before = {k: v for k, v in hub.items() if k != "banks"}  # made when the documents were the only bank
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hub_norm": before}))
+  assert not collection_eval.own_dev_current(tmp_path, config)
+  config.hub_norm.own_banks = ("documents",)
+  assert collection_eval.own_dev_current(tmp_path, config)
+  (tmp_path / "eval_test.json").write_text(json.dumps(stored))
+  assert not collection_eval.own_dev_current(tmp_path, config)
+  config.hub_norm.own_banks = ("train", "documents")
+  assert collection_eval.own_dev_current(tmp_path, config)
+  for wrong in ((), ("queries",), ("train", "train")):
+    config.hub_norm.own_banks = wrong
+    with pytest.raises(ValueError, match="hub_norm.own_banks must list some of documents, train once each"):
+      collection_eval.home_banks(config)
 
 
 def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   """eval_test.json's calibrated.hub_norm against NumPy, on dev at every beta of its curve and on test at the beta
   dev chose: claims and documents encoded with half the <unk> embedding row, the SciFact documents' dense norms
   pulled a quarter of the way to their median, the claims' and the bank's common-word buckets zeroed (the code for
-  that is tested against NumPy in test_calibration.py), each document less beta x its mean 10 best bank scores."""
+  that is tested against NumPy in test_calibration.py), each document less beta x its mean 10 best bank scores; the
+  bank either the documents read as claims (each left out for its own document) or the training claims, dev choosing
+  the bank with the beta."""
   c, root = stage
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_test.json").read_text())
@@ -513,24 +533,73 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   bank = hubness.bank_rows(len(d), h["bank"], h["seed"])
   bank_scores = masked(apply(prepared.docs_words[bank, : c.data.claim_word_len], "encode_claims")) @ d.T
   bank_scores[np.arange(len(bank)), bank] = -np.inf
-  penalty = np.sort(bank_scores, axis=0)[::-1][: h["k"]].mean(0)
+  penalties = {"documents": np.sort(bank_scores, axis=0)[::-1][: h["k"]].mean(0)}
+  trained_on = prepared.source("train")  # the training claims as prepared (the code tokenises their texts again)
+  train_scores = masked(apply(np.stack([trained_on[i]["claim_words"] for i in range(len(trained_on))]),
+                              "encode_claims")) @ d.T
+  penalties["train"] = np.sort(train_scores, axis=0)[::-1][: h["k"]].mean(0)
 
-  def ndcg(split: str, beta: float, hub: bool = False):
+  def ndcg(split: str, beta: float, bank: str, hub: bool = False):
     src = prepared.source(split)
     examples = [src[i] for i in range(len(src))]
-    scores = masked(apply(np.stack([e["claim_words"] for e in examples]), "encode_claims")) @ d.T - beta * penalty
+    scores = masked(apply(np.stack([e["claim_words"] for e in examples]), "encode_claims")) @ d.T
+    scores = scores - beta * penalties[bank]
     top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
     ids = [e["claim_id"].decode() for e in examples]
     run = {q: {prepared.doc_ids[r]: float(scores[i, r]) for r in top[i]} for i, q in enumerate(ids)}
     measures = pytrec_eval.RelevanceEvaluator({q: prepared.qrels[split][q] for q in ids}, {"ndcg_cut_10"}).evaluate(run)
     value = np.mean([m["ndcg_cut_10"] for m in measures.values()])
     return (value, collections.Counter(top[:, :10].ravel().tolist()).most_common(1)[0][1] / len(ids)) if hub else value
-  dev = {f"{b:g}": ndcg("dev", b, hub=True) for b in hubness.BETAS}  # beta 0 and four corrections, masked banks
-  np.testing.assert_allclose([h["dev_curve"][b] for b in dev], [v[0] for v in dev.values()], atol=2e-3)
-  assert all(abs(h["dev_hub_curve"][b] - v[1]) <= 1 / len(prepared.source("dev")) for b, v in dev.items())
-  # dev's choice: within a point of its best nDCG@10, the hub ceiling (hubness.choose_beta, tested in test_hubness.py)
-  assert h["beta"] == hubness.choose_beta({float(b): (h["dev_curve"][b], h["dev_hub_curve"][b]) for b in dev})
-  np.testing.assert_allclose(h["full_collection"]["ndcg@10"], ndcg("test", h["beta"]), atol=2e-3)
+  assert set(h["banks"]) == {"documents", "train"}
+  for bank, stored in h["banks"].items():
+    dev = {f"{b:g}": ndcg("dev", b, bank, hub=True) for b in hubness.BETAS}  # beta 0 and four corrections
+    np.testing.assert_allclose([stored["dev_curve"][b] for b in dev], [v[0] for v in dev.values()], atol=2e-3)
+    assert all(abs(stored["dev_hub_curve"][b] - v[1]) <= 1 / len(prepared.source("dev")) for b, v in dev.items())
+  # dev's choice: within a point of its best nDCG@10, the hub ceiling, over both banks (hubness.choose_bank, tested
+  # in test_hubness.py)
+  curves = {k: {float(b): (v["dev_curve"][b], v["dev_hub_curve"][b]) for b in v["dev_curve"]}
+            for k, v in h["banks"].items()}
+  assert (h["bank_from"], h["beta"]) == hubness.choose_bank(curves)
+  assert h["dev_curve"] == h["banks"][h["bank_from"]]["dev_curve"]
+  np.testing.assert_allclose(h["full_collection"]["ndcg@10"], ndcg("test", h["beta"], h["bank_from"]), atol=2e-3)
+
+
+def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_path, caplog):
+  """Where dev chose the training claims as the hub correction's bank (eval_test.json's hub_norm, here written by
+  hand at beta 1), mode=search on the stage's own collection lowers each document by its mean 10 best scores over
+  the training claims, by NumPy on the stored vectors; searched as trained (no calibration at home), so the
+  as-trained choice is the one read."""
+  c, root = stage
+  work = tmp_path / "work"
+  shutil.copytree(root / "work", work)
+  run_dir = work / "cnn_student"
+  on = c.copy_and_resolve_references()
+  on.search.doc_norms.own = on.search.lex_norms.own = on.search.unk_drop.own = 0.0
+  on.search.stop_df = 1.0
+  saved = json.loads((run_dir / "eval_test.json").read_text())
+  saved["hub_norm"].update(bank_from="train", beta=1.0)
+  (run_dir / "eval_test.json").write_text(json.dumps(saved))
+  on.mode = "index"
+  modes.run(on, str(work))
+  on.mode, on.search.query, on.search.top_k = "search", "vitamin D deficiency and the risk of cancer", 5
+  with caplog.at_level(logging.INFO):
+    hits = modes.run(on, str(work))[0]
+  texts = prepare.training_claims(c.data)
+  assert f"over a bank of {len(texts)} claims (training claims)" in caplog.text
+  inputs = stage_inputs.load(run_dir)
+  built = build_lib.build(c.model, inputs)
+  params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
+  vecs, ids, _ = search.Index(indexing.index_root(run_dir, c.data.name)).read()
+  vecs = np.asarray(vecs)
+  encode = lambda t: np.asarray(built.module.apply({"params": params}, inputs.claim_words(t),  # noqa: E731
+                                                   method=built.module.encode_claims))
+  penalty = np.sort(encode(texts) @ vecs.T, axis=0)[::-1][: c.hub_norm.k].mean(0)
+  want = encode([on.search.query])[0] @ vecs.T - penalty
+  best = np.argsort(-want, kind="stable")[:5]
+  assert [h[0] for h in hits] == [ids[i] for i in best]
+  np.testing.assert_allclose([h[1] for h in hits], want[best], rtol=1e-4, atol=1e-4)
+  stored = json.loads((indexing.index_root(run_dir, c.data.name) / "hub_penalty_claims.json").read_text())
+  assert stored["bank_claims"] == len(texts)
 
 
 def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
@@ -546,14 +615,23 @@ def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.75
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal, bank_beta=0.0) == 0.0
   assert search_mode._hub_beta(0.25, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.25
-  assert collection_eval.own_dev_hub_norm(tmp_path, cal) == hub(0.25)
+  assert collection_eval.own_dev_hub_norm(tmp_path, cal) == {**hub(0.25), "bank_from": "documents"}
   # Calibrated otherwise than dev chose at, or evaluated before the calibrated search had its own: no correction
   # (a beta chosen for other vectors is no choice for these), with a warning.
   other = calibration.Calibration(doc_norms=0.25, stop_df=0.25, lex_norms=1.0)
   assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=other) == 0.0
   (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": cal.settings()}))
   assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=cal) == 0.0
-  assert collection_eval.own_dev_hub_norm(tmp_path) == hub(0.5)
+  assert collection_eval.own_dev_hub_norm(tmp_path) == {**hub(0.5), "bank_from": "documents"}
+  # Dev chose the training claims as the bank: search applies that bank at its beta; another collection's diagnostic
+  # reads the beta dev chose for the documents' bank, which it has.
+  banks = {"documents": {"beta": 0.5}, "train": {"beta": 0.25}}
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": {**hub(0.25), "bank_from": "train",
+                                                                    "banks": banks}}))
+  assert collection_eval.own_dev_hub_norm(tmp_path) == {**hub(0.25), "bank_from": "train"}
+  assert collection_eval.own_dev_hub_norm(tmp_path, bank="documents") == {**hub(0.5), "bank_from": "documents"}
+  assert collection_eval.own_dev_hub_norm(tmp_path, bank="train") == {**hub(0.25), "bank_from": "train"}
+  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=None) == 0.25
 
 
 def test_a_negative_hub_beta_elsewhere_is_refused_before_anything_loads(tmp_path):

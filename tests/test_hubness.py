@@ -115,3 +115,21 @@ def test_choose_beta_puts_quality_first_then_the_hub_ceiling():
   # Ties go to the milder correction: equal nDCG@10 under the ceiling, and equal hubs over it.
   assert hubness.choose_beta({0.0: (0.8, 0.01), 0.5: (0.8, 0.01)}, 0.05) == 0.0
   assert hubness.choose_beta({0.0: (0.8, 0.2), 0.5: (0.8, 0.1), 1.0: (0.795, 0.1)}, 0.05) == 0.5
+
+
+def test_choose_bank_applies_the_beta_rule_over_every_bank():
+  curves = {"documents": {0.0: (0.80, 0.08), 0.25: (0.81, 0.06), 0.5: (0.79, 0.05)},
+            "train": {0.0: (0.80, 0.08), 0.25: (0.812, 0.04), 0.5: (0.80, 0.03)}}
+  # Within a point of the best (0.812): documents 0.25 and train 0.25; under 5%: train 0.25 only.
+  assert hubness.choose_bank(curves, 0.05) == ("train", 0.25)
+  # No ceiling binding: the best nDCG@10 (train 0.25).
+  assert hubness.choose_bank(curves, 1.0) == ("train", 0.25)
+  # Beta 0 is no correction in any bank: a tie goes to the smaller beta, then to the bank listed first.
+  assert hubness.choose_bank({"documents": {0.0: (0.8, 0.01), 0.5: (0.8, 0.01)},
+                              "train": {0.0: (0.8, 0.01), 0.25: (0.8, 0.01)}}, 0.05) == ("documents", 0.0)
+  assert hubness.choose_bank({"documents": {0.0: (0.8, 0.2), 0.5: (0.8, 0.1)},
+                              "train": {0.0: (0.8, 0.2), 0.5: (0.8, 0.1)}}, 0.05) == ("documents", 0.5)
+  # One bank: choose_beta's choice.
+  dev = {0.0: (0.815, 0.09), 0.25: (0.82, 0.06), 0.5: (0.812, 0.05), 0.75: (0.811, 0.04), 1.0: (0.70, 0.01)}
+  for ceiling in (0.03, 0.05, 1.0):
+    assert hubness.choose_bank({"documents": dev}, ceiling) == ("documents", hubness.choose_beta(dev, ceiling))

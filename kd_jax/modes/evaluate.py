@@ -56,10 +56,11 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
                                                                prepared.qrels[split])
     result["hub"] = collection_eval.hub_share(rows)
     result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
-    result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split)
+    inputs = stage.stage_inputs_of(config, out)
+    result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split, inputs)
     cal = calibration.of(config, own=True)
     if cal.active:  # the calibration mode=search applies on the training collection (calibration.py)
-      inputs, cal_params = stage.stage_inputs_of(config, out), cal.params(params)
+      cal_params = cal.params(params)
       cal_vecs, cal_claims = doc_vecs, claim_vecs
       if cal.encodes:  # encoded again, as mode=index and mode=search encode with this calibration
         cal_vecs = search.encode_collection(built, cal_params, prepared, mesh)
@@ -70,7 +71,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
                               "full_collection": search.full_collection_metrics(s_scores, s_rows, claim_ids,
                                                                                 prepared.doc_ids, prepared.qrels[split])}
       # The hub correction again, its beta chosen on dev for the calibrated search (mode=search applies it there).
-      result["calibrated"]["hub_norm"] = _hub_norm(config, built, cal_params, prepared, mesh, cal_docs, split,
+      result["calibrated"]["hub_norm"] = _hub_norm(config, built, cal_params, prepared, mesh, cal_docs, split, inputs,
                                                    lambda v: cal.claims(built, inputs, v))
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
@@ -128,15 +129,24 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
   return out
 
 
-def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str,
+def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str, inputs,
               claim_fn=lambda v: v) -> dict:
-  """The student alone with querybank hub correction (hubness.py): beta chosen on dev (hubness.choose_beta: quality
-  within a point, then the 5% hub ceiling), `split` figures at it;
-  `claim_fn` transforms the claim vectors, the bank's too (calibration.py), before search."""
+  """The student alone with querybank hub correction (hubness.py): the bank and beta chosen on dev
+  (hubness.choose_bank: quality within a point, then the 5% hub ceiling), `split` figures at them. The banks tried
+  are `hub_norm.own_banks`: the collection's documents read as claims, and the stage's training claims (texts only,
+  disjoint from dev and test). `claim_fn` transforms the claim vectors, the banks' too (calibration.py), before
+  search."""
   h = collection_eval.hub_norm_settings(config)
-  penalty = hubness.collection_penalty(built, params, doc_vecs, h,
-                                       lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh,
-                                       claim_fn)
+  penalties = {}
+  for bank in collection_eval.home_banks(config):
+    if bank == "documents":
+      penalties[bank] = hubness.collection_penalty(
+          built, params, doc_vecs, h, lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh,
+          claim_fn)
+    else:  # tokenised as mode=search tokenises the bank it applies (indexing.hub_penalty)
+      texts = prepare.training_claims(config.data)
+      bank_vecs = claim_fn(search.encode_claims(built, params, inputs.claim_words(texts), mesh))
+      penalties[bank] = hubness.claims_penalty(built, params, bank_vecs, doc_vecs, h["k"])
 
   def claims_of(s: str):  # (ids, transformed claim vectors) of a split, encoded once for every beta
     src = prepared.source(s)
@@ -144,21 +154,27 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
     vecs = claim_fn(search.encode_claims(built, params, np.stack([e["claim_words"] for e in examples]), mesh))
     return [e["claim_id"].decode() for e in examples], vecs
 
-  def searched(s: str, claims, beta: float):
+  def searched(s: str, claims, bias):
     ids, claim_vecs = claims
-    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh, doc_bias=beta * penalty)
+    scores, rows = search.top_k(built, params, claim_vecs, doc_vecs, 100, mesh, doc_bias=bias)
     return search.full_collection_metrics(scores, rows, ids, prepared.doc_ids, prepared.qrels[s]), rows
 
   dev_claims = claims_of("dev")
-  dev = {}
-  for b in hubness.BETAS:
-    m, rows = searched("dev", dev_claims, b)
-    dev[b] = (m["ndcg@10"], collection_eval.hub_share(rows)["max_share"])
-  beta = hubness.choose_beta(dev)  # the best dev nDCG@10 within a point, the hub ceiling enforced on dev
-  test, rows = searched(split, claims_of(split), beta)
-  return {**h, "beta": beta, "dev_ndcg@10": dev[beta][0], "dev_curve": {f"{b:g}": v[0] for b, v in dev.items()},
-          "dev_hub_curve": {f"{b:g}": v[1] for b, v in dev.items()}, "full_collection": test,
-          "hub": collection_eval.hub_share(rows)}
+  curves = {}
+  for bank, penalty in penalties.items():
+    for b in hubness.BETAS:
+      m, rows = searched("dev", dev_claims, b * penalty)
+      curves.setdefault(bank, {})[b] = (m["ndcg@10"], collection_eval.hub_share(rows)["max_share"])
+  # the best dev nDCG@10 within a point, the hub ceiling enforced on dev, over every bank's betas
+  bank, beta = hubness.choose_bank(curves)
+  test, rows = searched(split, claims_of(split), beta * penalties[bank])
+  curve = lambda dev, i: {f"{b:g}": v[i] for b, v in dev.items()}  # noqa: E731
+  return {**h, "beta": beta, "bank_from": bank, "dev_ndcg@10": curves[bank][beta][0],
+          "dev_curve": curve(curves[bank], 0), "dev_hub_curve": curve(curves[bank], 1),
+          # each bank's own choice and curves: another collection's diagnostic reads the documents' beta
+          "banks": {k: {"beta": hubness.choose_beta(v), "dev_curve": curve(v, 0), "dev_hub_curve": curve(v, 1)}
+                    for k, v in curves.items()},
+          "full_collection": test, "hub": collection_eval.hub_share(rows)}
 
 
 def _bm25_scores(prepared, split: str) -> np.ndarray:
@@ -189,9 +205,10 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   index = indexing.build_for(out, built, params, inputs, source, mesh, config.name, dtype=dtype)  # as trained
   root = index.root
   doc_vecs, doc_ids, _ = index.read()
-  # A diagnostic: the student as trained, corrected at the beta its own dev chose (mode=search, calibrated, uses
-  # search.hub_beta_other on another collection). Stored beside the index for the next evaluation.
-  hub_norm = collection_eval.own_dev_hub_norm(out)
+  # A diagnostic: the student as trained, corrected with this collection's documents as the bank, at the beta its own
+  # dev chose for such a bank (mode=search, calibrated, uses search.hub_beta_other on another collection). Stored
+  # beside the index for the next evaluation.
+  hub_norm = collection_eval.own_dev_hub_norm(out, bank="documents")
   penalty = indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, hub_norm, mesh)
   cal = calibration.of(config, own=False)
   cal_vecs, cal_root = doc_vecs, root

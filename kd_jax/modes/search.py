@@ -10,6 +10,7 @@ import numpy as np
 
 from kd_jax import (calibration, collection, collection_eval, fusion, hubness, hybrid, indexing, ivf, multihost,
                     search, sharding)
+from kd_jax.data import prepare
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
@@ -94,11 +95,13 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = collection_eval.own_dev_hub_norm(out, calibrated_as) or collection_eval.hub_norm_settings(config)
+      named = s.hub_bank
+      if bank is None and own and h.get("bank_from") == "train":  # the bank dev chose at home: the training claims
+        bank, named = prepare.training_claims(config.data), "training claims"
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
                                          lambda v: cal.claims(built, inputs, v), bank)
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %s", beta, h["k"],
-                   f"{min(h['bank'], len(doc_ids))} documents" if bank is None else
-                   f"{len(bank)} claims ({s.hub_bank})")
+                   f"{min(h['bank'], len(doc_ids))} documents" if bank is None else f"{len(bank)} claims ({named})")
     lists = int(s.get("ivf", {}).get("lists", 0))
     if lists:  # approximate: only the documents of each claim's best lists are scored (ivf.py)
       # Its lists hold copies of the vectors: one IVF per norm strength.
