@@ -135,11 +135,13 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # hub_bank: the hub correction's bank (kd_jax/hubness.py) made of real claims instead of the collection's
       # documents read as claims: "dev" the searched collection's dev claims, or a file of claims, one per line (a
       # query log); searched with it, the correction is applied at hub_bank_beta, chosen per student kind with such
-      # banks (experiments/claim_bank.py): the student configs set it, 0 here leaves a student of your own alone.
+      # banks (experiments/claim_bank.py): the student configs set it, 0 here leaves a student of your own alone;
+      # hub_bank_k: how many of its best bank claims a document's penalty averages, chosen with that beta.
       # mode=evaluate reports it on another collection with dev claims, searched calibrated, when hub_bank_beta > 0
       # (`calibrated.claim_bank` of its json).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,
-                  hub_beta_other=0.0, hub_bank="", hub_bank_beta=0.0, doc_norms=dict(own=0.25, other=1.0), stop_df=0.25,
+                  hub_beta_other=0.0, hub_bank="", hub_bank_beta=0.0, hub_bank_k=10,
+                  doc_norms=dict(own=0.25, other=1.0), stop_df=0.25,
                   lex_norms=dict(own=0.0, other=1.0), unk_drop=dict(own=0.0, other=0.0),
                   ivf=dict(lists=0, probe=32)),
       # Students' evaluation also reports student + BM25 fusion, its weight chosen on dev; () turns it off.

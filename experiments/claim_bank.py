@@ -17,6 +17,11 @@ per student kind, over its stages of both directions, by hubness.choose_beta: am
 mean dev nDCG@10, the best of those whose mean dev hub is at most 5% (the issue's ceiling), else the smallest mean
 dev hub. Test is then searched with
 the whole dev set as the bank, at that beta, as mode=evaluate and `mode=search --config.search.hub_bank=dev` do.
+
+How many of its best bank queries a document's penalty averages (k, `search.hub_bank_k`) is chosen with beta, by the
+same rule over every (k, beta) pair: with a few best queries the penalty is noisy, and over a few hundred claims
+the SciFact CNN's hubs on FEVER-titles stayed above the ceiling at every beta with k = 10. The cross-fitted half banks
+average k / 2 of their best queries, the same share of the bank as k of test's whole-dev bank.
 """
 
 from __future__ import annotations
@@ -38,15 +43,14 @@ from kd_jax.modes import stage
 
 STAGES = search_grid.STAGES + ("fever/cnn_student", "fever/lstm_student")
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+KS = (10, 20, 50, 100)
 KINDS = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 
-def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0, k: int | None = None,
-               half_k: int | None = None) -> dict:
-  """One student on the other dataset's collection: {"rows": {beta: {"dev": {ndcg@10, hub} (cross-fitted means),
-  "test": {ndcg@10, recall@100, hub}}}} with the claim bank at each beta. `k`: the bank queries each document's
-  penalty averages on test's whole-dev bank (None: the stage's hub_norm.k), `half_k` on the cross-fitted half banks
-  (None: k)."""
+def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, ks=KS, seed: int = 0) -> dict:
+  """One student on the other dataset's collection: {"rows": {k: {beta: {"dev": {ndcg@10, hub} (cross-fitted means),
+  "test": {ndcg@10, recall@100, hub}}}}} with the claim bank at each k (the best bank queries a document's penalty
+  averages on test's whole-dev bank; k / 2 on the cross-fitted half banks) and beta."""
   cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
   mesh = sharding.make_mesh(1, 1)
   built, params, inputs = stage.student(cfg, stage_dir, mesh)
@@ -60,15 +64,11 @@ def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0
   doc_vecs = search.encode_docs(built, p, inputs.doc_words(texts), mesh) if cal.encodes else index.read()[0]
   docs = np.asarray(cal.docs(built, doc_vecs), np.float32)
   doc_ids = src.collection().ids
-  k = collection_eval.hub_norm_settings(cfg)["k"] if k is None else k
-  half_k = k if half_k is None else half_k
   def encode(claims: datasets.ClaimSet) -> np.ndarray:
     return cal.claims(built, inputs, search.encode_claims(built, p, inputs.claim_words(claims.texts), mesh))
   dev, test = src.claims("dev"), src.claims("test")
   dev_vecs, test_vecs = encode(dev), encode(test)
   halves = np.array_split(np.random.default_rng(seed).permutation(len(dev.ids)), 2)
-  half_penalty = [hubness.claims_penalty(built, p, dev_vecs[h], docs, half_k) for h in halves]
-  full_penalty = hubness.claims_penalty(built, p, dev_vecs, docs, k)
 
   def figures(bias, claims, claim_vecs) -> dict:
     f = collection_eval.corrected_figures(built, p, claim_vecs, docs, doc_ids, claims, bias, mesh, {})
@@ -76,58 +76,67 @@ def stage_rows(stage_dir: Path, transfer_claims: int, betas=BETAS, seed: int = 0
             "hub": f["hub"]["max_share"]}
 
   rows = {}
-  for beta in betas:
-    crossed = [figures(beta * half_penalty[a], dev.take(halves[1 - a]), dev_vecs[halves[1 - a]]) for a in (0, 1)]
-    rows[f"{beta:g}"] = {"dev": {m: float(np.mean([c[m] for c in crossed])) for m in ("ndcg@10", "hub")},
-                         "test": figures(beta * full_penalty, test, test_vecs)}
+  for k in ks:
+    half_penalty = [hubness.claims_penalty(built, p, dev_vecs[h], docs, max(1, k // 2)) for h in halves]
+    full_penalty = hubness.claims_penalty(built, p, dev_vecs, docs, k)
+    for beta in betas:
+      crossed = [figures(beta * half_penalty[a], dev.take(halves[1 - a]), dev_vecs[halves[1 - a]]) for a in (0, 1)]
+      rows.setdefault(str(k), {})[f"{beta:g}"] = {
+          "dev": {m: float(np.mean([c[m] for c in crossed])) for m in ("ndcg@10", "hub")},
+          "test": figures(beta * full_penalty, test, test_vecs)}
   return {"kind": kind, "trained_on": cfg.data.name, "other": other, "calibration": cal.settings(),
           "bank_claims": len(dev.ids), "test_claims": len(test.ids), "rows": rows}
 
 
-def choose(stages: dict, betas=BETAS) -> dict:
-  """Per student kind: the mean cross-fitted dev (nDCG@10, hub) over its stages at each beta, and the beta
-  hubness.choose_beta picks from them."""
+def choose(stages: dict, betas=BETAS, ks=KS) -> dict:
+  """Per student kind: the mean cross-fitted dev (nDCG@10, hub) over its stages at each k and beta, and the (k, beta)
+  hubness.choose_bank picks from them (choose_beta's rule over every pair; ties to the smaller beta, then k)."""
   out = {}
   for kind in sorted({st["kind"] for st in stages.values()}):
     sts = [st for st in stages.values() if st["kind"] == kind]
-    dev = {b: tuple(float(np.mean([st["rows"][f"{b:g}"]["dev"][m] for st in sts])) for m in ("ndcg@10", "hub"))
-           for b in betas}
-    out[kind] = {"beta": hubness.choose_beta(dev, hubness.MAX_HUB), "stages": len(sts),
-                 "dev": {f"{b:g}": {"ndcg@10": v[0], "hub": v[1]} for b, v in dev.items()}}
+    dev = {str(k): {b: tuple(float(np.mean([st["rows"][str(k)][f"{b:g}"]["dev"][m] for st in sts]))
+                             for m in ("ndcg@10", "hub")) for b in betas} for k in ks}
+    k, beta = hubness.choose_bank(dev, hubness.MAX_HUB)
+    out[kind] = {"k": int(k), "beta": beta, "stages": len(sts),
+                 "dev": {kk: {f"{b:g}": {"ndcg@10": v[0], "hub": v[1]} for b, v in curve.items()}
+                         for kk, curve in dev.items()}}
   return out
 
 
 def render(results: dict) -> str:
-  c, betas = results["chosen"], results["betas"]
+  c, betas, ks = results["chosen"], results["betas"], results["ks"]
   fmt = lambda xs: f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"  # noqa: E731
   pct = lambda xs: f"{100 * np.mean(xs):.1f}%" + (f" (max {100 * max(xs):.1f}%)" if len(xs) > 1 else "")  # noqa: E731
   lines = ["## The hub correction with a bank of real claims", "",
            f"From `{results['command']}` (kd_jax/hubness.py, `search.hub_bank`): each student searches the other "
            "dataset's collection at its kind's search defaults, each document lowered by beta x its mean score over "
-           "its 10 best queries of a bank made of that collection's dev claims (texts only), instead of its documents "
-           "read as claims. beta is chosen per student kind on dev, cross-fitted (the bank one half of the dev claims, "
-           "the other half searched, both ways): among betas within a point of the best mean dev nDCG@10, the best of "
-           f"those whose mean dev hub is at most {100 * hubness.MAX_HUB:g}%, else the smallest mean dev hub "
-           "(hubness.choose_beta). "
-           + ", ".join(f"**{KINDS[k]}: {v['beta']:g}**" for k, v in c.items())
-           + " (`search.hub_bank_beta` of configs/<kind>_student.py). Test is searched with the whole dev set as the "
-           "bank, as mode=evaluate reports it and `mode=search --config.search.hub_bank=dev` searches.", "",
-           "Mean dev over each kind's stages (nDCG@10 / hub), by beta:", "",
-           "| kind (stages) | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---|" + "---:|" * len(betas)]
+           "its k best queries of a bank made of that collection's dev claims (texts only), instead of its documents "
+           "read as claims. k and beta are chosen per student kind on dev, cross-fitted (the bank one half of the dev "
+           "claims, averaged over its k / 2 best, the other half searched, both ways): among the (k, beta) within a "
+           "point of the best mean dev nDCG@10, the best of those whose mean dev hub is at most "
+           f"{100 * hubness.MAX_HUB:g}%, else the smallest mean dev hub (hubness.choose_bank). "
+           + ", ".join(f"**{KINDS[kind]}: k {v['k']}, beta {v['beta']:g}**" for kind, v in c.items())
+           + " (`search.hub_bank_k` and `search.hub_bank_beta` of configs/<kind>_student.py). Test is searched with "
+           "the whole dev set as the bank, as mode=evaluate reports it and `mode=search --config.search.hub_bank=dev` "
+           "searches.", "",
+           "Mean dev over each kind's stages (nDCG@10 / hub), by k and beta:", "",
+           "| kind (stages) | k | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---|---:|" + "---:|" * len(betas)]
   for kind, v in c.items():
-    lines.append(f"| {KINDS[kind]} ({v['stages']}) | " + " | ".join(
-        f"{v['dev'][f'{b:g}']['ndcg@10']:.3f} / {100 * v['dev'][f'{b:g}']['hub']:.1f}%" for b in betas) + " |")
+    for k in ks:
+      dev = v["dev"][str(k)]
+      lines.append(f"| {KINDS[kind]} ({v['stages']}) | {k}{' (chosen)' if k == v['k'] else ''} | " + " | ".join(
+          f"{dev[f'{b:g}']['ndcg@10']:.3f} / {100 * dev[f'{b:g}']['hub']:.1f}%" for b in betas) + " |")
   lines += ["", "Test, mean ± std over seeds (whole collection; hub: the largest share of test claims with one "
             "document in their top 10; with several seeds, the worst seed's in brackets):", "",
-            "| stage (seeds), searching | beta | test nDCG@10 | R@100 | hub |", "|---|---:|---:|---:|---:|"]
+            "| stage (seeds), searching | k, beta | test nDCG@10 | R@100 | hub |", "|---|---:|---:|---:|---:|"]
   for group, names in _groups(results["stages"]).items():
     sts = [results["stages"][n] for n in names]
-    chosen = c[sts[0]["kind"]]["beta"]
-    for b in sorted({0.0, chosen}):
-      r = lambda m: [st["rows"][f"{b:g}"]["test"][m] for st in sts]  # noqa: E731
-      label = " (chosen)" if b == chosen and b else " (no correction)" if not b else ""
+    chosen = c[sts[0]["kind"]]
+    for k, b, label in ((ks[0], 0.0, "no correction"), (chosen["k"], chosen["beta"], "chosen")):
+      r = lambda m: [st["rows"][str(k)][f"{b:g}"]["test"][m] for st in sts]  # noqa: E731
+      setting = "—" if not b else f"{k}, {b:g}"
       lines.append(f"| {group} ({len(sts)}), {sts[0]['other']} ({sts[0]['test_claims']} claims, bank of "
-                   f"{sts[0]['bank_claims']}) | {b:g}{label} | {fmt(r('ndcg@10'))} | {fmt(r('recall@100'))} | "
+                   f"{sts[0]['bank_claims']}) | {setting} ({label}) | {fmt(r('ndcg@10'))} | {fmt(r('recall@100'))} | "
                    f"{pct(r('hub'))} |")
   return "\n".join(lines) + "\n"
 
@@ -140,22 +149,24 @@ def _groups(stages: dict) -> dict[str, list[str]]:
 
 
 def plot(results: dict, out: Path) -> None:
-  """claim_bank.png: mean dev nDCG@10 and dev hub share against beta, per student kind."""
+  """claim_bank.png: mean dev nDCG@10 and dev hub share against beta, per student kind and k."""
   plt = reproduce.pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   betas = results["betas"]
   for kind, v in results["chosen"].items():
-    for ax, metric, scale in zip(axes, ("ndcg@10", "hub"), (1, 100)):
-      line = ax.plot(betas, [scale * v["dev"][f"{b:g}"][metric] for b in betas], "o-",
-                     label=f"{KINDS[kind]} ({v['stages']})")
-      ax.axvline(v["beta"], color=line[0].get_color(), ls=":")
-  axes[1].axhline(100 * hubness.MAX_HUB, color="k", ls="--", label=f"ceiling ({100 * hubness.MAX_HUB:g}%)")
+    for k in results["ks"]:
+      dev = v["dev"][str(k)]
+      style = "-" if kind == "cnn" else "--"
+      for ax, metric, scale in zip(axes, ("ndcg@10", "hub"), (1, 100)):
+        ax.plot(betas, [scale * dev[f"{b:g}"][metric] for b in betas], "o" + style, ms=3,
+                lw=2.5 if k == v["k"] else 1, label=f"{KINDS[kind]}, k {k}" + (" (chosen)" if k == v["k"] else ""))
+  axes[1].axhline(100 * hubness.MAX_HUB, color="k", ls=":", label=f"ceiling ({100 * hubness.MAX_HUB:g}%)")
   axes[1].set_ylim(0, 25)  # past beta 1 the hub share climbs to ~50%: off the chart
   for ax, label in zip(axes, ("mean dev nDCG@10 (cross-fitted)", "mean dev hub share, %")):
-    ax.set_xlabel("beta (dotted: chosen)")
+    ax.set_xlabel("beta")
     ax.set_ylabel(label)
-    ax.legend(fontsize=7)
-  fig.suptitle("Hub correction, bank of the searched collection's dev claims (other collection)")
+    ax.legend(fontsize=6, ncol=2)
+  fig.suptitle("Hub correction, bank of the searched collection's dev claims (other collection); thick: chosen k")
   fig.tight_layout()
   fig.savefig(out / "claim_bank.png", dpi=110)
 
@@ -165,7 +176,7 @@ def main(argv):
   f = flags.FLAGS
   stages = calibration_experiment.finished_stages(f.workdir, f.stages, STAGES, f.seeds)
   results = {"command": "python -m experiments.claim_bank " + shlex.join(sys.argv[1:]), "betas": list(BETAS),
-             "max_hub": hubness.MAX_HUB, "stages": {}}
+             "ks": list(KS), "max_hub": hubness.MAX_HUB, "stages": {}}
   for st in stages:
     results["stages"][st] = stage_rows(Path(f.workdir) / st, f.transfer_claims)
     print(st, "done", flush=True)

@@ -104,6 +104,17 @@ def hub_norm_settings(config) -> dict:
   return {"bank": int(h.bank), "k": int(h.k), "seed": int(h.seed)} if h else {"bank": 2000, "k": 10, "seed": 0}
 
 
+def bank_k(config) -> int:
+  """search.hub_bank_k: how many of its best claims of a bank of real claims (search.hub_bank) a document's hub
+  penalty averages; hub_norm.k for configs saved before it existed."""
+  k = config.get("search", {}).get("hub_bank_k", None)
+  k = hub_norm_settings(config)["k"] if k is None else k
+  if int(k) != k or k < 1:
+    raise ValueError(f"search.hub_bank_k must be a whole number >= 1 (the best bank claims a document's penalty "
+                     f"averages), got {k}")
+  return int(k)
+
+
 HOME_BANKS = ("documents", "train")  # hub_norm.own_banks: the collection's documents read as claims; training claims
 
 
@@ -243,8 +254,8 @@ def zero_shot_is_current(stored: dict, stage: Path, config, has_dev: bool = True
   """Whether a stored zero-shot result (`eval_<collection>.json`) holds what evaluate_collection writes today for
   `config`: every fusion method, the hub correction, and when search is calibrated for other collections, the
   calibrated figures at today's calibration settings, fused at the weights the stage's own dev chose for its
-  calibrated student, with the claim-bank correction at today's `search.hub_bank_beta` where the collection has dev
-  claims (`has_dev`)."""
+  calibrated student, with the claim-bank correction at today's `search.hub_bank_beta` and `hub_bank_k` where the
+  collection has dev claims (`has_dev`)."""
   if set(stored.get("hybrid", {})) != set(config.hybrid.methods) or "hub_norm" not in stored:
     return False  # made before a fusion method or the hub correction existed
   cal = calibration.of(config, own=False)
@@ -253,7 +264,8 @@ def zero_shot_is_current(stored: dict, stage: Path, config, has_dev: bool = True
   if not cal.made(stored.get("calibrated", {})):
     return False
   bank_beta = float(config.search.get("hub_bank_beta", 0.0))
-  if has_dev and bank_beta > 0 and stored["calibrated"].get("claim_bank", {}).get("beta") != bank_beta:
+  made = stored["calibrated"].get("claim_bank", {})
+  if has_dev and bank_beta > 0 and (made.get("beta"), made.get("k")) != (bank_beta, bank_k(config)):
     return False
   fused = stored.get("calibrated", {}).get("hybrid", {})
   return {m: h["weight"] for m, h in fused.items()} == own_dev_weights(stage, config.hybrid.methods,

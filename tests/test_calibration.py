@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments import search_grid
+from experiments import claim_bank, search_grid
 from kd_jax import calibration, compact, doc_norms, hubness, search, sharding, stage_inputs, stopwords
 from kd_jax.models import students
 
@@ -274,6 +274,24 @@ def test_the_hub_correction_on_top_is_chosen_per_stage_at_home_and_per_recipe_el
   stages["w/cnn_s1"] = stage((0.80, 0.79, 0.7, 0.6, 0.5), (0.70, 0.69, 0.7, 0.6, 0.5), (0.04, 0.07, 0.3, 0.3, 0.3))
   stages["w/lstm_s0"] = stage((0.70, 0.70, 0.7, 0.6, 0.5), (0.50, 0.495, 0.4, 0.2, 0.1), (0.2, 0.15, 0.1, 0.12, 0.3))
   assert search_grid.choose(stages, (0.0,), "lex_norms")["hub_beta_other"] == {"cnn": 0.0, "lstm": 0.25}
+
+
+def test_the_claim_banks_k_and_beta_are_chosen_per_kind_over_the_mean_dev_of_its_stages():
+  betas, ks = (0.0, 0.5), (10, 50)
+
+  def stage(kind, dev):  # dev {(k, beta): (nDCG@10, hub)}
+    return {"kind": kind, "rows": {str(k): {f"{b:g}": {"dev": dict(zip(("ndcg@10", "hub"), dev[(k, b)]))}
+                                            for b in betas} for k in ks}}
+  plain = (0.70, 0.08)  # beta 0: no correction, whatever k
+  cnn = [stage("cnn", {(10, 0): plain, (50, 0): plain, (10, 0.5): (0.70, 0.06), (50, 0.5): (0.695, h)})
+         for h in (0.04, 0.05)]
+  lstm = [stage("lstm", {(10, 0): plain, (50, 0): plain, (10, 0.5): (0.72, 0.04), (50, 0.5): (0.60, 0.01)})]
+  chosen = claim_bank.choose({f"s{i}": st for i, st in enumerate(cnn + lstm)}, betas, ks)
+  # cnn: the mean hub at (50, 0.5) is 4.5%, under the ceiling and within a point of the best; lstm: (50, 0.5) has the
+  # smallest hub but costs 12 points, (10, 0.5) is the best and under the ceiling.
+  assert (chosen["cnn"]["k"], chosen["cnn"]["beta"], chosen["cnn"]["stages"]) == (50, 0.5, 2)
+  assert (chosen["lstm"]["k"], chosen["lstm"]["beta"]) == (10, 0.5)
+  assert chosen["cnn"]["dev"]["50"]["0.5"] == {"ndcg@10": 0.695, "hub": pytest.approx(0.045)}
 
 
 def test_a_stored_result_is_matched_to_the_calibration_it_was_made_at():

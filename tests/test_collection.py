@@ -53,6 +53,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   on.search.doc_norms.other, on.search.stop_df, on.search.lex_norms.other = 0.5, 0.3, 0.5
   on.search.unk_drop.other = 0.5
   on.search.hub_bank_beta = 0.5  # the hub correction with a bank of FEVER-titles' dev claims reported too
+  on.search.hub_bank_k = 7  # averaged over each document's 7 best bank claims (not hub_norm.k)
   result = evaluate.evaluate_stage(on, str(root / "work"))
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_fever_titles.json").read_text())
@@ -156,13 +157,14 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
 
   # The calibrated search once more, with the hub correction's bank made of the collection's dev claims (what
   # mode=search does with search.hub_bank=dev): each document less 0.5 x the mean of its k best scores over all of
-  # them (the first 300, as max_claims cuts every split), encoded and masked as the claims are.
+  # them (the first 300, as max_claims cuts every split), encoded and masked as the claims are, over its 7 best.
   dev_claims = tokenize.word_ids(index, fever.splits["dev"].texts[:300], c.data.claim_word_len, oov)
   bank_q = apply(dev_claims, "encode_claims").copy()
   bank_q[:, dim + hashed.astype(int)] = 0.0
   cb = dn["claim_bank"]
-  assert (cb["bank"], cb["bank_claims"], cb["beta"]) == ("dev", 300, 0.5)
-  penalty = np.sort(bank_q @ scaled.T, axis=0)[::-1][: c.hub_norm.k].mean(0)
+  assert (cb["bank"], cb["bank_claims"], cb["beta"], cb["k"]) == ("dev", 300, 0.5, 7)
+  assert c.hub_norm.k != 7
+  penalty = np.sort(bank_q @ scaled.T, axis=0)[::-1][:7].mean(0)
   fixed = calibrated - 0.5 * penalty[None]
   top = np.argsort(-fixed, axis=1, kind="stable")[:, :100]
   run = {cid: {coll.ids[r]: float(fixed[i, r]) for r in top[i]} for i, cid in enumerate(test.ids)}
@@ -234,7 +236,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   banked = modes.run(on, str(work))[0]
   claims_bank = masked(np.asarray(built.module.apply({"params": params}, inputs.claim_words(bank_texts),
                                                      method=built.module.encode_claims)))
-  k = min(int(c.hub_norm.k), 2)
+  k = min(int(c.search.hub_bank_k), 2)
   want = query @ np.asarray(vecs).T - np.sort(claims_bank @ np.asarray(vecs).T, axis=0)[::-1][:k].mean(0)
   assert [h[0] for h in banked] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in banked], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
@@ -651,6 +653,16 @@ def test_a_claim_bank_without_a_beta_is_refused_before_anything_loads(tmp_path):
   assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
 
 
+def test_a_claim_bank_with_a_bad_k_is_refused_before_anything_loads(tmp_path):
+  config = cnn_student.get_config()
+  config.mode, config.search.query = "search", "a claim"
+  for k in (0, -3):
+    config.search.hub_bank_k = k
+    with pytest.raises(ValueError, match=r"^search\.hub_bank_k must be a whole number >= 1") as e:
+      modes.run(config, str(tmp_path / "nothing_here"))
+    assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
+
+
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   config = cnn_student.get_config()
   config.search.unk_drop.other = 1.0  # unknown words out elsewhere, as configs/lstm_student.py takes them
@@ -665,9 +677,12 @@ def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   # The claim-bank figure at today's hub_bank_beta is part of it where the collection has dev claims.
   assert not collection_eval.zero_shot_is_current(stored, tmp_path, config)
   assert collection_eval.zero_shot_is_current(stored, tmp_path, config, has_dev=False)
-  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta / 2}
+  k = config.search.hub_bank_k
+  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta / 2, "k": k}
   assert not collection_eval.zero_shot_is_current(stored, tmp_path, config)
-  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta}
+  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta, "k": k + 1}  # another k
+  assert not collection_eval.zero_shot_is_current(stored, tmp_path, config)
+  stored["calibrated"]["claim_bank"] = {"beta": config.search.hub_bank_beta, "k": k}
   assert collection_eval.zero_shot_is_current(stored, tmp_path, config)
   # Calibrated at other settings (here: before unknown words were taken out, and before the lexical norms were
   # pulled): evaluated again.

@@ -191,6 +191,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   # qrels/test.tsv); a dev split that cannot be read says so now too.
   bank = None
   if float(config.search.get("hub_bank_beta", 0.0)) > 0 and calibration.of(config, own=False).active:
+    collection_eval.bank_k(config)  # a bad k says so now too
     bank = hubness.bank_claims("dev", source) if _has_dev(source) else None
   # The fusion weights and the hub correction's beta come from the stage's own dev set: evaluated there first if
   # missing (or made before a fusion method or the correction existed).
@@ -219,13 +220,14 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   if bank is not None:
     # What mode=search does with --config.search.hub_bank=dev: the hub correction's bank made of the collection's
     # dev claims (texts only) instead of its documents, at the beta chosen for such banks (hubness.py).
-    bank_beta = float(config.search.hub_bank_beta)
+    bank_beta, bank_k = float(config.search.hub_bank_beta), collection_eval.bank_k(config)
     cal_params = cal.params(params)
     penalty_of_bank = indexing.hub_penalty(cal_root, built, cal_params, inputs, source,
                                            indexing.calibrated_docs(cal_root, built, cal_vecs, cal),
-                                           {**collection_eval.hub_norm_settings(config), **cal.settings()}, mesh,
-                                           lambda v: cal.claims(built, inputs, v), bank)
-    cal_bank = (bank_beta * penalty_of_bank, {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta})
+                                           {**collection_eval.hub_norm_settings(config), "k": bank_k,
+                                            **cal.settings()}, mesh, lambda v: cal.claims(built, inputs, v), bank)
+    cal_bank = (bank_beta * penalty_of_bank, {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta,
+                                              "k": bank_k})
   result = {"model": config.name, "trained_on": inputs.settings["data"],
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,

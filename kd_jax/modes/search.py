@@ -41,6 +41,7 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     raise ValueError(f"search.hub_beta_other must be >= 0 (0: no hub correction), got {beta_other}")
   if float(s.get("hub_bank_beta", 0.0)) < 0:
     raise ValueError(f"search.hub_bank_beta must be >= 0 (0: no hub correction), got {s.hub_bank_beta}")
+  bank_k = collection_eval.bank_k(config)
   if s.get("hub_bank") and not s.hybrid and s.get("hub_beta", -1.0) < 0 and float(s.get("hub_bank_beta", 0.0)) == 0:
     raise ValueError("search.hub_bank is set but search.hub_bank_beta is 0, which turns the correction off: pass "
                      "--config.search.hub_bank_beta=<beta> or --config.search.hub_beta=<beta> (the student configs set "
@@ -96,7 +97,9 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = collection_eval.own_dev_hub_norm(out, calibrated_as) or collection_eval.hub_norm_settings(config)
       named = s.hub_bank
-      if bank is None and own and h.get("bank_from") == "train":  # the bank dev chose at home: the training claims
+      if bank is not None:  # search.hub_bank: averaged over its own number of best claims, chosen with its beta
+        h = {**h, "k": bank_k}
+      elif own and h.get("bank_from") == "train":  # the bank dev chose at home: the training claims
         bank, named = prepare.training_claims(config.data), "training claims"
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
                                          lambda v: cal.claims(built, inputs, v), bank)
