@@ -38,6 +38,12 @@ def test_table_lists_bm25_teacher_student_and_hybrids_with_their_weights():
   assert ("| cnn_student alone, calibrated and hub-corrected (dev-chosen beta 0.25) as mode=search searches | — | "
           "0.440 |" in lines)
   assert any("(1.0% hub-corrected, 1.5% calibrated, 1.2% calibrated and hub-corrected)." in line for line in lines)
+  # Dev chose the training claims as the bank: the row says so.
+  student["calibrated"]["hub_norm"]["bank_from"] = "train"
+  lines = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher")).splitlines()
+  assert ("| cnn_student alone, calibrated and hub-corrected (dev-chosen beta 0.25, a bank of the training claims) as "
+          "mode=search searches | — | 0.440 |" in lines)
+  del student["calibrated"]["hub_norm"]["bank_from"]
   student["calibrated"]["hub_norm"]["beta"] = 0.0  # dev left it off: the calibrated row is what search gives
   text = summary.render(student, {"rerank": _m(0.752)}, Path("w/cnn_student"), Path("w/teacher"))
   assert "calibrated as mode=search searches (doc_norms 0.25, stop_df 0.25) | — | 0.430 |" in text
