@@ -136,7 +136,8 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
       # documents read as claims: "dev" the searched collection's dev claims, or a file of claims, one per line (a
       # query log); searched with it, the correction is applied at hub_bank_beta, chosen per student kind with such
       # banks (experiments/claim_bank.py): the student configs set it, 0 here leaves a student of your own alone;
-      # hub_bank_k: how many of its best bank claims a document's penalty averages, chosen with that beta.
+      # hub_bank_k: how many of its best claims of that bank a document's penalty averages, chosen with that beta
+      # (the home banks below average hub_norm.k).
       # mode=evaluate reports it on another collection with dev claims, searched calibrated, when hub_bank_beta > 0
       # (`calibrated.claim_bank` of its json).
       search=dict(query="", query_file="", top_k=10, hybrid="", hybrid_weight=-1.0, hub_beta=-1.0,

@@ -1,6 +1,6 @@
-"""Choosing the hub correction's beta for a bank of real claims (`search.hub_bank`, kd_jax/hubness.py), per student
-kind, on collections the students were not trained on. Writes results/claim_bank.json, .md (a section of RESULTS.md)
-and .png:
+"""Choosing the hub correction's beta and k for a bank of real claims (`search.hub_bank`, kd_jax/hubness.py), per
+student kind, on collections the students were not trained on. Writes results/claim_bank.json, .md (a section of
+RESULTS.md) and .png:
 
   KD_JAX_DATA_DIR=../shared/data python -m experiments.claim_bank --workdir=workdir
 
@@ -11,17 +11,17 @@ queries are nothing like the claims, and the beta dev chose there raised the Sci
 
 Each stage searches the other dataset's collection at its kind's search defaults (configs/<kind>_student.py: the
 calibration and unk_drop chosen before), with the penalty from a bank of that collection's dev claims (texts only).
-beta is chosen on dev by cross-fitting, so no dev claim is scored against a bank holding it: the bank is one half of
-the dev claims and the other half is searched, both ways, and the two halves' nDCG@10 and hub shares averaged. One beta
-per student kind, over its stages of both directions, by hubness.choose_beta: among betas within a point of the best
-mean dev nDCG@10, the best of those whose mean dev hub is at most 5% (the issue's ceiling), else the smallest mean
-dev hub. Test is then searched with
-the whole dev set as the bank, at that beta, as mode=evaluate and `mode=search --config.search.hub_bank=dev` do.
+k and beta are chosen on dev by cross-fitting, so no dev claim is scored against a bank holding it: the bank is one
+half of the dev claims (averaged over their k / 2 best, the same share of the bank as k of the whole dev set) and the
+other half is searched, both ways, and the two halves' nDCG@10 and hub shares averaged. One (k, beta) per student
+kind, over its stages of both directions, by hubness.choose_bank: among the pairs within a point of the best mean dev
+nDCG@10, the best of those whose mean dev hub is at most 5% (the issue's ceiling), else the smallest mean dev hub.
+Test is then searched with the whole dev set as the bank, at that k and beta, as mode=evaluate and
+`mode=search --config.search.hub_bank=dev` do.
 
-How many of its best bank queries a document's penalty averages (k, `search.hub_bank_k`) is chosen with beta, by the
-same rule over every (k, beta) pair: with a few best queries the penalty is noisy, and over a few hundred claims
-the SciFact CNN's hubs on FEVER-titles stayed above the ceiling at every beta with k = 10. The cross-fitted half banks
-average k / 2 of their best queries, the same share of the bank as k of test's whole-dev bank.
+Why k too: with a few best queries the penalty is noisy (a title that happens to score high against ten claims loses
+as much as one that scores high against every claim), and at k = 10 the SciFact CNN's hubs on FEVER-titles stayed
+above the ceiling at every beta.
 """
 
 from __future__ import annotations

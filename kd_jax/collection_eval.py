@@ -120,12 +120,20 @@ HOME_BANKS = ("documents", "train")  # hub_norm.own_banks: the collection's docu
 
 def home_banks(config) -> tuple[str, ...]:
   """The banks mode=evaluate tries for the hub correction on the stage's own collection (`hub_norm.own_banks`; the
-  documents alone for configs saved before the training claims were a bank)."""
+  documents alone for configs saved before the training claims were a bank). The documents are always tried: another
+  collection's diagnostic reads the beta chosen for them."""
   banks = tuple((config.get("hub_norm", None) or {}).get("own_banks", ("documents",)))
   wrong = [b for b in banks if b not in HOME_BANKS]
-  if wrong or not banks or len(set(banks)) < len(banks):
-    raise ValueError(f"hub_norm.own_banks must list some of {', '.join(HOME_BANKS)} once each, got {banks}")
+  if wrong or "documents" not in banks or len(set(banks)) < len(banks):
+    raise ValueError(f"hub_norm.own_banks must list documents (the bank another collection's diagnostic reads) and "
+                     f"may list train, each once, got {banks}")
   return banks
+
+
+def home_hub_norm(stage: Path, config, calibrated_as: calibration.Calibration | None = None) -> dict | None:
+  """What mode=search applies on the stage's own collection: own_dev_hub_norm among today's `hub_norm.own_banks`
+  (a training-claims bank dev chose is left for the documents' when today's config no longer tries it)."""
+  return own_dev_hub_norm(stage, calibrated_as, None if "train" in home_banks(config) else "documents")
 
 
 def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[np.ndarray, object]:
@@ -217,11 +225,11 @@ def own_dev_hub_norm(stage: Path, calibrated_as: calibration.Calibration | None 
   if not h:
     return None
   out = {**{k: h[k] for k in ("bank", "k", "seed", "beta")}, "bank_from": h.get("bank_from", "documents")}
-  if bank is not None and bank != out["bank_from"]:
-    if bank not in h.get("banks", {}):
-      return None
-    out.update(beta=h["banks"][bank]["beta"], bank_from=bank)
-  return out
+  if bank is None or ("banks" not in h and bank == out["bank_from"]):  # stored before other banks: the documents'
+    return out
+  if bank not in h.get("banks", {}):
+    return None
+  return {**out, "beta": h["banks"][bank]["beta"], "bank_from": bank}  # that bank's own choice, won or not
 
 
 def own_dev_weights(stage: Path, methods, calibrated_as: calibration.Calibration | None = None) -> dict[str, float]:

@@ -147,19 +147,20 @@ def calibrated_docs(root: Path, built: Built, doc_vecs, cal: calibration.Calibra
 
 
 def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: Source, doc_vecs, settings: dict,
-                mesh, claim_fn=None, bank_texts: list[str] | None = None) -> np.ndarray:
+                mesh, claim_fn=None, bank_texts: list[str] | None = None, bank_name: str = "claims") -> np.ndarray:
   """r_d [N] of hubness.py for the index in `root`, computed once and stored beside it (`hub_penalty.npy`, with the
   bank and calibration settings it was made with in `hub_penalty.json`); the bank's documents are read from `source`
   in one pass, and their claim vectors transformed by `claim_fn` (a calibrated search's common words out).
-  `bank_texts`: a bank of real claims instead (search.hub_bank), all of them; its penalty is stored apart
-  (`hub_penalty_claims.*`, with a digest of the claims), so the two banks do not replace each other."""
+  `bank_texts`: a bank of real claims instead, all of them; its penalty is stored apart (`hub_penalty_<bank_name>.*`,
+  with a digest of the claims: "claims" for search.hub_bank, "train" for the stage's training claims at home), so
+  the banks do not replace each other."""
   if bank_texts is None:
     want: dict = {k: int(settings[k]) for k in ("bank", "k", "seed")}
     stem = "hub_penalty"
   else:
     digest = hashlib.sha256(json.dumps(list(bank_texts)).encode()).hexdigest()[:16]
     want = {"k": int(settings["k"]), "bank_claims": len(bank_texts), "bank_digest": digest}
-    stem = "hub_penalty_claims"
+    stem = f"hub_penalty_{bank_name}"
   for key in ("doc_norms", "lex_norms"):  # penalties of vectors calibrated by doc_norms.py are their own
     if settings.get(key):
       want[key] = float(settings[key])

@@ -214,7 +214,7 @@ def full_collection_metrics(scores: np.ndarray, rows: np.ndarray, claim_ids: lis
 # Files stored beside an index and computed from its vectors (indexing.part_norms, indexing.hub_penalty): they go
 # when the vectors are rebuilt.
 DERIVED = ("dense_norms.npy", "lexical_norms.npy", "hub_penalty.npy", "hub_penalty.json", "hub_penalty_claims.npy",
-           "hub_penalty_claims.json")
+           "hub_penalty_claims.json", "hub_penalty_train.npy", "hub_penalty_train.json")
 
 
 class Index:

@@ -496,10 +496,12 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert not collection_eval.own_dev_current(tmp_path, config)
   config.hub_norm.own_banks = ("train", "documents")
   assert collection_eval.own_dev_current(tmp_path, config)
-  for wrong in ((), ("queries",), ("train", "train")):
+  for wrong in ((), ("queries",), ("documents", "documents"), ("train",)):
     config.hub_norm.own_banks = wrong
-    with pytest.raises(ValueError, match="hub_norm.own_banks must list some of documents, train once each"):
+    with pytest.raises(ValueError, match=r"^hub_norm\.own_banks must list documents \(the bank another collection's "
+                                         r"diagnostic reads\) and may list train, each once, got") as e:
       collection_eval.home_banks(config)
+    assert "\n" not in str(e.value)
 
 
 def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
@@ -600,30 +602,53 @@ def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_pa
   best = np.argsort(-want, kind="stable")[:5]
   assert [h[0] for h in hits] == [ids[i] for i in best]
   np.testing.assert_allclose([h[1] for h in hits], want[best], rtol=1e-4, atol=1e-4)
-  stored = json.loads((indexing.index_root(run_dir, c.data.name) / "hub_penalty_claims.json").read_text())
+  stored = json.loads((indexing.index_root(run_dir, c.data.name) / "hub_penalty_train.json").read_text())
   assert stored["bank_claims"] == len(texts)
+  # A bank of claims asked for (search.hub_bank) takes the place of the one dev chose, averaged over hub_bank_k of
+  # its best claims, at hub_bank_beta; the training claims' penalty stays stored beside it.
+  bank_texts = ["vitamin D and cancer", "insulin resistance in diabetes"]
+  (tmp_path / "bank.txt").write_text("\n".join(bank_texts))
+  on.search.hub_bank, on.search.hub_bank_beta, on.search.hub_bank_k = str(tmp_path / "bank.txt"), 0.5, 1
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    hits = modes.run(on, str(work))[0]
+  assert f"less 0.50 x its mean top-1 score over a bank of 2 claims ({tmp_path / 'bank.txt'})" in caplog.text
+  want = encode([on.search.query])[0] @ vecs.T - 0.5 * (encode(bank_texts) @ vecs.T).max(0)
+  best = np.argsort(-want, kind="stable")[:5]
+  assert [h[0] for h in hits] == [ids[i] for i in best]
+  np.testing.assert_allclose([h[1] for h in hits], want[best], rtol=1e-4, atol=1e-4)
+  root = indexing.index_root(run_dir, c.data.name)
+  assert (root / "hub_penalty_train.npy").is_file() and (root / "hub_penalty_claims.npy").is_file()
 
 
 def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   hub = lambda beta: {"bank": 2000, "k": 10, "seed": 0, "beta": beta}  # noqa: E731
+  config = cnn_student.get_config()
   cal = calibration.Calibration(doc_norms=0.25, stop_df=0.25)
+
+  def beta_of(beta, beta_other, own, calibrated_as, bank_beta=None):  # as search_stage asks for it
+    chosen = collection_eval.home_hub_norm(tmp_path, config, calibrated_as) if own else None
+    return search_mode._hub_beta(beta, beta_other, own, chosen, calibrated_as, tmp_path, bank_beta)
   (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {**cal.settings(),
                                                                                               "hub_norm": hub(0.25)}}))
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.25
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=None) == 0.0  # searched as trained
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal) == 0.5  # another collection
-  assert search_mode._hub_beta(0.75, 0.5, tmp_path, own=True, calibrated_as=cal) == 0.75  # asked for
+  assert beta_of(-1.0, 0.5, True, cal) == 0.25
+  assert beta_of(-1.0, 0.5, True, None) == 0.0  # searched as trained
+  assert beta_of(-1.0, 0.5, False, cal) == 0.5  # another collection
+  assert beta_of(0.75, 0.5, True, cal) == 0.75  # asked for
   # With a bank of claims (search.hub_bank), the beta chosen for such banks, at home or elsewhere, unless asked for.
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.75
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=cal, bank_beta=0.0) == 0.0
-  assert search_mode._hub_beta(0.25, 0.5, tmp_path, own=False, calibrated_as=cal, bank_beta=0.75) == 0.25
+  assert beta_of(-1.0, 0.5, False, cal, bank_beta=0.75) == 0.75
+  assert beta_of(-1.0, 0.5, True, cal, bank_beta=0.0) == 0.0
+  assert beta_of(0.25, 0.5, False, cal, bank_beta=0.75) == 0.25
   assert collection_eval.own_dev_hub_norm(tmp_path, cal) == {**hub(0.25), "bank_from": "documents"}
+  # Stored before other banks existed: the documents' bank, asked for by name too.
+  assert collection_eval.own_dev_hub_norm(tmp_path, cal, bank="documents") == {**hub(0.25), "bank_from": "documents"}
+  assert collection_eval.own_dev_hub_norm(tmp_path, cal, bank="train") is None
   # Calibrated otherwise than dev chose at, or evaluated before the calibrated search had its own: no correction
   # (a beta chosen for other vectors is no choice for these), with a warning.
   other = calibration.Calibration(doc_norms=0.25, stop_df=0.25, lex_norms=1.0)
-  assert search_mode._hub_beta(-1.0, 0.5, tmp_path, own=True, calibrated_as=other) == 0.0
+  assert beta_of(-1.0, 0.5, True, other) == 0.0
   (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.5), "calibrated": cal.settings()}))
-  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=cal) == 0.0
+  assert beta_of(-1.0, 0.0, True, cal) == 0.0
   assert collection_eval.own_dev_hub_norm(tmp_path) == {**hub(0.5), "bank_from": "documents"}
   # Dev chose the training claims as the bank: search applies that bank at its beta; another collection's diagnostic
   # reads the beta dev chose for the documents' bank, which it has.
@@ -633,7 +658,27 @@ def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   assert collection_eval.own_dev_hub_norm(tmp_path) == {**hub(0.25), "bank_from": "train"}
   assert collection_eval.own_dev_hub_norm(tmp_path, bank="documents") == {**hub(0.5), "bank_from": "documents"}
   assert collection_eval.own_dev_hub_norm(tmp_path, bank="train") == {**hub(0.25), "bank_from": "train"}
-  assert search_mode._hub_beta(-1.0, 0.0, tmp_path, own=True, calibrated_as=None) == 0.25
+  assert beta_of(-1.0, 0.0, True, None) == 0.25
+  assert collection_eval.home_hub_norm(tmp_path, config)["bank_from"] == "train"
+  # Today's config no longer tries the training claims: search at home takes the documents' bank and its beta.
+  config.hub_norm.own_banks = ("documents",)
+  assert collection_eval.home_hub_norm(tmp_path, config) == {**hub(0.5), "bank_from": "documents"}
+  assert beta_of(-1.0, 0.0, True, None) == 0.5
+  # The documents won the joint choice at another beta than their own curve's best (the training claims' best being
+  # no better): the beta asked for by bank is that bank's own choice, the joint choice is what search applies.
+  banks = {"documents": {"beta": 0.75}, "train": {"beta": 0.25}}
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": {**hub(0.5), "bank_from": "documents",
+                                                                    "banks": banks}}))
+  assert collection_eval.own_dev_hub_norm(tmp_path, bank="documents")["beta"] == 0.75
+  assert collection_eval.home_hub_norm(tmp_path, config)["beta"] == 0.75  # today: the documents alone
+  config.hub_norm.own_banks = ("documents", "train")
+  assert collection_eval.home_hub_norm(tmp_path, config)["beta"] == 0.5
+  # The same for the calibrated search, read from its own choice.
+  (tmp_path / "eval_test.json").write_text(json.dumps({"hub_norm": hub(0.0), "calibrated": {
+      **cal.settings(), "hub_norm": {**hub(0.75), "bank_from": "train", "banks": {**banks, "train": {"beta": 0.75}}}}}))
+  assert collection_eval.home_hub_norm(tmp_path, config, cal) == {**hub(0.75), "bank_from": "train"}
+  assert collection_eval.home_hub_norm(tmp_path, config) == {**hub(0.0), "bank_from": "documents"}
+  assert beta_of(-1.0, 0.0, True, cal) == 0.75
 
 
 def test_a_negative_hub_beta_elsewhere_is_refused_before_anything_loads(tmp_path):

@@ -91,18 +91,20 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     logging.info("Hybrid search: %s fusion with BM25, student weight %.2f%s", s.hybrid, weight, chosen)
   else:
     calibrated_as = cal if cal.active else None
-    beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, out, own, calibrated_as,
+    chosen = collection_eval.home_hub_norm(out, config, calibrated_as) if own else None
+    beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, own, chosen, calibrated_as, out,
                      None if bank is None else float(s.get("hub_bank_beta", 0.0)))
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
-      h = collection_eval.own_dev_hub_norm(out, calibrated_as) or collection_eval.hub_norm_settings(config)
+      h = chosen or collection_eval.hub_norm_settings(config)
       named = s.hub_bank
       if bank is not None:  # search.hub_bank: averaged over its own number of best claims, chosen with its beta
         h = {**h, "k": bank_k}
-      elif own and h.get("bank_from") == "train":  # the bank dev chose at home: the training claims
+      elif own and h.get("bank_from") == "train":  # the bank dev chose at home (also under an explicit hub_beta)
         bank, named = prepare.training_claims(config.data), "training claims"
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
-                                         lambda v: cal.claims(built, inputs, v), bank)
+                                         lambda v: cal.claims(built, inputs, v), bank,
+                                         "train" if named == "training claims" else "claims")
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %s", beta, h["k"],
                    f"{min(h['bank'], len(doc_ids))} documents" if bank is None else f"{len(bank)} claims ({named})")
     lists = int(s.get("ivf", {}).get("lists", 0))
@@ -125,19 +127,19 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   return results
 
 
-def _hub_beta(beta: float, beta_other: float, out: Path, own: bool,
-              calibrated_as: calibration.Calibration | None, bank_beta: float | None = None) -> float:
-  """`beta` if given (>= 0; 0 turns the correction off); else with a bank of claims (search.hub_bank) `bank_beta`
-  (search.hub_bank_beta, one per student kind, chosen with such banks); else, on the stage's own collection, the one
-  mode=evaluate chose on its dev for this search (as trained, or calibrated at `calibrated_as`), 0 where it chose
-  none, and on any other collection `beta_other`."""
+def _hub_beta(beta: float, beta_other: float, own: bool, chosen: dict | None,
+              calibrated_as: calibration.Calibration | None, out: Path, bank_beta: float | None = None) -> float:
+  """`beta` if given (>= 0; 0 turns the correction off; at home it then applies to the bank dev chose); else with a
+  bank of claims (search.hub_bank) `bank_beta` (search.hub_bank_beta, one per student kind, chosen with such banks);
+  else, on the stage's own collection, the one mode=evaluate chose on its dev for this search (`chosen`:
+  collection_eval.home_hub_norm, as trained or calibrated at `calibrated_as`), 0 where it chose none, and on any other
+  collection `beta_other`."""
   if beta >= 0:
     return beta
   if bank_beta is not None:
     return bank_beta
   if not own:
     return beta_other
-  chosen = collection_eval.own_dev_hub_norm(out, calibrated_as)
   if chosen is None and calibrated_as is not None and (out / "eval_test.json").is_file():
     logging.warning("No hub correction was chosen on dev for this calibrated search (%s): searching without it. "
                     "Run --config.mode=evaluate again to choose one.", calibration.describe(calibrated_as.settings()))
