@@ -18,10 +18,10 @@ better bank than its documents read as claims: on FEVER's page titles, 2-6 words
 scores nothing like the claims do, and raised the BiLSTM's hub (17% -> 21%), while a bank of the collection's dev
 claims took it under 5% with nDCG@10 up (results/claim_bank.md). Such a bank has no query cut from a document, so
 none is left out (`claims_penalty`), and its beta and k are one per student kind (`search.hub_bank_beta`,
-`search.hub_bank_k`), chosen together with `choose_bank` by experiments/claim_bank.py. On the stage's own collection the training claims are such a bank
-(texts only, disjoint from dev and test): mode=evaluate tries it beside the documents and dev chooses the bank with
-the beta (`choose_bank`, the same rule); on FEVER-titles it took the BiLSTM's hub from 5.7% to 4.7%
-(results/probes/home_train_bank.json).
+`search.hub_bank_k`), chosen together with `choose_bank` by experiments/claim_bank.py. On the stage's own collection
+the training claims are such a bank (texts only, disjoint from dev and test): mode=evaluate tries it beside the
+documents and dev chooses the bank with the beta (`choose_bank`, the same rule); on FEVER-titles it took the
+BiLSTM's hub from 5.7% to 4.7% (results/probes/home_train_bank.json).
 """
 
 from __future__ import annotations

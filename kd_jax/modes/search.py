@@ -97,14 +97,13 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
     bias = None
     if beta > 0:  # documents that answer every claim are pushed down (hubness.py)
       h = chosen or collection_eval.hub_norm_settings(config)
-      named = s.hub_bank
+      named, stored_as = s.hub_bank, "claims"
       if bank is not None:  # search.hub_bank: averaged over its own number of best claims, chosen with its beta
         h = {**h, "k": bank_k}
       elif own and h.get("bank_from") == "train":  # the bank dev chose at home (also under an explicit hub_beta)
-        bank, named = prepare.training_claims(config.data), "training claims"
+        bank, named, stored_as = prepare.training_claims(config.data), "training claims", "train"
       bias = beta * indexing.hub_penalty(root, built, params, inputs, source, doc_vecs, {**h, **cal.settings()}, mesh,
-                                         lambda v: cal.claims(built, inputs, v), bank,
-                                         "train" if named == "training claims" else "claims")
+                                         lambda v: cal.claims(built, inputs, v), bank, stored_as)
       logging.info("Hub correction: each document less %.2f x its mean top-%d score over a bank of %s", beta, h["k"],
                    f"{min(h['bank'], len(doc_ids))} documents" if bank is None else f"{len(bank)} claims ({named})")
     lists = int(s.get("ivf", {}).get("lists", 0))
