@@ -85,6 +85,16 @@ def claims_penalty(built, params, bank_vecs: np.ndarray, doc_vecs: np.ndarray, k
   return doc_penalty(built, params, bank_vecs, np.full(len(bank_vecs), -1), doc_vecs, k)
 
 
+def texts_penalty(built, params, claim_words: Callable[[list[str]], np.ndarray], texts: list[str],
+                  doc_vecs: np.ndarray, k: int, mesh, claim_fn: Callable[[np.ndarray], np.ndarray] | None = None
+                  ) -> np.ndarray:
+  """claims_penalty over a bank of claim texts, tokenised by `claim_words` (a stage's StageInputs.claim_words) and
+  transformed by `claim_fn` as the searched claims are: the one path mode=evaluate and mode=search (through
+  indexing.hub_penalty) both take, so what dev chose is what search applies."""
+  bank_vecs = search.encode_claims(built, params, claim_words(list(texts)), mesh)
+  return claims_penalty(built, params, bank_vecs if claim_fn is None else claim_fn(bank_vecs), doc_vecs, k)
+
+
 def choose_beta(dev: dict[float, tuple[float, float]], max_hub: float = MAX_HUB, tolerance: float = 0.01) -> float:
   """A beta from dev figures {beta: (nDCG@10, hub share)}: quality first, within `tolerance` of the best dev nDCG@10
   (a point of nDCG@10, about the spread between seeds), then the issue's ceiling on hubs, which is a requirement and

@@ -172,9 +172,7 @@ def hub_penalty(root: Path, built: Built, params, inputs: StageInputs, source: S
     return np.load(path)
 
   if bank_texts is not None:
-    bank_vecs = search.encode_claims(built, params, inputs.claim_words(list(bank_texts)), mesh)
-    penalty = hubness.claims_penalty(built, params, bank_vecs if claim_fn is None else claim_fn(bank_vecs), doc_vecs,
-                                     want["k"])
+    penalty = hubness.texts_penalty(built, params, inputs.claim_words, bank_texts, doc_vecs, want["k"], mesh, claim_fn)
   else:
     def bank_words(rows: np.ndarray) -> np.ndarray:
       wanted = set(rows.tolist())

@@ -681,31 +681,19 @@ def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   assert beta_of(-1.0, 0.0, True, cal) == 0.75
 
 
-def test_a_negative_hub_beta_elsewhere_is_refused_before_anything_loads(tmp_path):
-  config = cnn_student.get_config()
-  config.mode, config.search.query, config.search.hub_beta_other = "search", "a claim", -0.5
-  with pytest.raises(ValueError, match=r"^search\.hub_beta_other must be >= 0") as e:
-    modes.run(config, str(tmp_path / "nothing_here"))
-  assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
-
-
-def test_a_claim_bank_without_a_beta_is_refused_before_anything_loads(tmp_path):
+@pytest.mark.parametrize("settings, message", [
+    ({"hub_beta_other": -0.5}, r"^search\.hub_beta_other must be >= 0"),  # a negative hub beta elsewhere
+    ({"hub_bank": "dev", "hub_bank_beta": 0.0}, r"^search\.hub_bank is set but search\.hub_bank_beta is 0"),
+    ({"hub_bank_k": 0}, r"^search\.hub_bank_k must be a whole number >= 1"),  # a claim bank with a bad k
+    ({"hub_bank_k": -3}, r"^search\.hub_bank_k must be a whole number >= 1"),
+])
+def test_bad_hub_settings_are_refused_before_anything_loads(tmp_path, settings, message):
   config = cnn_student.get_config()
   config.mode, config.search.query = "search", "a claim"
-  config.search.hub_bank, config.search.hub_bank_beta = "dev", 0.0
-  with pytest.raises(ValueError, match=r"^search\.hub_bank is set but search\.hub_bank_beta is 0") as e:
+  config.search.update(settings)
+  with pytest.raises(ValueError, match=message) as e:
     modes.run(config, str(tmp_path / "nothing_here"))
   assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
-
-
-def test_a_claim_bank_with_a_bad_k_is_refused_before_anything_loads(tmp_path):
-  config = cnn_student.get_config()
-  config.mode, config.search.query = "search", "a claim"
-  for k in (0, -3):
-    config.search.hub_bank_k = k
-    with pytest.raises(ValueError, match=r"^search\.hub_bank_k must be a whole number >= 1") as e:
-      modes.run(config, str(tmp_path / "nothing_here"))
-    assert "\n" not in str(e.value) and not (tmp_path / "nothing_here").exists()
 
 
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):

@@ -57,7 +57,9 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["hub"] = collection_eval.hub_share(rows)
     result["doc_geometry"] = collection_eval.geometry(doc_vecs, prepared.docs_words)
     inputs = stage.stage_inputs_of(config, out)
-    result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split, inputs)
+    # The training claims as a hub-correction bank (hub_norm.own_banks), read once for both searches below.
+    train_texts = prepare.training_claims(config.data) if "train" in collection_eval.home_banks(config) else None
+    result["hub_norm"] = _hub_norm(config, built, params, prepared, mesh, doc_vecs, split, inputs, train_texts)
     cal = calibration.of(config, own=True)
     if cal.active:  # the calibration mode=search applies on the training collection (calibration.py)
       cal_params = cal.params(params)
@@ -72,7 +74,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
                                                                                 prepared.doc_ids, prepared.qrels[split])}
       # The hub correction again, its beta chosen on dev for the calibrated search (mode=search applies it there).
       result["calibrated"]["hub_norm"] = _hub_norm(config, built, cal_params, prepared, mesh, cal_docs, split, inputs,
-                                                   lambda v: cal.claims(built, inputs, v))
+                                                   train_texts, lambda v: cal.claims(built, inputs, v))
     data = datasets.load(config.data)
     bm25 = candidates.BM25Index(data.collection)  # built once: BM25 alone here, and the hybrids below
     texts = dict(zip(data.splits[split].ids, data.splits[split].texts))
@@ -130,12 +132,12 @@ def _hybrid(config, built, params, prepared, mesh, doc_vecs, preds: dict, split:
 
 
 def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split: str, inputs,
-              claim_fn=lambda v: v) -> dict:
+              train_texts: list[str] | None, claim_fn=lambda v: v) -> dict:
   """The student alone with querybank hub correction (hubness.py): the bank and beta chosen on dev
   (hubness.choose_bank: quality within a point, then the 5% hub ceiling), `split` figures at them. The banks tried
-  are `hub_norm.own_banks`: the collection's documents read as claims, and the stage's training claims (texts only,
-  disjoint from dev and test). `claim_fn` transforms the claim vectors, the banks' too (calibration.py), before
-  search."""
+  are `hub_norm.own_banks`: the collection's documents read as claims, and the stage's training claims
+  (`train_texts`: texts only, disjoint from dev and test). `claim_fn` transforms the claim vectors, the banks' too
+  (calibration.py), before search."""
   h = collection_eval.hub_norm_settings(config)
   penalties = {}
   for bank in collection_eval.home_banks(config):
@@ -143,10 +145,9 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
       penalties[bank] = hubness.collection_penalty(
           built, params, doc_vecs, h, lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh,
           claim_fn)
-    else:  # tokenised as mode=search tokenises the bank it applies (indexing.hub_penalty)
-      texts = prepare.training_claims(config.data)
-      bank_vecs = claim_fn(search.encode_claims(built, params, inputs.claim_words(texts), mesh))
-      penalties[bank] = hubness.claims_penalty(built, params, bank_vecs, doc_vecs, h["k"])
+    else:  # as mode=search makes the penalty it applies (indexing.hub_penalty)
+      penalties[bank] = hubness.texts_penalty(built, params, inputs.claim_words, train_texts, doc_vecs, h["k"], mesh,
+                                              claim_fn)
 
   def claims_of(s: str):  # (ids, transformed claim vectors) of a split, encoded once for every beta
     src = prepared.source(s)
