@@ -60,6 +60,10 @@ def student_model(kind: str, module: str = "", **own_fields) -> ml_collections.C
       # >0 (a power of two): vectors gain this many hashed buckets of learned term weights, so search adds a learned
       # exact-match score to the dense one (models/lexical.py); 0: dense vectors only.
       lexical_dim=0,
+      # >0: the vocabulary's this many most frequent words get a lexical bucket each, the others hash into the rest, so
+      # a common claim word shares its bucket with no document word (a false match to a quarter of all claims makes a
+      # hub); a layout, not parameters, so searchable at any value (models/lexical.py).
+      lexical_private=0,
       # False: hashed out-of-vocabulary words (data.oov_buckets) get no embedding rows: they read <unk>'s, and only the
       # lexical channel tells them apart (exact matches of rare words at no parameter cost).
       embed_oov=True,

@@ -86,7 +86,7 @@ class Calibration:
                        "--config.mode=evaluate once with its training config to store them, or pass "
                        "--config.search.stop_df=1.")
     keep = stopwords.claim_mask(claim_vecs.shape[1], cfg.out_dim, cfg.lexical_dim,
-                                stopwords.stop_ids(inputs.word_freq, self.stop_df))
+                                stopwords.stop_ids(inputs.word_freq, self.stop_df), cfg.lexical_private)
     return np.asarray(claim_vecs) * keep
 
 

@@ -24,11 +24,13 @@ from kd_jax.models.build import Built
 from kd_jax.stage_inputs import StageInputs
 
 
-def index_root(stage: Path, name: str, dtype: str = "float32", unk_drop: float = 0.0) -> Path:
+def index_root(stage: Path, name: str, dtype: str = "float32", unk_drop: float = 0.0, private: int = 0) -> Path:
   """`<stage>/index/<collection>/`, or `<collection>-<dtype>/` for a compact one, each with `-unk<share>` appended for
-  vectors encoded without that share of the <unk> embedding (calibration.py); all may exist side by side."""
+  vectors encoded without that share of the <unk> embedding (calibration.py) and `-private<n>` for lexical buckets
+  laid out with model.lexical_private n (models/lexical.py); all may exist side by side."""
   folder = name if compact.check(dtype) == "float32" else f"{name}-{dtype}"
-  return Path(stage) / "index" / (folder + (f"-unk{unk_drop:g}" if unk_drop else ""))
+  return Path(stage) / "index" / (folder + (f"-unk{unk_drop:g}" if unk_drop else "")
+                                  + (f"-private{private}" if private else ""))
 
 
 def build_index(built: Built, params, inputs: StageInputs, source: Source, out: Path, mesh, meta: dict,
@@ -70,9 +72,10 @@ def build_index(built: Built, params, inputs: StageInputs, source: Source, out: 
 def build_for(stage: Path, built: Built, params, inputs: StageInputs, source: Source, mesh, model: str,
               cal: calibration.Calibration = calibration.Calibration(), dtype: str = "float32") -> search.Index:
   """The index of `source` as a search calibrated by `cal` reads it (build_index): encoded with `cal.params` into
-  index_root(stage, source.name, dtype, cal.unk_drop), by the stage's student `model`."""
-  return build_index(built, cal.params(params), inputs, source, index_root(stage, source.name, dtype, cal.unk_drop),
-                     mesh, {"model": model, "prepared": inputs.settings["prepared"], "unk_drop": cal.unk_drop},
+  index_root(stage, source.name, dtype, cal.unk_drop, private), by the stage's student `model`."""
+  root = index_root(stage, source.name, dtype, cal.unk_drop, getattr(built.module.config, "lexical_private", 0))
+  return build_index(built, cal.params(params), inputs, source, root, mesh,
+                     {"model": model, "prepared": inputs.settings["prepared"], "unk_drop": cal.unk_drop},
                      dtype=dtype)
 
 

@@ -49,9 +49,9 @@ def stop_ids(freq: np.ndarray, max_df: float) -> np.ndarray:
   return np.flatnonzero(np.asarray(freq) > check(max_df))
 
 
-def claim_mask(width: int, dense_dim: int, lexical_dim: int, ids: np.ndarray) -> np.ndarray:
+def claim_mask(width: int, dense_dim: int, lexical_dim: int, ids: np.ndarray, private: int = 0) -> np.ndarray:
   """[width] float32 to multiply claim vectors by: 0 at the lexical buckets of `ids`, 1 elsewhere."""
   keep = np.ones(width, np.float32)
   if lexical_dim and len(ids):
-    keep[dense_dim + np.asarray(lexical.buckets(jnp.asarray(ids, jnp.int32), lexical_dim))] = 0.0
+    keep[dense_dim + np.asarray(lexical.buckets(jnp.asarray(ids, jnp.int32), lexical_dim, private))] = 0.0
   return keep

@@ -436,6 +436,8 @@ def test_a_killed_indexing_run_resumes_to_the_same_vectors(stage, tmp_path):
   step = np.abs(a).max(1, keepdims=True) / 127
   assert (np.abs(q - a) <= step / 2 + 1e-6).all()
   assert indexing.index_root(run_dir, "scifact", "int8").name == "scifact-int8"
+  # Another lexical layout (model.lexical_private) is another index: its vectors hold other buckets.
+  assert indexing.index_root(run_dir, "scifact", "int8", 0.5, 2048).name == "scifact-int8-unk0.5-private2048"
   jax.clear_caches()
 
 

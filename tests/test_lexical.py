@@ -156,3 +156,57 @@ def test_builder_sizes_the_table_by_embed_oov_and_refuses_a_huge_embedded_one():
   mcfg.embed_oov = True  # a million embedded rows: a slip, refused in one line
   with pytest.raises(ValueError, match="embed_oov=False"):
     build_lib.build(mcfg, inputs)
+
+
+def _np_private_buckets(ids, dim, private):
+  shared = private + (((ids.astype(np.uint64) * 0x9E3779B1) % 2**32) >> 8) % (dim - private)
+  return np.where(ids < private, ids, shared).astype(np.int64)
+
+
+@pytest.mark.parametrize("private", [1024, 2048, 3000])
+def test_private_buckets_match_numpy_and_no_frequent_word_shares_one(private):
+  dim = 4096
+  ids = np.arange(300_000, dtype=np.int32)
+  got = np.asarray(lexical.buckets(jnp.asarray(ids), dim, private))
+  np.testing.assert_array_equal(got, _np_private_buckets(ids, dim, private))
+  np.testing.assert_array_equal(got[:private], ids[:private])  # the most frequent ids: a bucket each
+  rest = got[private:]
+  assert rest.min() >= private and rest.max() < dim  # every other id lands among the rest, so never on a frequent one
+  counts = np.bincount(rest - private, minlength=dim - private)
+  assert counts.min() > 0.85 * counts.mean() and counts.max() < 1.15 * counts.mean()
+
+
+@pytest.mark.parametrize("private", [-1, 4096, 5000])
+def test_bad_private_is_refused(private):
+  with pytest.raises(ValueError, match="lexical_private"):
+    lexical.buckets(jnp.arange(4), 4096, private)
+
+
+def test_private_layout_keeps_the_match_score_and_drops_a_false_match():
+  """Two words sharing a golden-hash bucket, one frequent: at private 0 a document holding only the rare one matches
+  a claim holding only the frequent one; with private buckets it does not, while true matches score as before."""
+  dim, private = 64, 32
+  ids = np.arange(2, 5000)
+  b = _np_buckets(ids, dim)
+  frequent = int(ids[ids < private][0])
+  rare = int(ids[(ids >= private) & (b == b[ids == frequent][0])][0])  # a rare id hashed where the frequent one is
+  claim, doc = np.array([[frequent, 0]], np.int32), np.array([[rare, 0]], np.int32)
+  w = np.array([[2.0, 0.0]], np.float32)
+  vec = lambda x, p: np.asarray(lexical.lexical_vectors(jnp.asarray(x), jnp.asarray(w), dim, p))[0]  # noqa: E731
+  assert vec(claim, 0) @ vec(doc, 0) == pytest.approx(4.0)  # the false match
+  assert vec(claim, private) @ vec(doc, private) == 0.0
+  for x in (claim, doc):  # a word still matches itself
+    assert vec(x, private) @ vec(x, private) == pytest.approx(4.0)
+
+
+def test_stop_word_mask_follows_the_layout():
+  from kd_jax import stopwords
+  keep = stopwords.claim_mask(6 + 64, 6, 64, np.array([5, 40]), private=32)
+  np.testing.assert_array_equal(np.flatnonzero(keep == 0), 6 + np.asarray(lexical.buckets(jnp.asarray([5, 40]), 64, 32)))
+  assert keep[6 + 5] == 0  # a frequent id masks its own bucket
+
+
+def test_student_refuses_a_private_layout_wider_than_the_channel():
+  claims, docs = np.ones((1, 3), np.int32) * 2, np.ones((1, 2, 3), np.int32) * 3
+  with pytest.raises(ValueError, match="lexical_private"):
+    _student("cnn", lexical_private=64).init(jax.random.key(0), claims, docs)

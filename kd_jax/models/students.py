@@ -47,6 +47,9 @@ class StudentConfig:
   # >0: vectors also carry this many hashed buckets of learned term weights (models/lexical.py), so the dot product
   # adds a learned exact-match score; a power of two. Vectors are then out_dim + lexical_dim wide.
   lexical_dim: int = 0
+  # >0: the vocabulary's `lexical_private` most frequent ids get a lexical bucket each, the rest hash into the others,
+  # so no common claim word shares its bucket with a document's word (models/lexical.py). A layout, not parameters.
+  lexical_private: int = 0
   # False: hashed out-of-vocabulary ids (data.oov_buckets) get no embedding rows (the builder sizes the table to the
   # vocabulary and they read <unk>'s row), so only the lexical channel tells them apart: rare words match exactly at
   # no parameter cost.
@@ -160,7 +163,7 @@ def with_lexical(cfg: StudentConfig, ids: Array, dense: Array, feats: Callable[[
   if not cfg.lexical_dim:
     return dense
   weights = lexical.TermWeights(name="term_weights")(feats())
-  return jnp.concatenate([dense, lexical.lexical_vectors(ids, weights, cfg.lexical_dim)], axis=-1)
+  return jnp.concatenate([dense, lexical.lexical_vectors(ids, weights, cfg.lexical_dim, cfg.lexical_private)], axis=-1)
 
 
 def _encode_flat(tower: Callable[..., Array], ids: Array, deterministic: bool) -> Array:
@@ -183,6 +186,8 @@ class DualEncoder(nn.Module):
     if self.config.scoring not in SCORINGS:
       raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {self.config.scoring!r}")
     lexical.check_dim(self.config.lexical_dim)
+    if self.config.lexical_dim:
+      lexical.check_private(self.config.lexical_dim, self.config.lexical_private)
     if self.config.shared_towers:
       self.encoder = self.encoder_cls(self.config)
     else:

@@ -16,11 +16,14 @@ from kd_jax.modes.stage import stage_dir
 
 
 def _read_index(config, out: Path, source, inputs, unk_drop: float, own: bool) -> tuple[np.ndarray, list[str], Path]:
-  index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop))
+  private = stage.lexical_private(config)
+  index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop, private))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
     if unk_drop:  # the index is encoded at this setting: mode=index must see it too
       flags += f" --config.search.unk_drop.{'own' if own else 'other'}={unk_drop:g}"
+    if private:  # so are its lexical buckets
+      flags += f" --config.model.lexical_private={private}"
     raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
                             f"{flags}.")
   doc_vecs, doc_ids, meta = index.read()
