@@ -35,11 +35,12 @@ import numpy as np
 from absl import app, flags
 
 from experiments import ablation, calibration as calibration_experiment, reproduce, search_grid
-from kd_jax import calibration, collection, collection_eval, hubness, search, sharding
+from kd_jax import calibration, collection, collection_eval, hubness, hybrid, search, sharding
 from kd_jax.data import datasets, prepare
 from kd_jax.modes import stage
 
 PRIVATE = (0, 1024, 2048, 3072)
+FUSIONS = ("zscore", "zcoverage")  # student + BM25 at home, calibrated, the weight chosen on dev at each layout
 KINDS = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 
@@ -101,7 +102,16 @@ def home_row(stage_dir: Path, private: int, mesh) -> dict:
             for bank, pen in penalties.items()}
   bank, beta = hubness.choose_bank({bank: {b: (f["ndcg@10"], f["hub"]) for b, f in c.items()}
                                     for bank, c in curves.items()})
-  return {"searched": s.source.name, "kind": s.kind, "bank": bank, "beta": beta,
+  pools = {split: hybrid.full_collection_pool(s.built, s.params, vecs[split], s.docs, c.texts, c.ids, c.qrels,
+                                              s.source.bm25, mesh, 100,
+                                              *collection_eval.reach_of(s.inputs, c.texts, s.source.collection()))
+           for split, c in sets.items()}
+  fused = {m: hybrid.choose(lambda w, m=m: hybrid.full_collection_metrics(pools["dev"], m, w, s.doc_ids),
+                            lambda w, m=m: hybrid.full_collection_metrics(pools["test"], m, w, s.doc_ids))
+           for m in FUSIONS}
+  return {"fusion": {m: {"weight": f["weight"], "dev_ndcg@10": f["dev_ndcg@10"], "test_ndcg@10": f["test"]["ndcg@10"]}
+                     for m, f in fused.items()},
+          "searched": s.source.name, "kind": s.kind, "bank": bank, "beta": beta,
           "dev": curves[bank][beta], "dev_uncorrected": curves["documents"][0.0],
           "test": s.figures(sets["test"], vecs["test"], beta * penalties[bank]),
           "test_uncorrected": s.figures(sets["test"], vecs["test"], np.zeros(len(s.docs))),
@@ -184,6 +194,15 @@ def render(results: dict) -> str:
       rows = [results["stages"][n][str(p)][w]["test"] for n, w in members]
       cells.append(f"{fmt([r['ndcg@10'] for r in rows])}, hub {pct([r['hub'] for r in rows])}")
     lines.append(f"| {g} ({len(members)}) | " + " | ".join(cells) + " |")
+  lines += ["", "At home, the student + BM25, calibrated, the weight chosen on dev at each layout (test nDCG@10, mean ± "
+            "std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts) + " |",
+            "|---|" + "---:|" * len(layouts)]
+  for g, members in groups.items():
+    homes = [n for n, w in members if w == "home"]
+    for m in FUSIONS if homes else ():
+      lines.append(f"| {g} ({len(homes)}), {m} | " + " | ".join(
+          fmt([results["stages"][n][str(p)]["home"]["fusion"][m]["test_ndcg@10"] for n in homes]) for p in layouts)
+          + " |")
   return "\n".join(lines) + "\n"
 
 
