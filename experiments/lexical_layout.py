@@ -40,7 +40,9 @@ from kd_jax.data import datasets, prepare
 from kd_jax.modes import stage
 
 PRIVATE = (0, 1024, 2048, 3072)
-FUSIONS = ("zscore", "zcoverage")  # student + BM25 at home, calibrated, the weight chosen on dev at each layout
+# Student + BM25 at home, the weight chosen on dev at each layout; the student as trained (not calibrated), as the
+# main command's fusion figures are (calibrated students fuse no better).
+FUSIONS = ("zscore", "zcoverage")
 KINDS = {"cnn": "CNN", "lstm": "BiLSTM"}
 
 
@@ -54,14 +56,15 @@ class Searcher:
   """One stage at one layout, searching one collection calibrated as mode=search does: its documents and claims
   encoded once, then (nDCG@10, R@100, hub) for any claims and any per-document bias."""
 
-  def __init__(self, stage_dir: Path, private: int, name: str, own: bool, transfer_claims: int, mesh):
+  def __init__(self, stage_dir: Path, private: int, name: str, own: bool, transfer_claims: int, mesh,
+               calibrated: bool = True):
     cfg = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
     cfg.model.lexical_private = private
     self.cfg, self.mesh, self.own = cfg, mesh, own
     self.built, params, self.inputs = stage.student(cfg, stage_dir, mesh)
     self.kind = search_grid.stage_kind(stage_dir)
     self.defaults = importlib.import_module(f"configs.{self.kind}_student").get_config("")
-    self.cal = calibration.of(self.defaults, own=own)
+    self.cal = calibration.of(self.defaults, own=own) if calibrated else calibration.Calibration()
     self.params = self.cal.params(params)
     c = ml_collections.ConfigDict(cfg.to_dict())
     if own:
@@ -102,12 +105,13 @@ def home_row(stage_dir: Path, private: int, mesh) -> dict:
             for bank, pen in penalties.items()}
   bank, beta = hubness.choose_bank({bank: {b: (f["ndcg@10"], f["hub"]) for b, f in c.items()}
                                     for bank, c in curves.items()})
-  pools = {split: hybrid.full_collection_pool(s.built, s.params, vecs[split], s.docs, c.texts, c.ids, c.qrels,
-                                              s.source.bm25, mesh, 100,
-                                              *collection_eval.reach_of(s.inputs, c.texts, s.source.collection()))
+  raw = Searcher(stage_dir, private, "", True, 0, mesh, calibrated=False)
+  pools = {split: hybrid.full_collection_pool(raw.built, raw.params, raw.encode(c.texts), raw.docs, c.texts, c.ids,
+                                              c.qrels, raw.source.bm25, mesh, 100,
+                                              *collection_eval.reach_of(raw.inputs, c.texts, raw.source.collection()))
            for split, c in sets.items()}
-  fused = {m: hybrid.choose(lambda w, m=m: hybrid.full_collection_metrics(pools["dev"], m, w, s.doc_ids),
-                            lambda w, m=m: hybrid.full_collection_metrics(pools["test"], m, w, s.doc_ids))
+  fused = {m: hybrid.choose(lambda w, m=m: hybrid.full_collection_metrics(pools["dev"], m, w, raw.doc_ids),
+                            lambda w, m=m: hybrid.full_collection_metrics(pools["test"], m, w, raw.doc_ids))
            for m in FUSIONS}
   return {"fusion": {m: {"weight": f["weight"], "dev_ndcg@10": f["dev_ndcg@10"], "test_ndcg@10": f["test"]["ndcg@10"]}
                      for m, f in fused.items()},
@@ -194,7 +198,7 @@ def render(results: dict) -> str:
       rows = [results["stages"][n][str(p)][w]["test"] for n, w in members]
       cells.append(f"{fmt([r['ndcg@10'] for r in rows])}, hub {pct([r['hub'] for r in rows])}")
     lines.append(f"| {g} ({len(members)}) | " + " | ".join(cells) + " |")
-  lines += ["", "At home, the student + BM25, calibrated, the weight chosen on dev at each layout (test nDCG@10, mean ± "
+  lines += ["", "At home, the student (as trained) + BM25, the weight chosen on dev at each layout (test nDCG@10, mean ± "
             "std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts) + " |",
             "|---|" + "---:|" * len(layouts)]
   for g, members in groups.items():
