@@ -248,9 +248,12 @@ def main(argv):
     d = Path(f.workdir) / name
     if name in results["stages"]:
       continue
-    results["stages"][name] = {str(p): {"home": home_row(d, p, mesh), "other": other_row(d, p, f.transfer_claims, mesh)}
-                               for p in PRIVATE}
-    print(name, "done", flush=True)
+    rows = {}
+    for p in PRIVATE:
+      rows[str(p)] = {"home": home_row(d, p, mesh), "other": other_row(d, p, f.transfer_claims, mesh)}
+      print(name, "private", p, {where: {split: (round(r[split]["ndcg@10"], 4), round(r[split]["hub"], 4))
+                                        for split in ("dev", "test")} for where, r in rows[str(p)].items()}, flush=True)
+    results["stages"][name] = rows
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**results, "partial": True}, indent=2))
   results["stages"] = {n: results["stages"][n] for n in names}
