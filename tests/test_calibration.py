@@ -294,25 +294,25 @@ def test_the_claim_banks_k_and_beta_are_chosen_per_kind_over_the_mean_dev_of_its
   assert chosen["cnn"]["dev"]["50"]["0.5"] == {"ndcg@10": 0.695, "hub": pytest.approx(0.045)}
 
 
-def test_the_lexical_layout_is_chosen_per_kind_by_mean_dev_quality_and_the_worst_groups_hub():
+def test_the_lexical_layout_is_chosen_per_kind_by_the_mean_over_its_groups_of_dev_quality_and_hub():
   layouts = (0, 1024, 2048)
 
   def stage(kind, home, other):  # {layout: (nDCG@10, hub)} at home and elsewhere
     return {str(p): {"home": {"kind": kind, "searched": "a", "dev": dict(zip(("ndcg@10", "hub"), home[p]))},
                      "other": {"kind": kind, "searched": "b", "dev": dict(zip(("ndcg@10", "hub"), other[p]))}}
             for p in layouts}
-  # CNN seeds: at 1024 the home hub drops under the ceiling at no cost; 2048 costs 2 points. The mean of the two seeds'
-  # home hubs at 0 is 5.5%, over the ceiling, although one seed is under it.
-  cnn = {"x/cnn_s0": stage("cnn", {0: (0.90, 0.05), 1024: (0.90, 0.04), 2048: (0.88, 0.03)},
-                           {0: (0.80, 0.03), 1024: (0.80, 0.03), 2048: (0.78, 0.02)}),
-         "x/cnn_s1": stage("cnn", {0: (0.90, 0.06), 1024: (0.90, 0.045), 2048: (0.88, 0.03)},
-                           {0: (0.80, 0.03), 1024: (0.80, 0.03), 2048: (0.78, 0.02)})}
-  # BiLSTM: every layout under the ceiling everywhere, 0 the best: nothing to gain, the plain hash stays.
+  # CNN: elsewhere the hub sits at 6% whatever the layout (a small dev); at home 1024 lowers it at no cost, so the mean
+  # over the two groups falls from 6% to 5%, at the ceiling; 2048 lowers it as much but costs 3 points elsewhere.
+  other = {0: (0.30, 0.06), 1024: (0.30, 0.06), 2048: (0.24, 0.06)}
+  cnn = {"x/cnn_s0": stage("cnn", {0: (0.90, 0.05), 1024: (0.90, 0.035), 2048: (0.90, 0.035)}, other),
+         "x/cnn_s1": stage("cnn", {0: (0.90, 0.07), 1024: (0.90, 0.045), 2048: (0.90, 0.045)}, other)}
+  # BiLSTM: under the ceiling at every layout, 0 the best: the plain hash stays.
   lstm = {"x/lstm_s0": stage("lstm", {0: (0.91, 0.04), 1024: (0.905, 0.03), 2048: (0.90, 0.02)},
                              {0: (0.85, 0.03), 1024: (0.85, 0.03), 2048: (0.85, 0.03)})}
   chosen = lexical_layout.choose({**cnn, **lstm}, layouts)
   assert chosen["cnn"]["private"] == 1024 and chosen["lstm"]["private"] == 0
-  assert chosen["cnn"]["dev"]["0"] == {"ndcg@10": pytest.approx(0.85), "worst_group_hub": pytest.approx(0.055)}
+  assert chosen["cnn"]["dev"]["0"] == {"ndcg@10": pytest.approx(0.60), "hub": pytest.approx(0.06)}
+  assert chosen["cnn"]["dev"]["1024"]["hub"] == pytest.approx(0.05)  # seeds averaged within a group, then groups
   assert "_s" not in lexical_layout.group("x/cnn_s1", {"searched": "a"})  # seeds of one recipe in one group
 
 
