@@ -17,6 +17,7 @@ import numpy as np
 from kd_jax import calibration, evaluate, hybrid, metrics, search, sharding, stage_inputs
 from kd_jax.collection import Source
 from kd_jax.data import tokenize
+from kd_jax.models import lexical
 from kd_jax.models.build import Built
 
 
@@ -132,8 +133,23 @@ def home_banks(config) -> tuple[str, ...]:
 
 def home_hub_norm(stage: Path, config, calibrated_as: calibration.Calibration | None = None) -> dict | None:
   """What mode=search applies on the stage's own collection: own_dev_hub_norm among today's `hub_norm.own_banks`
-  (a training-claims bank dev chose is left for the documents' when today's config no longer tries it)."""
+  (a training-claims bank dev chose is left for the documents' when today's config no longer tries it); None when
+  dev chose it for lexical buckets laid out otherwise than today's (same_layout)."""
+  if not same_layout(_own_eval(stage), config):
+    return None
   return own_dev_hub_norm(stage, calibrated_as, None if "train" in home_banks(config) else "documents")
+
+
+def own_dev_layout_current(stage: Path, config) -> bool:
+  """same_layout for the stage's own eval_test.json (True when there is none: nothing stale to read)."""
+  stored = _own_eval(stage)
+  return not stored or same_layout(stored, config)
+
+
+def same_layout(stored: dict, config) -> bool:
+  """Whether a stored evaluation was made with the lexical buckets laid out as `config.model` lays them out
+  (model.lexical_private; 0 for results and configs saved before it): another layout moves every student score."""
+  return int(stored.get("lexical_private", 0)) == lexical.private_of(config.model)
 
 
 def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[np.ndarray, object]:
@@ -252,6 +268,8 @@ def own_dev_current(stage: Path, config) -> bool:
   and, with search calibrated at home, both chosen again for the search calibrated at today's settings."""
   if len(own_dev_weights(stage, config.hybrid.methods)) < len(config.hybrid.methods) or own_dev_hub_norm(stage) is None:
     return False
+  if not same_layout(_own_eval(stage), config):
+    return False  # chosen for lexical buckets laid out otherwise
   if set(_own_eval(stage)["hub_norm"].get("banks", {"documents": None})) != set(home_banks(config)):
     return False  # the hub correction's bank chosen among other banks than today's
   home = calibration.of(config, own=True)
@@ -266,6 +284,8 @@ def zero_shot_is_current(stored: dict, stage: Path, config, has_dev: bool = True
   collection has dev claims (`has_dev`)."""
   if set(stored.get("hybrid", {})) != set(config.hybrid.methods) or "hub_norm" not in stored:
     return False  # made before a fusion method or the hub correction existed
+  if not same_layout(stored, config):
+    return False
   cal = calibration.of(config, own=False)
   if not cal.active:
     return True

@@ -498,6 +498,19 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert not collection_eval.own_dev_current(tmp_path, config)
   config.hub_norm.own_banks = ("train", "documents")
   assert collection_eval.own_dev_current(tmp_path, config)
+  # Made at another lexical layout (model.lexical_private): every score moved, so stale, for search at home too
+  # (which then searches without the correction); results saved before the field count as layout 0.
+  config.model.lexical_private = 1024
+  assert not collection_eval.own_dev_current(tmp_path, config)
+  assert collection_eval.home_hub_norm(tmp_path, config) is None
+  assert not collection_eval.own_dev_layout_current(tmp_path, config)
+  assert not collection_eval.zero_shot_is_current({"hybrid": {m: {} for m in config.hybrid.methods}, "hub_norm": {}},
+                                                  tmp_path, config)
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "lexical_private": 1024}))
+  assert collection_eval.own_dev_current(tmp_path, config) and collection_eval.own_dev_layout_current(tmp_path, config)
+  assert collection_eval.home_hub_norm(tmp_path, config) is not None
+  config.model.lexical_private = 0
+  assert not collection_eval.own_dev_current(tmp_path, config)
   for wrong in ((), ("queries",), ("documents", "documents"), ("train",)):
     config.hub_norm.own_banks = wrong
     with pytest.raises(ValueError, match=r"^hub_norm\.own_banks must list documents \(the bank another collection's "
@@ -516,6 +529,7 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   c, root = stage
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_test.json").read_text())
+  assert saved["lexical_private"] == 0  # the layout every figure was made at (model.lexical_private)
   # At the settings the file was made at: the zero-shot test above evaluates the stage again at its own stop_df.
   h = saved["calibrated"]["hub_norm"]
   cal = calibration.Calibration(**{k: saved["calibrated"][k] for k in calibration.Calibration().settings()})

@@ -39,6 +39,11 @@ def check_private(dim: int, private: int) -> None:
                      f"got {private}")
 
 
+def private_of(model_config) -> int:
+  """The layout a model config asks for (model.lexical_private; 0 for configs saved before it existed)."""
+  return int(model_config.get("lexical_private", 0))
+
+
 def buckets(ids: Array, dim: int, private: int = 0) -> Array:
   """Word ids [...] -> buckets in [0, dim). private 0: the top log2(dim) bits of id * golden (mod 2^32). Else ids
   below `private` are their own bucket and the others go to private + (the top 24 bits of that hash) mod

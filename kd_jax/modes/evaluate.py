@@ -13,7 +13,7 @@ import numpy as np
 from kd_jax import (atomic, calibration, collection, collection_eval, evaluate, hubness, hybrid, indexing, multihost,
                     restored, search, sharding, stage_inputs, train)
 from kd_jax.data import candidates, datasets, prepare, tokenize
-from kd_jax.models import build as build_lib
+from kd_jax.models import build as build_lib, lexical
 from kd_jax.models.size import count_params
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
@@ -46,6 +46,7 @@ def evaluate_stage(config, workdir: str, split: str = "test") -> dict:
     result["bm25_term"] = hybrid.choose(lambda w: hybrid.rerank_metrics(dev, bm25_cands["dev"], "linear", w),
                                         lambda w: hybrid.rerank_metrics(pred, bm25_cands[split], "linear", w))
   if built.kind != "teacher":
+    result["lexical_private"] = lexical.private_of(config.model)  # the layout every figure below was made at
     # What a claim-independent model is for: every document encoded once, the whole collection searched.
     doc_vecs = search.encode_collection(built, params, prepared, mesh)
     claim_ids = [c.decode() for c in pred["claim_id"]]
@@ -230,6 +231,7 @@ def evaluate_collection(config, workdir: str, source) -> dict:
     cal_bank = (bank_beta * penalty_of_bank, {"bank": "dev", "bank_claims": len(bank), "beta": bank_beta,
                                               "k": bank_k})
   result = {"model": config.name, "trained_on": inputs.settings["data"],
+            "lexical_private": lexical.private_of(config.model),
             **collection_eval.student_figures(built, params, inputs, doc_vecs, doc_ids, source, weights, mesh,
                                               config.hybrid.depth, hub_norm, penalty, cal,
                                               collection_eval.own_dev_weights(out, config.hybrid.methods,

@@ -11,12 +11,13 @@ import numpy as np
 from kd_jax import (calibration, collection, collection_eval, fusion, hubness, hybrid, indexing, ivf, multihost,
                     search, sharding)
 from kd_jax.data import prepare
+from kd_jax.models import lexical
 from kd_jax.modes import stage
 from kd_jax.modes.stage import stage_dir
 
 
 def _read_index(config, out: Path, source, inputs, unk_drop: float, own: bool) -> tuple[np.ndarray, list[str], Path]:
-  private = stage.lexical_private(config)
+  private = lexical.private_of(config.model)
   index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop, private))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
@@ -95,6 +96,11 @@ def search_stage(config, workdir: str) -> list[list[tuple[str, float, str]]]:
   else:
     calibrated_as = cal if cal.active else None
     chosen = collection_eval.home_hub_norm(out, config, calibrated_as) if own else None
+    if own and s.get("hub_beta", -1.0) < 0 and not collection_eval.own_dev_layout_current(out, config):
+      logging.warning("%s was made with the lexical buckets laid out otherwise (model.lexical_private): searching "
+                      "without the hub correction dev chose there. Run --config.mode=evaluate again to choose one.",
+                      out / "eval_test.json")
+      calibrated_as = None  # no second warning: the reason is this one
     beta = _hub_beta(s.get("hub_beta", -1.0), beta_other, own, chosen, calibrated_as, out,
                      None if bank is None else float(s.get("hub_bank_beta", 0.0)))
     bias = None

@@ -117,11 +117,6 @@ def index_dtype(config) -> str:
   return config.get("index", {}).get("dtype", "float32")
 
 
-def lexical_private(config) -> int:
-  """How the student's lexical buckets are laid out (model.lexical_private; 0 for configs saved before it)."""
-  return int(config.model.get("lexical_private", 0))
-
-
 def source_of(config) -> collection.Source:
   """The collection `config.collection` names, else the stage's own training collection."""
   own = ml_collections.ConfigDict(config.data.to_dict())
