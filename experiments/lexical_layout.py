@@ -209,12 +209,15 @@ def render(results: dict) -> str:
       rows = [results["stages"][n][str(p)][w]["test"] for n, w in members]
       cells.append(f"{fmt([r['ndcg@10'] for r in rows])}, hub {pct([r['hub'] for r in rows])}")
     lines.append(f"| {g} ({len(members)}) | " + " | ".join(cells) + " |")
-  lines += ["", "At home, the student (as trained) + BM25, the weight chosen on dev at each layout (test nDCG@10, mean ± "
-            "std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts) + " |",
-            "|---|" + "---:|" * len(layouts)]
-  for g, members in groups.items():
-    homes = [n for n, w in members if w == "home" and results["stages"][n]["0"]["home"]["fusion"]]
-    for m in FUSIONS if homes else ():
+  fused = [(g, [n for n, w in members if w == "home" and results["stages"][n]["0"]["home"]["fusion"]])
+           for g, members in groups.items()]
+  fused = [(g, homes) for g, homes in fused if homes]
+  if fused:
+    lines += ["", "At home, the student (as trained) + BM25, the weight chosen on dev at each layout (test nDCG@10, mean "
+              "± std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts)
+              + " |", "|---|" + "---:|" * len(layouts)]
+  for g, homes in fused:
+    for m in FUSIONS:
       lines.append(f"| {g} ({len(homes)}), {m} | " + " | ".join(
           fmt([results["stages"][n][str(p)]["home"]["fusion"][m]["test_ndcg@10"] for n in homes]) for p in layouts)
           + " |")

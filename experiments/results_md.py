@@ -23,6 +23,7 @@ SECTIONS = (
     "unknown_words_cnn.md",
     "unknown_words_lstm.md",
     "claim_bank.md",  # experiments/claim_bank.py: the hub correction's bank made of the collection's claims
+    "lexical_layout.md",  # experiments/lexical_layout.py: the lexical buckets' layout, common words a bucket each
     "pseudo.md",  # experiments/pseudo_table.py: pseudo-claims
 )
 
