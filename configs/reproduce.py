@@ -37,7 +37,8 @@ def get_config(arg: str = ""):
     s.train.eval_full_collection = False
     s.train.best_metric = "ndcg@10"
     s.model.dropout_rng = "threefry"  # as the committed tables' students were trained
-    s.model.update(lexical_dim=0, embed_oov=True)  # dense vectors (the ablation's lex4k / oovlex levers add them)
+    # Dense vectors (the ablation's lex4k / oovlex levers add them), so no lexical layout either.
+    s.model.update(lexical_dim=0, lexical_private=0, embed_oov=True)
     # Searching as trained, as the committed tables did (results/calibration.md measures calibration on them).
     s.search.doc_norms.update(own=0.0, other=0.0)
     s.search.lex_norms.update(own=0.0, other=0.0)
