@@ -1,0 +1,15 @@
+#!/bin/bash
+# Ends each training run.py once its stage is complete (complete.json): its home evaluation is left to
+# experiments/lexical_layout.py, which computes the same figures at every layout (time: this session).
+cd /work/main
+while true; do
+  for pid in $(pgrep -f "^.venv/bin/python run.py"); do
+    cmd=$(tr '\0' ' ' < /proc/$pid/cmdline 2>/dev/null) || continue
+    wd=$(echo "$cmd" | grep -o -- "--workdir=[^ ]*" | cut -d= -f2)
+    name=$(echo "$cmd" | grep -o -- "--config.name=[^ ]*" | cut -d= -f2)
+    if [ -n "$wd" ] && [ -n "$name" ] && [ -f "$wd/$name/complete.json" ]; then
+      sleep 3; kill $pid && echo "$(date +%T) ended $wd/$name after training"
+    fi
+  done
+  sleep 5
+done
