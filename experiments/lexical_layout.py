@@ -179,7 +179,8 @@ def choose(stages: dict, layouts=PRIVATE) -> dict:
 def render(results: dict) -> str:
   layouts, c = results["private"], results["chosen"]
   fmt = lambda xs: f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"  # noqa: E731
-  pct = lambda xs: f"{100 * np.mean(xs):.1f}% ({100 * max(xs):.1f}%)" if len(xs) > 1 else f"{100 * xs[0]:.1f}%"  # noqa: E731
+  def pct(xs):
+    return f"{100 * np.mean(xs):.1f}% ({100 * max(xs):.1f}%)" if len(xs) > 1 else f"{100 * xs[0]:.1f}%"
   lines = ["## The lexical channel's layout: common words a bucket each", "",
            f"From `{results['command']}` (`model.lexical_private`, kd_jax/models/lexical.py): the vocabulary's "
            "`private` most frequent words get a lexical bucket each and every other word hashes into the rest, so no "
@@ -213,8 +214,8 @@ def render(results: dict) -> str:
            for g, members in groups.items()]
   fused = [(g, homes) for g, homes in fused if homes]
   if fused:
-    lines += ["", "At home, the student (as trained) + BM25, the weight chosen on dev at each layout (test nDCG@10, mean "
-              "± std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts)
+    lines += ["", "At home, the student (as trained) + BM25, the weight chosen on dev at each layout (test nDCG@10, "
+              "mean ± std over seeds):", "", "| stages (seeds), fusion | " + " | ".join(f"private {p}" for p in layouts)
               + " |", "|---|" + "---:|" * len(layouts)]
   for g, homes in fused:
     for m in FUSIONS:

@@ -14,8 +14,10 @@ word found in a quarter of all claims ("ups" of "Grown Ups 2" with "was" on FEVE
 With `private` > 0 the ids below it (the vocabulary ranks words by frequency, so the most frequent words) get a
 bucket each and every other id hashes into the remaining `dim - private`: a frequent word then shares its bucket
 with no other, and rare words only with each other. The buckets are a layout, not parameters (the term weights come
-from the towers' features), so a trained student can be searched at any `private`. Padding and `<unk>` (id 1, every out-of-vocabulary word when data.oov_buckets = 0) weigh 0:
-matching unknown words with each other says nothing; hashed out-of-vocabulary rows (oov_buckets > 0) do match.
+from the towers' features), so a trained student can be searched at any `private`.
+
+Padding and `<unk>` (id 1, every out-of-vocabulary word when data.oov_buckets = 0) weigh 0: matching unknown words
+with each other says nothing; hashed out-of-vocabulary rows (oov_buckets > 0) do match.
 """
 
 from __future__ import annotations

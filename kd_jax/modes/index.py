@@ -19,7 +19,8 @@ def index_stage(config, workdir: str) -> Path:
   out = stage_dir(config, workdir)
   source = stage.source_of(config)
   cal = calibration.of(config, own=collection.from_config(config) is None)
-  root = indexing.index_root(out, source.name, stage.index_dtype(config), cal.unk_drop, lexical.private_of(config.model))
+  root = indexing.index_root(out, source.name, stage.index_dtype(config), cal.unk_drop,
+                             lexical.private_of(config.model))
   stage.check_writable(config.data, root)
   mesh = sharding.stage_mesh(config.mesh)
   built, params, inputs = stage.student(config, out, mesh)
