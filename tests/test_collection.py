@@ -98,7 +98,7 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   # The hub correction on the target, at the beta the stage chose on its own dev: the bank's queries are the target's
   # documents cut to claim length; each document loses beta x the mean of its 10 best bank scores (not its own).
   hn = saved["hub_norm"]
-  assert hn["beta"] == json.loads((run_dir / "eval_test.json").read_text())["hub_norm"]["beta"]
+  assert hn["beta"] == collection_eval.own_dev_hub_norm(run_dir, bank="documents")["beta"]  # that bank's own
   bank = hubness.bank_rows(len(coll), hn["bank"], hn["seed"])
   bank_scores = apply(tokenize.word_ids(index, [coll.document(int(r)) for r in bank], c.data.claim_word_len, oov),
                       "encode_claims") @ d.T
@@ -115,7 +115,8 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   # documents' dense norms and lexical norms each pulled half way (in log space) to the collection's medians, and the
   # lexical buckets of words found in more than 30% of SciFact's abstracts or of its training claims zeroed in the
   # claims.
-  assert search.Index(run_dir / "index" / "fever_titles-unk0.5").exists()
+  root_unk = indexing.index_root(run_dir, "fever_titles", unk_drop=0.5, private=c.model.lexical_private)
+  assert search.Index(root_unk).exists()
   half = jax.tree.map(np.array, params)  # writable copies
   half["encoder"]["tokens"]["embed"]["embedding"][1] *= 0.5  # <unk> is id 1
   apply = lambda x, m: np.asarray(built.module.apply({"params": half}, x, method=getattr(built.module, m)))
@@ -195,7 +196,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert sorted(h[0] for h in hits[0]) == ["d1", "d2", "d3"]
   assert "d1" in capsys.readouterr().out
   assert not any((tmp_path / "no_cache").glob("*")), "the stage read the prepared-data cache"
-  stored = search.Index(indexing.index_root(work / "cnn_student", "docs"))
+  stored = search.Index(indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private))
   vecs, ids, meta = stored.read()
   assert ids == ["d1", "d2", "d3"] and meta["collection"] == "docs" and vecs.shape[0] == 3
 
@@ -220,12 +221,14 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ np.asarray(vecs).T - penalty
   assert [h[0] for h in corrected] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in corrected], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
-  assert (work / "cnn_student" / "index" / "docs" / "hub_penalty.npy").is_file()  # stored for the next search
+  assert (indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
+          / "hub_penalty.npy").is_file()  # stored for the next search
   on.search.ivf.lists, on.search.ivf.probe = 2, 2  # approximate search probing every list: the same answer
   approx = modes.run(on, str(work))[0]
   assert [h[0] for h in approx] == [h[0] for h in corrected]
   np.testing.assert_allclose([h[1] for h in approx], [h[1] for h in corrected], rtol=1e-4, atol=1e-4)
-  assert (work / "cnn_student" / "index" / "docs" / "ivf-2" / "meta.json").is_file()
+  docs_root = indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
+  assert (docs_root / "ivf-2" / "meta.json").is_file()
 
   # A bank of real claims instead (search.hub_bank, a file of them): each document less the mean of its best scores
   # over both bank claims (none was cut from a document, so none is left out), the bank masked as the query is; its
@@ -240,7 +243,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ np.asarray(vecs).T - np.sort(claims_bank @ np.asarray(vecs).T, axis=0)[::-1][:k].mean(0)
   assert [h[0] for h in banked] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in banked], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
-  index_dir = work / "cnn_student" / "index" / "docs"
+  index_dir = indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
   assert json.loads((index_dir / "hub_penalty_claims.json").read_text())["bank_claims"] == 2
   # Other claims in the file: the stored penalty is made again, not read back.
   (tmp_path / "bank.txt").write_text("vitamin D and cancer\n")
@@ -272,7 +275,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ scaled.T
   assert [h[0] for h in calibrated] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in calibrated], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
-  stored_norms = work / "cnn_student" / "index" / "docs" / "dense_norms.npy"  # kept for the next search
+  stored_norms = index_dir / "dense_norms.npy"  # kept for the next search
   np.testing.assert_allclose(np.load(stored_norms), norms, rtol=1e-6)
   assert not (stored_norms.parent / "lexical_norms.npy").exists()  # only the parts scaled: lex_norms 0 here
 
@@ -302,7 +305,8 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   zero["encoder"]["tokens"]["embed"]["embedding"][1] = 0.0
   unk_vecs = np.asarray(built.module.apply({"params": zero}, inputs.doc_words(texts), method=built.module.encode_docs))
   assert np.abs(unk_vecs - np.asarray(vecs)).max() > 1e-4  # "league", "Football": words SciFact's vocabulary lacks
-  stored_unk, _, meta = search.Index(indexing.index_root(work / "cnn_student", "docs", unk_drop=1.0)).read()
+  stored_unk, _, meta = search.Index(indexing.index_root(work / "cnn_student", "docs", unk_drop=1.0,
+                                                               private=c.model.lexical_private)).read()
   np.testing.assert_allclose(np.asarray(stored_unk), unk_vecs, rtol=1e-5, atol=1e-6)
   assert meta["unk_drop"] == 1.0
   u_query = masked(np.asarray(built.module.apply({"params": zero}, inputs.claim_words([on.search.query]),
@@ -357,7 +361,8 @@ def test_an_index_follows_the_collection_it_was_built_from(stage, tmp_path):
   modes.run(on, str(work))
   on.mode = "search"
   hits = {h[0]: h[1] for h in modes.run(on, str(work))[0]}
-  root_dir = indexing.index_root(work / "cnn_student", "docs", unk_drop=on.search.unk_drop.other)
+  root_dir = indexing.index_root(work / "cnn_student", "docs", unk_drop=on.search.unk_drop.other,
+                              private=c.model.lexical_private)
   vecs, _, meta = search.Index(root_dir).read()
   vecs = np.array(vecs)  # a copy: the rebuild below writes into the same file
   assert not np.asarray(vecs)[2].any() and np.asarray(vecs)[[0, 1, 3]].any(axis=1).all()  # empty: a zero vector
@@ -471,6 +476,7 @@ def test_dev_weights_for_a_calibrated_search(tmp_path):
 
 def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_stale(tmp_path):
   config = cnn_student.get_config()
+  config.model.lexical_private = 0  # the files below were made with every word hashed alike (no field: 0)
   weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
   hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}}}
   home = calibration.of(config, own=True)
@@ -488,6 +494,7 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   # The hub correction's bank chosen among other banks than today's hub_norm.own_banks: stale, and current again
   # for a config that tries only those.
   config = cnn_student.get_config()
+  config.model.lexical_private = 0
   assert collection_eval.home_banks(config) == ("documents", "train")
   before = {k: v for k, v in hub.items() if k != "banks"}  # made when the documents were the only bank
   (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hub_norm": before}))
@@ -500,7 +507,7 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert collection_eval.own_dev_current(tmp_path, config)
   # Made at another lexical layout (model.lexical_private): every score moved, so stale, for search at home too
   # (which then searches without the correction); results saved before the field count as layout 0.
-  config.model.lexical_private = 1024
+  config.model.lexical_private = 1024  # today's CNN layout
   assert not collection_eval.own_dev_current(tmp_path, config)
   assert collection_eval.home_hub_norm(tmp_path, config) is None
   assert not collection_eval.own_dev_layout_current(tmp_path, config)
@@ -529,7 +536,7 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   c, root = stage
   run_dir = root / "work" / "cnn_student"
   saved = json.loads((run_dir / "eval_test.json").read_text())
-  assert saved["lexical_private"] == 0  # the layout every figure was made at (model.lexical_private)
+  assert saved["lexical_private"] == c.model.lexical_private == 1024  # the layout its figures were made at
   # At the settings the file was made at: the zero-shot test above evaluates the stage again at its own stop_df.
   h = saved["calibrated"]["hub_norm"]
   cal = calibration.Calibration(**{k: saved["calibrated"][k] for k in calibration.Calibration().settings()})
@@ -609,7 +616,7 @@ def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_pa
   inputs = stage_inputs.load(run_dir)
   built = build_lib.build(c.model, inputs)
   params, _ = train.restore_params(run_dir, built, c, sharding.make_mesh(1, 1))
-  vecs, ids, _ = search.Index(indexing.index_root(run_dir, c.data.name)).read()
+  vecs, ids, _ = search.Index(indexing.index_root(run_dir, c.data.name, private=c.model.lexical_private)).read()
   vecs = np.asarray(vecs)
   encode = lambda t: np.asarray(built.module.apply({"params": params}, inputs.claim_words(t),  # noqa: E731
                                                    method=built.module.encode_claims))
@@ -618,7 +625,8 @@ def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_pa
   best = np.argsort(-want, kind="stable")[:5]
   assert [h[0] for h in hits] == [ids[i] for i in best]
   np.testing.assert_allclose([h[1] for h in hits], want[best], rtol=1e-4, atol=1e-4)
-  stored = json.loads((indexing.index_root(run_dir, c.data.name) / "hub_penalty_train.json").read_text())
+  root = indexing.index_root(run_dir, c.data.name, private=c.model.lexical_private)
+  stored = json.loads((root / "hub_penalty_train.json").read_text())
   assert stored["bank_claims"] == len(texts)
   # A bank of claims asked for (search.hub_bank) takes the place of the one dev chose, averaged over hub_bank_k of
   # its best claims, at hub_bank_beta; the training claims' penalty stays stored beside it.
@@ -633,13 +641,13 @@ def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_pa
   best = np.argsort(-want, kind="stable")[:5]
   assert [h[0] for h in hits] == [ids[i] for i in best]
   np.testing.assert_allclose([h[1] for h in hits], want[best], rtol=1e-4, atol=1e-4)
-  root = indexing.index_root(run_dir, c.data.name)
   assert (root / "hub_penalty_train.npy").is_file() and (root / "hub_penalty_claims.npy").is_file()
 
 
 def test_search_takes_the_hub_correction_dev_chose_for_it(tmp_path):
   hub = lambda beta: {"bank": 2000, "k": 10, "seed": 0, "beta": beta}  # noqa: E731
   config = cnn_student.get_config()
+  config.model.lexical_private = 0  # the files below were made with every word hashed alike (no field: 0)
   cal = calibration.Calibration(doc_norms=0.25, stop_df=0.25)
 
   def beta_of(beta, beta_other, own, calibrated_as, bank_beta=None):  # as search_stage asks for it
@@ -714,6 +722,7 @@ def test_bad_hub_settings_are_refused_before_anything_loads(tmp_path, settings, 
 
 def test_a_stored_zero_shot_result_is_current_only_at_todays_weights(tmp_path):
   config = cnn_student.get_config()
+  config.model.lexical_private = 0  # the files below were made with every word hashed alike (no field: 0)
   config.search.unk_drop.other = 1.0  # unknown words out elsewhere, as configs/lstm_student.py takes them
   methods = list(config.hybrid.methods)
   weight = lambda w: {"weight": w, "full_collection": {"weight": w}}  # noqa: E731

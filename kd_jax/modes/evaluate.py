@@ -240,7 +240,8 @@ def evaluate_collection(config, workdir: str, source) -> dict:
   tdir, tcfg = stage.teacher_config(config, workdir)
   if (tdir / "complete.json").is_file():
     result["teacher"] = {"stage": str(tdir), **_teacher_on(tcfg, tdir, source, config.data.num_candidates, mesh)}
-  path = out / f"eval_{root.name}.json"  # eval_<collection>.json, or eval_<collection>-int8.json for a compact index
+  # eval_<collection>.json, or eval_<collection>-int8.json for a compact index; the lexical layout is recorded inside.
+  path = out / f"eval_{indexing.index_root(out, source.name, dtype).name}.json"
   result["index_dtype"] = dtype
   multihost.primary_writes(f"{path}", lambda: atomic.write_text(path, json.dumps(result, indent=2)))
   collection_eval.log_summary(result)

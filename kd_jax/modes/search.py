@@ -21,10 +21,10 @@ def _read_index(config, out: Path, source, inputs, unk_drop: float, own: bool) -
   index = search.Index(indexing.index_root(out, source.name, stage.index_dtype(config), unk_drop, private))
   if not index.exists():
     flags = "".join(f" --config.collection.{k}={v}" for k, v in config.collection.items() if v)
-    if unk_drop:  # the index is encoded at this setting: mode=index must see it too
-      flags += f" --config.search.unk_drop.{'own' if own else 'other'}={unk_drop:g}"
-    if private:  # so are its lexical buckets
+    if private:  # the index's lexical buckets are laid out at this setting: mode=index must see it too
       flags += f" --config.model.lexical_private={private}"
+    if unk_drop:  # and encoded at this one
+      flags += f" --config.search.unk_drop.{'own' if own else 'other'}={unk_drop:g}"
     raise FileNotFoundError(f"No index of {source.name} in {index.root}: build it first with --config.mode=index"
                             f"{flags}.")
   doc_vecs, doc_ids, meta = index.read()
