@@ -139,7 +139,10 @@ def test_zero_shot_on_fever_titles_equals_a_direct_computation(stage, data_dir):
   common = np.array(sorted(w for w in set(in_docs) | set(in_claims)
                            if max(in_docs.get(w, 0), in_claims.get(w, 0)) > 0.3))
   assert 5 <= len(common) <= 60 and "the" in {vocab[w] for w in common}
-  hashed = (common.astype(np.uint64) * 0x9E3779B1 % 2**32) >> (32 - int(np.log2(c.model.lexical_dim)))
+  gold = common.astype(np.uint64) * 0x9E3779B1 % 2**32  # their buckets, at the stage's layout (models/lexical.py)
+  private, width = c.model.lexical_private, c.model.lexical_dim
+  hashed = (np.where(common < private, common, private + (gold >> 8) % (width - private)) if private
+            else gold >> (32 - int(np.log2(width))))
   q_cut = q.copy()
   q_cut[:, dim + hashed.astype(int)] = 0.0
   calibrated = q_cut @ scaled.T
@@ -294,7 +297,7 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   # which mode=index builds and mode=search asks for by name; then claims and documents are encoded with the <unk>
   # row at 0 (by NumPy from the parameters edited by hand), and calibrated as before.
   on.search.unk_drop.other = 1.0
-  with pytest.raises(FileNotFoundError, match=r"docs-unk1: build it first with --config\.mode=index .*"
+  with pytest.raises(FileNotFoundError, match=r"docs-unk1-private1024: build it first with --config\.mode=index .*"
                                               r"--config\.search\.unk_drop\.other=1\.$"):
     modes.run(on, str(work))
   on.mode = "index"
