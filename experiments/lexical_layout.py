@@ -155,6 +155,15 @@ def group(name: str, row: dict) -> str:
   return f"{search_grid.family(name)} -> {row['searched']}"
 
 
+def members_of(results: dict) -> dict[str, list[tuple[str, str]]]:
+  """{group: [(stage, "home" | "other"), ...]}: the rows the tables and the plot average together."""
+  groups: dict[str, list[tuple[str, str]]] = {}
+  for name, st in results["stages"].items():
+    for where, row in st["0"].items():
+      groups.setdefault(group(name, row), []).append((name, where))
+  return groups
+
+
 def choose(stages: dict, layouts=PRIVATE) -> dict:
   """Per kind: per layout the mean over its groups of dev nDCG@10 and dev hub (each group's seeds averaged first), and
   the layout hubness.choose_beta's rule picks (ties to the smaller layout)."""
@@ -200,10 +209,7 @@ def render(results: dict) -> str:
             "mode=search searches:", "",
             "| stages (seeds) -> collection | " + " | ".join(f"private {p}" for p in layouts) + " |",
             "|---|" + "---:|" * len(layouts)]
-  groups: dict[str, list[tuple[str, str]]] = {}
-  for name, st in results["stages"].items():
-    for where, row in st["0"].items():
-      groups.setdefault(group(name, row), []).append((name, where))
+  groups = members_of(results)
   for g, members in groups.items():
     cells = []
     for p in layouts:
@@ -230,10 +236,7 @@ def plot(results: dict, out: Path) -> None:
   plt = reproduce.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   layouts = results["private"]
-  groups: dict[str, list[tuple[str, str]]] = {}
-  for name, st in results["stages"].items():
-    for where, row in st["0"].items():
-      groups.setdefault(group(name, row), []).append((name, where))
+  groups = members_of(results)
   for g, members in groups.items():
     for ax, metric, scale in zip(axes, ("ndcg@10", "hub"), (1, 100)):
       ax.plot(layouts, [scale * np.mean([results["stages"][n][str(p)][w]["test"][metric] for n, w in members])
