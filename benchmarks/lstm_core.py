@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import host, speed
+from configs import lstm_student
+from kd_jax import xla_cpu
 from kd_jax.models import bilstm, students
 
 SIZES = {"full": dict(batch=512, length=128, rounds=9), "quick": dict(batch=32, length=16, rounds=1)}
@@ -41,7 +43,8 @@ def _pooled_loss(h, mask):
   return jnp.sum(students.masked_max(h, mask) ** 2)
 
 
-LAYERS = ("Flax's Bidirectional OptimizedLSTMCell", "kd_jax/models/bilstm.py (the student's)")
+LAYERS = ("Flax's Bidirectional OptimizedLSTMCell", "kd_jax/models/bilstm.py (the student's)",
+          "the student's, with its config's XLA:CPU options")
 PASSES = ("forward", "forward + backward")
 
 
@@ -65,10 +68,12 @@ class _StudentLayer(nn.Module):
 def flax_layer(x: np.ndarray, layer: str) -> dict:
   """Forward and forward + backward of one BiLSTM layer, as blocking callables."""
   model = (_FlaxLayer if layer == LAYERS[0] else _StudentLayer)()
+  # The third row: compiled as the student's train step is, with configs/lstm_student.py's train.xla_cpu_options.
+  opts = xla_cpu.options(lstm_student.get_config().train.xla_cpu_options, jax.devices()) if layer == LAYERS[2] else {}
   lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)  # the student passes lengths; SciFact's fill the cap
   params = model.init(jax.random.key(0), x, lengths)
   loss = lambda p: model.apply(p, x, lengths)  # noqa: E731
-  fwd, grad = jax.jit(loss), jax.jit(jax.grad(loss))
+  fwd, grad = (jax.jit(f, compiler_options=opts or None) for f in (loss, jax.grad(loss)))
   return dict(zip(PASSES, (lambda: jax.block_until_ready(fwd(params)), lambda: jax.block_until_ready(grad(params)))))
 
 
@@ -183,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
       f"{speed.machine()}\n- Memory allocator: {host.malloc_note()}\n{speed.conditions(load_start, cpu_start)}\n"
       f"## 1. The BiLSTM layer, {shape} per direction\n\n`nn.Bidirectional` over Flax's `OptimizedLSTMCell` (with "
       "sequence lengths, as the student was until kd_jax/models/bilstm.py) and the student's layer (bilstm.py: the "
-      "same parameters and function, both directions in one scan with a hand-written VJP), against two PyTorch "
+      "same parameters and function, both directions in one scan with a hand-written VJP), compiled with XLA's "
+      "defaults and with the options configs/lstm_student.py sets for its train step (kd_jax/xla_cpu.py), against "
+      "two PyTorch "
       "`nn.LSTM`s, the backward one reading each sequence reversed within its length; loss: the student's max over "
       "time, squared, summed. Milliseconds per call, medians.\n\n"
       + speed.table(["", "Flax ms", "PyTorch ms", "ours / PyTorch speed"], rows) + "\n\n"

@@ -47,7 +47,7 @@ from flax import traverse_util
 from benchmarks import host
 from benchmarks import sections as bench_sections
 from configs import cnn_student, common, lstm_student, teacher as teacher_configs
-from kd_jax import losses, pretrained, train
+from kd_jax import losses, pretrained, train, xla_cpu
 from kd_jax.data import candidates, datasets, pipeline, prepare, tokenize
 from kd_jax.models import build, size
 
@@ -172,7 +172,9 @@ def param_counts(models) -> tuple[str, dict]:
 
 def jax_trainer(built, params, tc, loss_fn, batch) -> Callable[[int], float]:
   tx = train.make_optimizer(tc)
-  step = jax.jit(train.make_train_step(built, tx, loss_fn), donate_argnums=0)
+  # The step as run.py compiles it on this CPU, with the model's XLA:CPU options (kd_jax/xla_cpu.py).
+  step = jax.jit(train.make_train_step(built, tx, loss_fn), donate_argnums=0,
+                 compiler_options=xla_cpu.options(tc.get("xla_cpu_options"), jax.devices()) or None)
   params = jax.tree.map(jnp.copy, params)  # the state is donated; the benchmarks' params must survive
   box = {"state": {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}}
   rng = jax.random.key(0)

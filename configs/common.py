@@ -82,6 +82,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       # Students: also search the whole collection with the dev claims at each evaluation (full_ndcg@10,
       # full_recall@10, full_recall@100), so best_metric can choose the checkpoint that searches best.
       eval_full_collection=False,
+      # XLA:CPU compiler options for the train step (jax.jit's compiler_options), on a CPU mesh only; set per model
+      # where they were measured to help (kd_jax/xla_cpu.py). Empty: XLA's defaults.
+      xla_cpu_options={},
   )
   base.update(overrides)
   return ml_collections.ConfigDict(base)

@@ -17,6 +17,9 @@ def get_config(arg: str = ""):
   # Flax's dropout masks: hashed ones (the CNN's) were not checked on dev for the BiLSTM, and with its layer written
   # for XLA:CPU (models/bilstm.py) they save it nothing measurable (430 against 429 ms a benchmark step, A/B probe).
   c.model.dropout_rng = "threefry"
+  # Its step compiled for 512-bit vectors where the CPU has them (kd_jax/xla_cpu.py; XLA prefers 256): the layer's
+  # products and gate arithmetic are most of the step (results/probes/bilstm_step_ab.json). CPU only.
+  c.train.xla_cpu_options = {"xla_cpu_prefer_vector_width": 512}
   # The lexical channel, as the CNN's (vocabulary 18,432 from the CNN's data settings): dev full-collection nDCG@10
   # 0.755 against 0.451 (ablation recipe, seed 0).
   c.model.lexical_dim = 4096

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from kd_jax import (atomic, checkpoint, doc_crop, evaluate, list_sampling, machine, mined_negatives, multihost,
-                    negatives, search, sharding, stage_inputs)
+                    negatives, search, sharding, stage_inputs, xla_cpu)
 from kd_jax.data import pipeline
 from kd_jax.data.prepare import Prepared
 from kd_jax.logbook import Logbook
@@ -92,10 +92,13 @@ def init_state(built: Built, tx, rng, mesh):
   return jax.device_put(state, shardings), shardings
 
 
-def jit_step(step_fn: Callable, mesh, state_shardings, teacher_shardings=None) -> Callable:
+def jit_step(step_fn: Callable, mesh, state_shardings, teacher_shardings=None,
+             xla_cpu_options=None) -> Callable:
+  """`xla_cpu_options`: the config's train.xla_cpu_options, applied on a CPU mesh only (kd_jax/xla_cpu.py)."""
   rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   in_sh = (state_shardings, data, rep) + ((teacher_shardings,) if teacher_shardings is not None else ())
-  return jax.jit(step_fn, in_shardings=in_sh, out_shardings=(state_shardings, rep), donate_argnums=0)
+  return jax.jit(step_fn, in_shardings=in_sh, out_shardings=(state_shardings, rep), donate_argnums=0,
+                 compiler_options=xla_cpu.options(xla_cpu_options, mesh) or None)
 
 
 def check_batch_sizes(config, mesh) -> None:
@@ -131,6 +134,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   mesh = sharding.stage_mesh(config.mesh)
   logging.info("Training on a %s mesh of %s devices", dict(mesh.shape), mesh.devices.flat[0].platform)
   check_batch_sizes(config, mesh)
+  xla_cpu.options(tc.get("xla_cpu_options"), mesh)  # a bad option fails here, before the first checkpoint is read
   tx = make_optimizer(tc)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state, state_sh = init_state(built, tx, init_rng, mesh)
@@ -175,7 +179,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   crop = config.get("distill", {}).get("doc_crop", {})
   step_fn = jit_step(make_train_step(built, tx, loss_fn, teacher_built, tc.get("list_size", 0),
                                      neg.get("in_batch", False), (crop.get("prob", 0.0), crop.get("min_words", 0))),
-                     mesh, state_sh, teacher_sh)
+                     mesh, state_sh, teacher_sh, tc.get("xla_cpu_options"))
   predict = evaluate.make_predict(built, mesh, state_sh["params"])
   log = Logbook(workdir, resume_step=start)
 

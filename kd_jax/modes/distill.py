@@ -6,7 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from kd_jax import losses, multihost, pseudo_claims, scored_negatives, sharding, summary, teacher_scores, train
+from kd_jax import (losses, multihost, pseudo_claims, scored_negatives, sharding, summary, teacher_scores, train,
+                    xla_cpu)
 from kd_jax.data import pipeline, prepare
 from kd_jax.models import build as build_lib
 from kd_jax.models.size import count_params
@@ -19,6 +20,7 @@ from kd_jax.modes.stage import stage_dir
 
 def distill(config, workdir: str) -> dict:
   """The chain: [teacher] -> [scores] -> student -> test evaluation; finished stages are reused."""
+  xla_cpu.check(config.train.get("xla_cpu_options"))  # a bad compiler option of the student's step: in a second
   tdir, tcfg = stage.teacher_config(config, workdir)
   stage.check_writable(config.data, stage_dir(config, workdir))  # before the teacher's hours, not after them
   scored_on = bool(config.distill.get("scored", {}).get("count", 0))
