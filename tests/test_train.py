@@ -104,7 +104,8 @@ def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
   _run(["--config=configs/cnn_student.py:smoke", "--config.mode=index", *common])
   # At home the student reads half the <unk> embedding row (search.unk_drop.own), so its index is named for it.
   # Its lexical buckets laid out as configs/cnn_student.py lays them out (model.lexical_private), so named for that too.
-  assert (student / "index" / "scifact-unk0.5-private1024" / "doc_vecs.npy").is_file()
+  private = cnn_student.get_config().model.lexical_private
+  assert (student / "index" / f"scifact-unk0.5-private{private}" / "doc_vecs.npy").is_file()
   found = _run(["--config=configs/cnn_student.py:smoke", "--config.mode=search",
                 "--config.search.query=Vitamin D deficiency increases cancer risk", *common])
   assert len(_hits(found)) == 10, found.stdout
