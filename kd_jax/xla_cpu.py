@@ -1,11 +1,11 @@
 """XLA:CPU compiler options for a model's train step, set per model in its config (`train.xla_cpu_options`).
 
-XLA's defaults suit most steps; the BiLSTM's does not. Its step is 128 small products in a loop, forward and
-backward, and on CPU two of XLA's options make those products and the gate arithmetic between them faster: 512-bit
-vectors where the CPU has them (`xla_cpu_prefer_vector_width`; XLA prefers 256) and every dot handed to YNNPACK as a
-fusion of its own (`xla_cpu_experimental_ynn_fusion_type`). Measured side by side in one process, for the BiLSTM
-layer and the whole train step: benchmarks/lstm_core.py, benchmarks/speed.py. The CNN's step gains nothing from
-them (it is mostly convolutions), so its config sets none.
+XLA's defaults suit most steps; the BiLSTM's gains from one more. Its step is 128 small products and their gate
+arithmetic in a loop, forward and backward, and compiled for 512-bit vectors where the CPU has them
+(`xla_cpu_prefer_vector_width`; XLA prefers 256) it ran 0.70x -> 0.75x PyTorch's with the merged products of
+models/bilstm.py, side by side on an Intel Xeon (results/probes/bilstm_step_ab.json). Every dot a YNNPACK fusion
+(`xla_cpu_experimental_ynn_fusion_type`) sped the layer alone and not the step, so it is not set. The CNN's step
+gains nothing from either (it is mostly convolutions), so its config sets none.
 
 The options are XLA:CPU's: on a mesh of accelerators they are left out, and the step compiles as XLA makes it.
 """
