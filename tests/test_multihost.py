@@ -84,6 +84,13 @@ def runs(tmp_path_factory):
   return root, one, two, audit
 
 
+def _numbers(tree, path=()) -> list[tuple[tuple, float]]:
+  """Every number of a nested dict, with its path, in key order."""
+  if isinstance(tree, dict):
+    return [n for k in sorted(tree) for n in _numbers(tree[k], path + (k,))]
+  return [(path, float(tree))] if isinstance(tree, (int, float)) else []
+
+
 def _eval(run: Path) -> dict:
   return json.loads((run / "cnn_student" / "eval_test.json").read_text())
 
@@ -94,8 +101,18 @@ def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, dat
   assert config["distributed"]["num_processes"] == 2 and config["model"]["dropout_rate"] > 0
   assert json.loads((two / "teacher" / "config.json").read_text())["model"]["dropout_rate"] > 0
   a, b = _eval(one), _eval(two)
-  for key in ("rerank", "full_collection", "hybrid"):
+  for key in ("rerank", "full_collection"):
     assert a[key] == b[key], key
+  # Fusions by score equal exactly. Reciprocal-rank fusion reads only ranks, so two documents the student scores
+  # within the parameters' reduction-order noise (below) may swap and move one claim's ranking: each figure, a mean
+  # over claims of a per-claim value in [0, 1], may then differ by at most 1 / (number of claims).
+  rank_based = {"rrf"}
+  assert {m: v for m, v in a["hybrid"].items() if m not in rank_based} == {
+      m: v for m, v in b["hybrid"].items() if m not in rank_based}
+  claims = a["full_collection"]["num_queries"]
+  for m in rank_based & set(a["hybrid"]):
+    for x, y in zip(_numbers(a["hybrid"][m]), _numbers(b["hybrid"][m])):
+      assert x[0] == y[0] and abs(x[1] - y[1]) <= 1 / claims + 1e-12, (m, x, y)
   # Training curves: the same losses to float tolerance at every logged step. The float32 loss is summed in another
   # order over two processes' shards than over one process's; on an AMD EPYC (Zen 5) that moved a 31.66 loss by
   # 1.8e-5 relative, so 1e-4 (the evaluation figures above stay exactly equal).
