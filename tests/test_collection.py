@@ -199,7 +199,8 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   assert sorted(h[0] for h in hits[0]) == ["d1", "d2", "d3"]
   assert "d1" in capsys.readouterr().out
   assert not any((tmp_path / "no_cache").glob("*")), "the stage read the prepared-data cache"
-  stored = search.Index(indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private))
+  index_dir = indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
+  stored = search.Index(index_dir)
   vecs, ids, meta = stored.read()
   assert ids == ["d1", "d2", "d3"] and meta["collection"] == "docs" and vecs.shape[0] == 3
 
@@ -224,14 +225,12 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ np.asarray(vecs).T - penalty
   assert [h[0] for h in corrected] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in corrected], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
-  assert (indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
-          / "hub_penalty.npy").is_file()  # stored for the next search
+  assert (index_dir / "hub_penalty.npy").is_file()  # stored for the next search
   on.search.ivf.lists, on.search.ivf.probe = 2, 2  # approximate search probing every list: the same answer
   approx = modes.run(on, str(work))[0]
   assert [h[0] for h in approx] == [h[0] for h in corrected]
   np.testing.assert_allclose([h[1] for h in approx], [h[1] for h in corrected], rtol=1e-4, atol=1e-4)
-  docs_root = indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
-  assert (docs_root / "ivf-2" / "meta.json").is_file()
+  assert (index_dir / "ivf-2" / "meta.json").is_file()
 
   # A bank of real claims instead (search.hub_bank, a file of them): each document less the mean of its best scores
   # over both bank claims (none was cut from a document, so none is left out), the bank masked as the query is; its
@@ -246,7 +245,6 @@ def test_a_finished_stage_works_without_the_prepared_data_cache(stage, tmp_path,
   want = query @ np.asarray(vecs).T - np.sort(claims_bank @ np.asarray(vecs).T, axis=0)[::-1][:k].mean(0)
   assert [h[0] for h in banked] == [ids[i] for i in np.argsort(-want, kind="stable")]
   np.testing.assert_allclose([h[1] for h in banked], np.sort(want)[::-1], rtol=1e-4, atol=1e-4)
-  index_dir = indexing.index_root(work / "cnn_student", "docs", private=c.model.lexical_private)
   assert json.loads((index_dir / "hub_penalty_claims.json").read_text())["bank_claims"] == 2
   # Other claims in the file: the stored penalty is made again, not read back.
   (tmp_path / "bank.txt").write_text("vitamin D and cancer\n")

@@ -116,7 +116,8 @@ def _core_bwd(res, d_out):
   length, n = xs[0].shape[:2]
   d_in = xs[0].shape[-1]
   zeros = jnp.zeros((n, weights[0][1].shape[0]), xs[0].dtype)
-  transposed = tuple(w.T for w in _stacked(weights))  # [4H, D + H]: d [x, h_prev] in one product
+  stacked = _stacked(weights)
+  transposed = tuple(w.T for w in stacked)  # [4H, D + H]: d [x, h_prev] in one product
   at = lambda a, t: jax.lax.dynamic_index_in_dim(a, t, keepdims=False)  # noqa: E731
 
   def body(s, carry):
@@ -149,7 +150,7 @@ def _core_bwd(res, d_out):
     return tuple(new)
 
   init = tuple((zeros, zeros, jnp.zeros_like(w), jnp.zeros_like(bias), jnp.zeros_like(x))
-               for x, w, (_, _, bias) in zip(xs, _stacked(weights), weights))
+               for x, w, (_, _, bias) in zip(xs, stacked, weights))
   out = jax.lax.fori_loop(0, length, body, init)
   return (out[0][4], out[1][4]), None, tuple((o[2][:d_in], o[2][d_in:], o[3]) for o in out)
 
