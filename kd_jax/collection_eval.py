@@ -160,7 +160,25 @@ def reach_of(inputs: stage_inputs.StageInputs, texts: list[str], coll) -> tuple[
   return tokenize.coverage(inputs.claim_words(texts), size), doc_cov_of
 
 
-def hub_share(rows: np.ndarray, k: int = 10, valid: np.ndarray | None = None) -> dict:
+HUB_K = 10  # the hub check's top k
+
+
+def unlabelled_on(config) -> bool:
+  """`hub_norm.unlabelled_claims`: whether mode=evaluate checks the hub ceiling on the collection's unlabelled
+  held-out claims beside the dev claims (off for configs saved before it existed)."""
+  return bool((config.get("hub_norm", None) or {}).get("unlabelled_claims", False))
+
+
+def unlabelled_claims(config, data) -> list[str]:
+  """The held-out claims without labels on which mode=evaluate checks the hub ceiling beside the dev claims, when
+  unlabelled_on: `data.unlabelled`, cut to `data.max_claims` as every split is."""
+  if not unlabelled_on(config):
+    return []
+  cap = config.data.get("max_claims", 0)
+  return list(data.unlabelled[:cap] if cap else data.unlabelled)
+
+
+def hub_share(rows: np.ndarray, k: int = HUB_K, valid: np.ndarray | None = None) -> dict:
   """The largest share of claims for which one document is in the top k (a 'hub' that answers everything).
 
   `valid` [Q, >=k] marks real hits: BM25 fills a list past its last matching document with arbitrary zero-score
@@ -272,6 +290,8 @@ def own_dev_current(stage: Path, config) -> bool:
     return False  # chosen for lexical buckets laid out otherwise
   if set(_own_eval(stage)["hub_norm"].get("banks", {"documents": None})) != set(home_banks(config)):
     return False  # the hub correction's bank chosen among other banks than today's
+  if _own_eval(stage)["hub_norm"].get("unlabelled_claims", False) != unlabelled_on(config):
+    return False  # the hub ceiling checked on other claims than today's
   home = calibration.of(config, own=True)
   return not home.active or own_dev_hub_norm(stage, home) is not None
 

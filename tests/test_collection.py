@@ -12,8 +12,8 @@ import pytest
 import pytrec_eval
 
 from configs import cnn_student
-from kd_jax import (calibration, collection, collection_eval, hubness, indexing, modes, search, sharding, stage_inputs,
-                    train)
+from kd_jax import (calibration, collection, collection_eval, hubness, indexing, modes, restored, search, sharding,
+                    stage_inputs, train)
 from kd_jax.modes import evaluate
 from kd_jax.modes import stage as stage_mode
 from kd_jax.modes import search as search_mode
@@ -479,7 +479,8 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   config = cnn_student.get_config()
   config.model.lexical_private = 0  # the files below were made with every word hashed alike (no field: 0)
   weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
-  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}}}
+  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}},
+         "unlabelled_claims": True}
   home = calibration.of(config, own=True)
   stored = {"hybrid": {m: weight(0.5) for m in config.hybrid.methods}, "hub_norm": hub,
             "calibrated": {**home.settings(), "hub_norm": hub}}
@@ -492,6 +493,14 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert collection_eval.own_dev_current(tmp_path, config)
   (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hybrid": {"linear": weight(0.5)}}))
   assert not collection_eval.own_dev_current(tmp_path, config)  # a fusion method evaluated since
+  # The hub ceiling checked on dev's claims alone (made before hub_norm.unlabelled_claims): stale for today's config.
+  dev_only = {k: v for k, v in hub.items() if k != "unlabelled_claims"}
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hub_norm": dev_only,
+                                                       "calibrated": {**before_unk, "hub_norm": hub}}))
+  assert not collection_eval.own_dev_current(tmp_path, config)
+  config.hub_norm.unlabelled_claims = False
+  assert collection_eval.own_dev_current(tmp_path, config)
+  config.hub_norm.unlabelled_claims = True
   # The hub correction's bank chosen among other banks than today's hub_norm.own_banks: stale, and current again
   # for a config that tries only those.
   config = cnn_student.get_config()
@@ -590,6 +599,36 @@ def test_the_calibrated_search_has_a_hub_correction_chosen_for_it_on_dev(stage):
   assert (h["bank_from"], h["beta"]) == hubness.choose_bank(curves)
   assert h["dev_curve"] == h["banks"][h["bank_from"]]["dev_curve"]
   np.testing.assert_allclose(h["full_collection"]["ndcg@10"], ndcg("test", h["beta"], h["bank_from"]), atol=2e-3)
+
+
+def test_the_hub_ceiling_is_checked_on_dev_and_unlabelled_claims_together(stage, data_dir):
+  """_hub_norm's dev hub curve with held-out claims that have no labels (FEVER's NOT ENOUGH INFO claims, through the
+  stage's own tokenisation): at every beta, the largest share of dev and those claims together with one document in
+  their top 10, against NumPy; dev's nDCG@10 curve is the one without them."""
+  c, root = stage
+  run_dir = root / "work" / "cnn_student"
+  config = c.copy_and_resolve_references()
+  config.hub_norm.own_banks = ("documents",)
+  prepared = prepare.prepare(config.data)
+  loaded = restored.Restored.load(config, run_dir, prepared)
+  built, params, mesh = loaded.built, loaded.params, loaded.mesh
+  inputs = stage_inputs.load(run_dir)
+  doc_vecs = search.encode_collection(built, params, prepared, mesh)
+  texts = datasets.load(collection.from_config(_on(c, dataset="fever_titles")).data_cfg).unlabelled[:60]
+  alone = evaluate._hub_norm(config, built, params, prepared, mesh, doc_vecs, "test", inputs, None, [])
+  pooled = evaluate._hub_norm(config, built, params, prepared, mesh, doc_vecs, "test", inputs, None, texts)
+  dev = prepared.source("dev")
+  assert pooled["hub_claims"] == {"dev": len(dev), "unlabelled": 60} and alone["hub_claims"]["unlabelled"] == 0
+  assert pooled["banks"]["documents"]["dev_curve"] == alone["banks"]["documents"]["dev_curve"]
+  penalty = hubness.collection_penalty(built, params, doc_vecs, collection_eval.hub_norm_settings(config),
+                                       lambda rows: prepared.docs_words[rows, : config.data.claim_word_len], mesh)
+  d = np.asarray(doc_vecs)
+  claims = np.concatenate([np.stack([dev[i]["claim_words"] for i in range(len(dev))]), inputs.claim_words(texts)])
+  scores = np.asarray(built.module.apply({"params": params}, claims, method=built.module.encode_claims)) @ d.T
+  for b in hubness.BETAS:
+    top = np.argsort(-(scores - b * penalty), axis=1, kind="stable")[:, :10]
+    share = collections.Counter(top.ravel().tolist()).most_common(1)[0][1] / len(claims)
+    assert abs(pooled["banks"]["documents"]["dev_hub_curve"][f"{b:g}"] - share) <= 1 / len(claims)
 
 
 def test_search_at_home_applies_the_training_claims_bank_dev_chose(stage, tmp_path, caplog):

@@ -49,6 +49,20 @@ def test_fever_titles_splits(data_dir):
   assert again.splits["dev"].ids == s["dev"].ids  # the hash split is deterministic
 
 
+def test_fever_unlabelled_claims_are_held_out_training_file_claims(data_dir):
+  """The training file's NOT ENOUGH INFO claims, read here straight from the json lines: each once, none whose text a
+  ranked training, dev or test claim also has, no test claim at all (they measure hubs beside dev's claims)."""
+  train_rows, test_rows = ([json.loads(line) for line in (data_dir / "fever" / name).read_text().splitlines() if line]
+                           for name in ("paper_test_pages.jsonl", "paper_dev.jsonl"))
+  data = datasets.load_fever(data_dir / "fever" / "paper_test_pages.jsonl", data_dir / "fever" / "paper_dev.jsonl")
+  nei = {r["claim"] for r in train_rows if r["label"] == "NOT ENOUGH INFO"}
+  ranked = {t for split in data.splits.values() for t in split.texts}
+  # of 3,333 such claims, 35 repeat a text and 21 more a ranked claim's
+  assert len(data.unlabelled) == len(set(data.unlabelled)) == 3277
+  assert set(data.unlabelled) == nei - ranked - {r["claim"] for r in test_rows}
+  assert not datasets.load_beir(data_dir / "scifact").unlabelled  # a BEIR folder has none
+
+
 def test_fever_wiki_dump_text(tmp_path, data_dir):
   # The dump is not on these machines; a two-page dump in FEVER's own layout stands in for it.
   wiki = tmp_path / "wiki-pages"

@@ -65,6 +65,10 @@ class RetrievalData:
   name: str
   collection: Collection
   splits: dict[str, ClaimSet]
+  # The training file's claims with no relevant document (FEVER's NOT ENOUGH INFO; none in a BEIR folder), minus any
+  # text a ranked or test claim also has: never trained on, scored or tested, so real held-out claims on which the hub
+  # ceiling can be checked beside dev's (evaluate's hub correction, `hub_norm.unlabelled_claims`).
+  unlabelled: list[str] = dataclasses.field(default_factory=list)
 
 
 def resolve_data_dir(configured: str | None) -> Path:
@@ -132,7 +136,10 @@ def load_fever(train_file: Path, test_file: Path, wiki_dir: Path | None = None, 
 
   train, dev = _split_train(ranked(train_claims), len(train_claims), collection, dev_fraction, seed)
   test = _claim_set(ranked(test_claims), collection, len(test_claims))
-  return RetrievalData(name=name, collection=collection, splits={"train": train, "dev": dev, "test": test})
+  taken = {c.claim for c in test_claims} | {c.claim for c in train_claims if c.verifiable}  # test's, and ranked ones
+  unlabelled = list(dict.fromkeys(c.claim for c in train_claims if not c.verifiable and c.claim not in taken))
+  return RetrievalData(name=name, collection=collection, splits={"train": train, "dev": dev, "test": test},
+                       unlabelled=unlabelled)
 
 
 def load_beir(root: Path, *, train_split: str = "train", test_split: str = "test", dev_fraction: float = 0.1,
