@@ -12,7 +12,8 @@ parameters, so the trained students are searched at each layout without training
 
 Each stage searches as `mode=search` does, at its kind's search defaults (configs/<kind>_student.py):
 - at home, calibrated, with the hub correction's bank and beta chosen on the stage's dev claims at that layout
-  (hubness.choose_bank over the documents' bank and the training claims' bank, as mode=evaluate chooses them);
+  (hubness.choose_bank over the documents' bank and the training claims' bank, as mode=evaluate chooses them by
+  default: the hub share over dev's claims alone, without `hub_norm.unlabelled_claims`);
 - on the other dataset's collection, calibrated, with a bank of that collection's dev claims at the kind's
   `search.hub_bank_k` and `search.hub_bank_beta`; dev cross-fitted as experiments/claim_bank.py does (one half of the
   dev claims the bank, averaged over its k / 2 best, the other half searched, both ways).

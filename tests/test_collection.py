@@ -479,8 +479,7 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   config = cnn_student.get_config()
   config.model.lexical_private = 0  # the files below were made with every word hashed alike (no field: 0)
   weight = lambda w: {"full_collection": {"weight": w}}  # noqa: E731
-  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}},
-         "unlabelled_claims": True}
+  hub = {"bank": 2000, "k": 10, "seed": 0, "beta": 0.0, "banks": {"documents": {"beta": 0.0}, "train": {"beta": 0.0}}}
   home = calibration.of(config, own=True)
   stored = {"hybrid": {m: weight(0.5) for m in config.hybrid.methods}, "hub_norm": hub,
             "calibrated": {**home.settings(), "hub_norm": hub}}
@@ -493,14 +492,15 @@ def test_other_collections_evaluate_the_stage_again_when_its_own_figures_are_sta
   assert collection_eval.own_dev_current(tmp_path, config)
   (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hybrid": {"linear": weight(0.5)}}))
   assert not collection_eval.own_dev_current(tmp_path, config)  # a fusion method evaluated since
-  # The hub ceiling checked on dev's claims alone (made before hub_norm.unlabelled_claims): stale for today's config.
-  dev_only = {k: v for k, v in hub.items() if k != "unlabelled_claims"}
-  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hub_norm": dev_only,
+  # The hub ceiling checked on unlabelled claims too (hub_norm.unlabelled_claims): stale for a config that checks it on
+  # dev's claims alone (today's default; files made before the field count as that), current for one that does not.
+  pooled = {**hub, "unlabelled_claims": True}
+  (tmp_path / "eval_test.json").write_text(json.dumps({**stored, "hub_norm": pooled,
                                                        "calibrated": {**before_unk, "hub_norm": hub}}))
   assert not collection_eval.own_dev_current(tmp_path, config)
-  config.hub_norm.unlabelled_claims = False
-  assert collection_eval.own_dev_current(tmp_path, config)
   config.hub_norm.unlabelled_claims = True
+  assert collection_eval.own_dev_current(tmp_path, config)
+  config.hub_norm.unlabelled_claims = False
   # The hub correction's bank chosen among other banks than today's hub_norm.own_banks: stale, and current again
   # for a config that tries only those.
   config = cnn_student.get_config()

@@ -139,10 +139,9 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
   """The student alone with querybank hub correction (hubness.py): the bank and beta chosen on dev
   (hubness.choose_bank: quality within a point, then the 5% hub ceiling), `split` figures at them. The banks tried
   are `hub_norm.own_banks`: the collection's documents read as claims, and the stage's training claims
-  (`train_texts`: texts only, disjoint from dev and test). The ceiling is checked on the dev claims together with
-  `hub_texts` (unlabelled held-out claims, collection_eval.unlabelled_claims): a hub share needs no labels, and on
-  FEVER-titles' 667 dev claims it is a count of about 33 at the ceiling, too few to tell 4.7% from 5.6% (one seed's
-  dev and test shares). `claim_fn` transforms the claim vectors, the banks' too (calibration.py), before search."""
+  (`train_texts`: texts only, disjoint from dev and test). The ceiling is checked on the dev claims, together with
+  `hub_texts` where given (unlabelled held-out claims, collection_eval.unlabelled_claims; off by default: measured
+  in results/probes/unlabelled_hub.json, it did not help). `claim_fn` transforms the claim vectors, the banks' too (calibration.py), before search."""
   h = collection_eval.hub_norm_settings(config)
   penalties = {}
   for bank in collection_eval.home_banks(config):
