@@ -141,7 +141,8 @@ def _hub_norm(config, built, params, prepared, mesh, doc_vecs: np.ndarray, split
   are `hub_norm.own_banks`: the collection's documents read as claims, and the stage's training claims
   (`train_texts`: texts only, disjoint from dev and test). The ceiling is checked on the dev claims, together with
   `hub_texts` where given (unlabelled held-out claims, collection_eval.unlabelled_claims; off by default: measured
-  in results/probes/unlabelled_hub.json, it did not help). `claim_fn` transforms the claim vectors, the banks' too (calibration.py), before search."""
+  in results/probes/unlabelled_hub.json, it did not help). `claim_fn` transforms the claim vectors, the banks'
+  too (calibration.py), before search."""
   h = collection_eval.hub_norm_settings(config)
   penalties = {}
   for bank in collection_eval.home_banks(config):
