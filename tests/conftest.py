@@ -1,6 +1,8 @@
 """Test setup: 8 fake CPU devices (set before JAX is imported) and the data directory."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # Must precede any `import jax`: sharded tests compare an 8-device mesh against 1 device.
@@ -22,3 +24,20 @@ def data_dir() -> Path:
   if not (path / "scifact" / "corpus.jsonl").is_file():
     pytest.fail(f"Real data not found at {path}; set KD_JAX_DATA_DIR to the folder holding scifact/ and fever/.")
   return path
+
+
+@pytest.fixture(scope="session")
+def smoke_chain(tmp_path_factory, data_dir) -> tuple[Path, Path]:
+  """The main command's smoke chain (teacher, scores, CNN student, evaluation) through run.py in a fresh process on
+  the tests' 8 devices, run once for the tests that read it (multi-host equality) or extend a copy of it (index,
+  search, resume): about 100 s on 2 cores. Returns (workdir, data cache); treat both as read-only."""
+  root = tmp_path_factory.mktemp("smoke_chain")
+  workdir, cache = root / "work", root / "cache"
+  env = dict(os.environ, KD_JAX_DATA_DIR=str(data_dir), KD_JAX_CACHE=str(cache), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--config=configs/cnn_student.py:smoke",
+                         f"--workdir={workdir}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+  if proc.returncode:
+    pytest.fail(f"the smoke chain failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return workdir, cache

@@ -69,20 +69,19 @@ def _run(cmd, env, timeout: int, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  """The smoke chain (teacher, scores, CNN student, evaluation) in 1 process with 8 devices, and as the README's
-  2-process block; each builds its own data cache."""
+def runs(tmp_path_factory, smoke_chain):
+  """The smoke chain (teacher, scores, CNN student, evaluation) in 1 process with 8 devices (conftest's, shared with
+  test_train), and as the README's 2-process block; each built its own data cache."""
   root = tmp_path_factory.mktemp("multihost")
-  one, two = root / "one", root / "two"
-  _run([sys.executable, "run.py", "--config=configs/cnn_student.py:smoke", f"--workdir={one}"],
-       _env(root / "cache_one", devices=8), timeout=1200)
+  one, cache_one = smoke_chain
+  two = root / "two"
   audit = root / "audit"
   audit.mkdir()
   proc = _run(["bash", "-c", readme_block(two, _free_port())],
               _env(root / "cache_two", audit=audit, roots=(two, root / "cache_two")), timeout=1200)
   # `wait` does not report a failed process: its missing output does.
   assert (two / "cnn_student" / "eval_test.json").is_file(), proc.stdout[-3000:] + proc.stderr[-5000:]
-  return root, one, two, audit
+  return cache_one, one, two, audit
 
 
 def _eval(run: Path) -> dict:
@@ -90,7 +89,7 @@ def _eval(run: Path) -> dict:
 
 
 def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, data_dir):
-  root, one, two, _ = runs
+  cache_one, one, two, _ = runs
   config = json.loads((two / "cnn_student" / "config.json").read_text())
   assert config["distributed"]["num_processes"] == 2 and config["model"]["dropout_rate"] > 0
   assert json.loads((two / "teacher" / "config.json").read_text())["model"]["dropout_rate"] > 0
@@ -119,7 +118,7 @@ def test_two_processes_give_the_single_process_numbers_with_dropout_on(runs, dat
       np.testing.assert_allclose(x.get("loss", x.get("ndcg@10")), y.get("loss", y.get("ndcg@10")), rtol=1e-4)
   # The 2-process checkpoint restores in this one process (8 devices), as the 1-process run's parameters.
   c = cnn_student.get_config("smoke")
-  c.data.dir, c.data.cache_dir = str(data_dir), str(root / "cache_one")
+  c.data.dir, c.data.cache_dir = str(data_dir), str(cache_one)
   prepared = prepare.prepare(c.data)
   built = build_lib.build(c.model, prepared)
   mesh = sharding.make_mesh()
@@ -145,12 +144,12 @@ def test_only_process_0_writes_the_files_processes_share(runs):
 
 
 def test_a_checkpoint_written_by_one_process_restores_in_two(runs, tmp_path):
-  root, one, _, _ = runs
+  cache_one, one, _, _ = runs
   copy = tmp_path / "copy"
   shutil.copytree(one, copy)
   (copy / "cnn_student" / "eval_test.json").unlink()
   script = readme_block(copy, _free_port()).replace("process_id=$i", "process_id=$i --config.mode=evaluate")
-  proc = _run(["bash", "-c", script], _env(root / "cache_one"), timeout=900)
+  proc = _run(["bash", "-c", script], _env(cache_one), timeout=900)
   assert (copy / "cnn_student" / "eval_test.json").is_file(), proc.stderr[-5000:]
   a, b = _eval(one), _eval(copy)
   for key in ("rerank", "full_collection", "hybrid"):
@@ -166,9 +165,9 @@ def _launch(workdir: Path, cache: Path, port: int, process_id: int, log: Path) -
 
 @pytest.mark.parametrize("victim", [0, 1])
 def test_a_killed_process_stops_the_other_within_a_minute(victim, runs, tmp_path):
-  root = runs[0]
+  cache_one = runs[0]
   port = _free_port()
-  procs = [_launch(tmp_path / "run", root / "cache_one", port, i, tmp_path / f"p{i}.log") for i in (0, 1)]
+  procs = [_launch(tmp_path / "run", cache_one, port, i, tmp_path / f"p{i}.log") for i in (0, 1)]
   try:
     metrics = tmp_path / "run" / "teacher" / "metrics.jsonl"
     deadline = time.time() + 300

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,12 @@ def _run(args, env_extra=None, check=True):
 
 
 @pytest.mark.slow  # a minutes-long chain of stages
-def test_smoke_chain_through_run_py(data_dir, cache_dir, tmp_path):
+def test_smoke_chain_through_run_py(data_dir, smoke_chain, tmp_path):
+  # The chain itself ran once in conftest's smoke_chain (as `run.py --config=configs/cnn_student.py:smoke` with
+  # these flags); this test extends a copy of it with index, search, pseudo-claims and a second run.
+  chain, cache_dir = smoke_chain
+  shutil.copytree(chain, tmp_path, dirs_exist_ok=True)
   common = [f"--workdir={tmp_path}", f"--config.data.dir={data_dir}", f"--config.data.cache_dir={cache_dir}"]
-  _run(["--config=configs/cnn_student.py:smoke", *common])
   student = tmp_path / "cnn_student"
   for stage in (tmp_path / "teacher", student):
     assert (stage / "complete.json").is_file() and (stage / "checkpoints").is_dir()
