@@ -1,13 +1,25 @@
 """Test setup: 8 fake CPU devices (set before JAX is imported) and the data directory."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Must precede any `import jax`: sharded tests compare an 8-device mesh against 1 device.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA compilation cache for the session, shared with the run.py and multi-host processes the tests start
+# (they inherit the environment): the suite compiles the same steps, searches and evaluations many times over, in and
+# across processes. A cached executable is the one XLA built, so no number changes. Every compile is kept, however
+# short: most of the suite's are under a second, and there are thousands.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="kd_jax_test_xla_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

@@ -24,12 +24,15 @@ pytestmark = pytest.mark.slow  # trains a smoke teacher and student first
 
 
 @pytest.fixture(scope="module")
-def stage(data_dir, tmp_path_factory):
-  """A CNN student (and its teacher) trained at smoke size on SciFact."""
+def stage(data_dir, smoke_chain, tmp_path_factory):
+  """A CNN student (and its teacher) trained at smoke size on SciFact: a copy of the session's smoke chain (these
+  tests write evaluations into the stage folder)."""
   root = tmp_path_factory.mktemp("collection")
+  workdir, cache = smoke_chain
+  shutil.copytree(workdir, root / "work")
+  shutil.copytree(cache, root / "cache")
   c = cnn_student.get_config("smoke")
   c.data.dir, c.data.cache_dir = str(data_dir), str(root / "cache")
-  modes.run(c, str(root / "work"))
   return c, root
 
 
