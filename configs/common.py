@@ -170,10 +170,10 @@ def shrink(c: ml_collections.ConfigDict) -> None:
   """`smoke` variant: a few real claims and steps, so the whole chain runs in minutes on a laptop CPU."""
   shrink_data(c.data)
   if c.model.kind == "teacher":
-    c.model.pair_len = 48
-  c.train.steps = 12 if c.model.kind != "teacher" else 8
+    c.model.pair_len = 32
+  c.train.steps = 12 if c.model.kind != "teacher" else 4
   c.train.batch_size = 8  # divisible by the 8 fake devices the tests use
-  c.train.eval_every = 6 if c.model.kind != "teacher" else 4
+  c.train.eval_every = 6 if c.model.kind != "teacher" else 2
   c.train.checkpoint_every = c.train.eval_every
   c.train.log_every = 3
   c.train.eval_batch_size = 16

@@ -2,6 +2,7 @@
 on."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,26 +67,26 @@ def test_lookup_puts_the_tables_scores_after_the_stored_ones():
 
 
 @pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
-def test_table_from_finished_stages_is_the_students_top_scored_by_the_teacher(data_dir, tmp_path):
+def test_table_from_finished_stages_is_the_students_top_scored_by_the_teacher(data_dir, smoke_chain, tmp_path):
+  # The finished stages: the session's smoke chain (read only), its teacher and its CNN student as the first round.
+  work, cache = smoke_chain
+  tdir, round1 = work / "teacher", work / "cnn_student"
   config = cnn_student.get_config("smoke")
-  config.data.dir, config.data.cache_dir = str(data_dir), str(tmp_path / "cache")
+  config.data.dir, config.data.cache_dir = str(data_dir), str(cache)
   config.train.update(steps=2, checkpoint_every=2, eval_every=2, eval_full_collection=False, best_metric="ndcg@10")
   config.distill.negatives.mined.count = 0
   tcfg = config.teacher
   tcfg.data = config.data
-  tcfg.train.update(steps=1, checkpoint_every=1, eval_every=1)
   prepared = prepare.prepare(config.data)
   teacher = build_lib.build(tcfg.model, prepared)
-  train.fit(tcfg, tmp_path / "teacher", prepared, teacher, losses.hard_loss_fn)
   student = build_lib.build(config.model, prepared)
   loss = losses.distill_loss_fn(2.0, 0.5, "listwise")
-  train.fit(config, tmp_path / "round1", prepared, student, loss)
-  config.distill.scored.update(stage=str(tmp_path / "round1"), count=3)
-  table = scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tmp_path / "teacher")
+  config.distill.scored.update(stage=str(round1), count=3)
+  table = scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tdir)
 
   # The rows: the first-round student's best documents that are neither golds nor the claim's candidates.
   mesh = sharding.stage_mesh(config.mesh)
-  params1, _ = train.restore_params(tmp_path / "round1", student, config, mesh)
+  params1, _ = train.restore_params(round1, student, config, mesh)
   _, ranked, ids = search.search_split(student, params1, prepared, "train", mesh, k=40)
   assert ids == table.claim_ids
   src = prepared.source("train")
@@ -96,7 +97,7 @@ def test_table_from_finished_stages_is_the_students_top_scored_by_the_teacher(da
     np.testing.assert_array_equal(table.rows[i], [r for r in ranked[i] if r not in seen][:3])
 
   # The scores: the teacher's own logits for those pairs, read at another position of another list.
-  tparams, tsh = train.restore_params(tmp_path / "teacher", teacher, tcfg, mesh)
+  tparams, tsh = train.restore_params(tdir, teacher, tcfg, mesh)
   swapped = []
   for i in range(8):
     ex = dict(src[i])
@@ -108,11 +109,11 @@ def test_table_from_finished_stages_is_the_students_top_scored_by_the_teacher(da
   np.testing.assert_allclose(pred["scores"][:, -1], table.scores[:8, 1], rtol=1e-4, atol=1e-4)
 
   # Stored and reused; asked for another count it refuses in one line rather than mixing tables.
-  again = scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tmp_path / "teacher")
+  again = scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tdir)
   np.testing.assert_array_equal(again.rows, table.rows)
   config.distill.scored.count = 4
   with pytest.raises(ValueError, match="count 3"):
-    scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tmp_path / "teacher")
+    scored_negatives.ensure(config, tmp_path / "round2", prepared, tcfg, tdir)
 
   # Training batches carry K + 3 candidates, the teacher's stored scores then the table's.
   path = tmp_path / "scores.npz"
@@ -141,12 +142,13 @@ def test_stage_names_resolve_under_the_workdir_and_paths_as_given(tmp_path):
 
 
 @pytest.mark.slow  # trains, prepares real data or compiles large steps: seconds each
-def test_the_chain_trains_its_own_first_round_when_none_is_named(data_dir, tmp_path):
+def test_the_chain_trains_its_own_first_round_when_none_is_named(data_dir, smoke_chain, tmp_path):
   from kd_jax.modes import distill
+  work, cache = smoke_chain
+  shutil.copytree(work / "teacher", tmp_path / "teacher")  # a finished teacher, with its stored scores
   config = cnn_student.get_config("smoke")
-  config.data.dir, config.data.cache_dir = str(data_dir), str(tmp_path / "cache")
+  config.data.dir, config.data.cache_dir = str(data_dir), str(cache)
   config.train.update(steps=2, checkpoint_every=2, eval_every=2)
-  config.teacher.train.update(steps=1, checkpoint_every=1, eval_every=1)
   config.distill.scored.count = 2
   distill.distill(config, str(tmp_path))
   first, second = tmp_path / "cnn_student_round1", tmp_path / "cnn_student"
