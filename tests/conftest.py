@@ -42,7 +42,8 @@ def data_dir() -> Path:
 def smoke_chain(tmp_path_factory, data_dir) -> tuple[Path, Path]:
   """The main command's smoke chain (teacher, scores, CNN student, evaluation) through run.py in a fresh process on
   the tests' 8 devices, run once for the tests that read it (multi-host equality, scored negatives' finished stages)
-  or extend a copy of it (index, search, resume, collections): about 70-100 s on 2 cores. Returns (workdir, data cache); treat both as read-only."""
+  or extend a copy of it (index, search, resume, collections): about 70-100 s on 2 cores. Returns (workdir, data
+  cache); treat both as read-only."""
   root = tmp_path_factory.mktemp("smoke_chain")
   workdir, cache = root / "work", root / "cache"
   env = dict(os.environ, KD_JAX_DATA_DIR=str(data_dir), KD_JAX_CACHE=str(cache), JAX_PLATFORMS="cpu",
