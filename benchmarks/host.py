@@ -11,11 +11,15 @@ from kd_jax.machine import cpu_name  # noqa: F401  (the benchmarks name their CP
 
 # glibc's malloc hands large freed blocks back to the OS (anything over 32 MB always goes through mmap/munmap, and the
 # heap's top is trimmed), so a framework that frees its step's buffers and allocates them again pays a page fault for
-# every 4 KiB of them, every step. PyTorch's CPU allocator does this; XLA's measurably does not (its steps run as
-# fast either way). Measured on AMD EPYC, 2 cores: the PyTorch BiLSTM peer's train step 0.77 s by default, 0.33 s
-# with freed memory kept; ours 0.62 s either way. So comparisons run with freed memory kept for reuse: neither
-# contender is timed paying for the allocator.
-STEADY_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+# every 4 KiB of them, every step. PyTorch's CPU allocator does this. Measured on AMD EPYC, 2 cores: the PyTorch
+# BiLSTM peer's train step 0.77 s by default, 0.33 s with freed memory kept. So comparisons run with freed memory
+# kept for reuse: neither contender is timed paying for the allocator.
+# XLA allocates each execution's buffers from its worker threads, which glibc serves from per-thread arenas, and an
+# arena other than the main one maps any block over 64 MB with mmap whatever MALLOC_MMAP_MAX_ says (strace: the
+# BiLSTM layer's 545 MB of buffers mapped and unmapped on every call, page faults a tenth of its time in perf). One
+# arena, the main one, keeps those too: the BiLSTM's train step 0.96-1.09 s -> 0.89-0.91 s on an Intel Xeon
+# (results/probes/bilstm_step_bias.json), PyTorch's peer 0.78-0.79 s -> 0.81 s.
+STEADY_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40), "MALLOC_ARENA_MAX": "1"}
 
 
 def malloc_setting() -> str:

@@ -34,6 +34,7 @@ def test_malloc_setting_reads_the_environment(monkeypatch):
   for k, v in host.STEADY_MALLOC.items():
     monkeypatch.setenv(k, v)
   assert host.malloc_setting() == "steady" and "MALLOC_MMAP_MAX_=0" in host.malloc_note()
+  assert "MALLOC_ARENA_MAX=1" in host.malloc_note()  # XLA's buffers come from its worker threads' arenas
 
 
 def test_load_names_a_process_busy_now_and_not_one_that_is_paused():

@@ -11,9 +11,11 @@ out for XLA:CPU, where the student's train step over Flax's cells ran at 0.62-0.
   gates, recomputes tanh of the cell state, keeps each gate in an array of its own (XLA:CPU leaves a loop fusion
   unvectorised when it slices one dynamically indexed array several times: 0.45 against 0.12 ms a step, measured)
   and multiplies by transposed weights made once, outside the loop.
-- Each step's products are merged: [x, h] against the input and recurrent kernels stacked into one [D + H, 4H]
-  matrix (made once, outside the loop), so a direction does one product a step forward and two backward (the
-  gradients of [x, h_prev] and of the stacked kernel) instead of two and four.
+- Each step's products are merged: [x, h, 1] against the input and recurrent kernels and the bias stacked into one
+  [D + H + 1, 4H] matrix (made once, outside the loop), so a direction does one product a step forward and two
+  backward (the gradients of [x, h_prev] and of the stacked kernel) instead of two and four. The bias's gradient is
+  the stacked kernel's last row, so no step sums its [N, 4H] gradient over the batch: that reduction alone took a
+  tenth of the layer's forward and backward on an Intel Xeon (perf; YNNPACK's sum over the outer axis).
 Measured (AMD EPYC, 2 cores): the benchmark's BiLSTM train step went from 0.68x to 0.80x the PyTorch peer
 (results/BENCHMARKS.md), and the layer alone, forward and backward, runs 1.55x as fast as Flax's Bidirectional
 (results/LSTM_CORE.md). The merged products, with the step compiled for 512-bit vectors (configs/lstm_student.py's
@@ -83,21 +85,22 @@ def _core(xs: tuple[Array, Array], valid_rev: Array, weights: tuple[Weights, Wei
 
 
 def _stacked(weights: tuple[Weights, Weights]) -> tuple[Array, Array]:
-  """Each direction's input and recurrent kernels as one [D + H, 4H] matrix, so that a step's two products are one:
-  [x, h] @ [w_in; w_rec]."""
-  return tuple(jnp.concatenate([w_in, w_rec], axis=0) for w_in, w_rec, _ in weights)
+  """Each direction's input and recurrent kernels and bias as one [D + H + 1, 4H] matrix, so that a step's two
+  products and its bias are one product: [x, h, 1] @ [w_in; w_rec; bias]."""
+  return tuple(jnp.concatenate([w_in, w_rec, bias[None]], axis=0) for w_in, w_rec, bias in weights)
 
 
 def _core_fwd(xs, valid_rev, weights):
   n, hidden = xs[0].shape[1], weights[0][1].shape[0]
   stacked = _stacked(weights)
+  ones = jnp.ones((n, 1), xs[0].dtype)
 
   def step(carry, inputs):
     x2, valid = inputs
     new_carry, saved = [], []
     for k in range(2):
-      (h, c), bias = carry[k], weights[k][2]
-      i, f, g, o = _gates(jnp.concatenate([x2[k], h], axis=-1) @ stacked[k] + bias)
+      h, c = carry[k]
+      i, f, g, o = _gates(jnp.concatenate([x2[k], h, ones], axis=-1) @ stacked[k])
       new_c = f * c + i * g
       new_h = o * jnp.tanh(new_c)
       if k == 1:  # reverse: hold the zero state over trailing padding, so each sequence starts at its last word
@@ -116,8 +119,9 @@ def _core_bwd(res, d_out):
   length, n = xs[0].shape[:2]
   d_in = xs[0].shape[-1]
   zeros = jnp.zeros((n, weights[0][1].shape[0]), xs[0].dtype)
+  ones = jnp.ones((n, 1), xs[0].dtype)
   stacked = _stacked(weights)
-  transposed = tuple(w.T for w in stacked)  # [4H, D + H]: d [x, h_prev] in one product
+  transposed = tuple(w[:-1].T for w in stacked)  # [4H, D + H]: d [x, h_prev] in one product
   at = lambda a, t: jax.lax.dynamic_index_in_dim(a, t, keepdims=False)  # noqa: E731
 
   def body(s, carry):
@@ -125,7 +129,7 @@ def _core_bwd(res, d_out):
     prev = jnp.maximum(t - 1, 0)
     new = []
     for k in range(2):
-      d_h, d_c_next, d_w, d_bias, d_xs = carry[k]
+      d_h, d_c_next, d_w, d_xs = carry[k]
       hs, cs, gi, gf, gg, go = saved[k]
       h_prev = jnp.where(t == 0, zeros, at(hs, prev))
       c_prev = jnp.where(t == 0, zeros, at(cs, prev))
@@ -144,15 +148,14 @@ def _core_bwd(res, d_out):
       d_x, d_h_prev = d_xh[:, :d_in], d_xh[:, d_in:]
       if k == 1:
         d_h_prev, d_c_prev = jnp.where(valid, d_h_prev, d_h), jnp.where(valid, d_c_prev, d_c_next)
-      xh = jnp.concatenate([at(xs[k], t), h_prev], axis=-1)
-      new.append((d_h_prev, d_c_prev, d_w + xh.T @ d_pre, d_bias + jnp.sum(d_pre, 0),
-                  jax.lax.dynamic_update_index_in_dim(d_xs, d_x, t, 0)))
+      xh = jnp.concatenate([at(xs[k], t), h_prev, ones], axis=-1)
+      new.append((d_h_prev, d_c_prev, d_w + xh.T @ d_pre, jax.lax.dynamic_update_index_in_dim(d_xs, d_x, t, 0)))
     return tuple(new)
 
-  init = tuple((zeros, zeros, jnp.zeros_like(w), jnp.zeros_like(bias), jnp.zeros_like(x))
-               for x, w, (_, _, bias) in zip(xs, stacked, weights))
+  init = tuple((zeros, zeros, jnp.zeros_like(w), jnp.zeros_like(x)) for x, w in zip(xs, stacked))
   out = jax.lax.fori_loop(0, length, body, init)
-  return (out[0][4], out[1][4]), None, tuple((o[2][:d_in], o[2][d_in:], o[3]) for o in out)
+  # The stacked kernel's gradient, split back: input kernel, recurrent kernel, bias (its last row).
+  return (out[0][3], out[1][3]), None, tuple((o[2][:d_in], o[2][d_in:-1], o[2][-1]) for o in out)
 
 
 _core.defvjp(_core_fwd, _core_bwd)
