@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# glibc keeps freed memory mapped for reuse, XLA's worker threads' large buffers included (one arena; see
+# benchmarks/host.py): the teacher stage's steps 0.34-0.40 -> 0.41-0.47 steps/s on a 2-core Intel Xeon
+# (results/probes/teacher_stage_malloc.txt). The process keeps its peak memory until it ends.
+STEADY_MALLOC := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776 MALLOC_ARENA_MAX=1
+
 demo: install
-	$(PY) run.py --config=configs/cnn_student.py --workdir=$(WORKDIR)
+	$(STEADY_MALLOC) $(PY) run.py --config=configs/cnn_student.py --workdir=$(WORKDIR)
 
 test: install
 	$(PY) -m pytest -q
