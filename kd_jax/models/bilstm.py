@@ -16,7 +16,8 @@ out for XLA:CPU, where the student's train step over Flax's cells ran at 0.62-0.
   backward (the gradients of [x, h_prev] and of the stacked kernel) instead of two and four. The bias's gradient is
   the stacked kernel's last row, so no step sums its [N, 4H] gradient over the batch: that reduction alone took a
   tenth of the layer's forward and backward on an Intel Xeon (perf; YNNPACK's sum over the outer axis; the layer
-  alone 1,083 -> 1,028 ms, the whole train step within its noise).
+  alone 1,083 -> 1,028 ms in a probe not committed, the whole train step within its noise,
+  results/probes/bilstm_step_bias.json).
 Measured (AMD EPYC, 2 cores): the benchmark's BiLSTM train step went from 0.68x to 0.80x the PyTorch peer
 (results/BENCHMARKS.md), and the layer alone, forward and backward, runs 1.55x as fast as Flax's Bidirectional
 (results/LSTM_CORE.md). The merged products, with the step compiled for 512-bit vectors (configs/lstm_student.py's
