@@ -1,4 +1,4 @@
-"""The BiLSTM student's recurrence: both directions in one scan, with a hand-written VJP for the whole sequence.
+"""The BiLSTM student's recurrence: both directions batched in one scan, with a hand-written VJP for the sequence.
 
 Same function and parameters as Flax's `nn.Bidirectional(nn.RNN(OptimizedLSTMCell), nn.RNN(OptimizedLSTMCell))`
 with sequence lengths (tests/test_bilstm.py checks outputs at valid positions and gradients against it), but laid
@@ -18,6 +18,11 @@ out for XLA:CPU, where the student's train step over Flax's cells ran at 0.62-0.
   tenth of the layer's forward and backward on an Intel Xeon (perf; YNNPACK's sum over the outer axis; the layer
   alone 1,083 -> 1,028 ms in a probe not committed, the whole train step within its noise,
   results/probes/bilstm_step_bias.json).
+- The two directions are a leading axis of size 2 throughout: each step is one batched product forward and two
+  backward, and its gate arithmetic one set of fusions over [2, N, 4H], half as many kernels a step. The whole train
+  step, paired rounds in one process on an Intel Xeon: 2-3% faster, in 15 of 24 and 22 of 30 rounds
+  (results/probes/bilstm_layouts.json, which also records the backward's input and kernel products moved after the
+  loop, as PyTorch's autograd does them: 20% slower).
 Measured (AMD EPYC, 2 cores): the benchmark's BiLSTM train step went from 0.68x to 0.80x the PyTorch peer
 (results/BENCHMARKS.md), and the layer alone, forward and backward, runs 1.55x as fast as Flax's Bidirectional
 (results/LSTM_CORE.md). The merged products, with the step compiled for 512-bit vectors (configs/lstm_student.py's
@@ -86,78 +91,76 @@ def _core(xs: tuple[Array, Array], valid_rev: Array, weights: tuple[Weights, Wei
   return _core_fwd(xs, valid_rev, weights)[0]
 
 
-def _stacked(weights: tuple[Weights, Weights]) -> tuple[Array, Array]:
-  """Each direction's input and recurrent kernels and bias as one [D + H + 1, 4H] matrix, so that a step's two
-  products and its bias are one product: [x, h, 1] @ [w_in; w_rec; bias]."""
-  return tuple(jnp.concatenate([w_in, w_rec, bias[None]], axis=0) for w_in, w_rec, bias in weights)
+def _stacked(weights: tuple[Weights, Weights]) -> Array:
+  """Both directions' input and recurrent kernels and biases as one [2, D + H + 1, 4H] array, so that a step's
+  products and biases, both directions, are one batched product: [x, h, 1] @ [w_in; w_rec; bias]."""
+  return jnp.stack([jnp.concatenate([w_in, w_rec, bias[None]], axis=0) for w_in, w_rec, bias in weights])
+
+
+def _bmm(a: Array, b: Array) -> Array:
+  """[2, N, K] @ [2, K, G] -> [2, N, G]: one product per direction, in one op."""
+  return jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))))
 
 
 def _core_fwd(xs, valid_rev, weights):
   n, hidden = xs[0].shape[1], weights[0][1].shape[0]
   stacked = _stacked(weights)
-  ones = jnp.ones((n, 1), xs[0].dtype)
+  x2 = jnp.stack(xs, axis=1)  # [L, 2, N, D]
+  # The forward direction never holds its state; the reverse one holds it over each sequence's trailing padding.
+  valid = jnp.stack([jnp.ones_like(valid_rev), valid_rev], axis=1)[..., None]  # [L, 2, N, 1]
+  ones = jnp.ones((2, n, 1), x2.dtype)
 
   def step(carry, inputs):
-    x2, valid = inputs
-    new_carry, saved = [], []
-    for k in range(2):
-      h, c = carry[k]
-      i, f, g, o = _gates(jnp.concatenate([x2[k], h, ones], axis=-1) @ stacked[k])
-      new_c = f * c + i * g
-      new_h = o * jnp.tanh(new_c)
-      if k == 1:  # reverse: hold the zero state over trailing padding, so each sequence starts at its last word
-        new_h, new_c = jnp.where(valid[:, None], new_h, h), jnp.where(valid[:, None], new_c, c)
-      new_carry.append((new_h, new_c))
-      saved.append((new_h, new_c, i, f, g, o))
-    return tuple(new_carry), tuple(saved)
+    h, c = carry
+    x, v = inputs
+    i, f, g, o = _gates(_bmm(jnp.concatenate([x, h, ones], axis=-1), stacked))
+    new_c = f * c + i * g
+    new_h = o * jnp.tanh(new_c)
+    new_h, new_c = jnp.where(v, new_h, h), jnp.where(v, new_c, c)
+    return (new_h, new_c), (new_h, new_c, i, f, g, o)
 
-  zeros = jnp.zeros((n, hidden), xs[0].dtype)
-  _, saved = jax.lax.scan(step, ((zeros, zeros), (zeros, zeros)), (xs, valid_rev))
-  return (saved[0][0], saved[1][0]), (xs, valid_rev, weights, saved)
+  zeros = jnp.zeros((2, n, hidden), x2.dtype)
+  _, saved = jax.lax.scan(step, (zeros, zeros), (x2, valid))
+  return (saved[0][:, 0], saved[0][:, 1]), (x2, valid, weights, saved)
 
 
 def _core_bwd(res, d_out):
-  xs, valid_rev, weights, saved = res
-  length, n = xs[0].shape[:2]
-  d_in = xs[0].shape[-1]
-  zeros = jnp.zeros((n, weights[0][1].shape[0]), xs[0].dtype)
-  ones = jnp.ones((n, 1), xs[0].dtype)
+  x2, valid, weights, saved = res
+  length, _, n, d_in = x2.shape
+  zeros = jnp.zeros((2, n, weights[0][1].shape[0]), x2.dtype)
+  ones = jnp.ones((2, n, 1), x2.dtype)
   stacked = _stacked(weights)
-  transposed = tuple(w[:-1].T for w in stacked)  # [4H, D + H]: d [x, h_prev] in one product
+  transposed = jnp.swapaxes(stacked[:, :-1], 1, 2)  # [2, 4H, D + H]: d [x, h_prev] in one product
+  d_out = jnp.stack(d_out, axis=1)  # [L, 2, N, H]
+  hs, cs, gi, gf, gg, go = saved
   at = lambda a, t: jax.lax.dynamic_index_in_dim(a, t, keepdims=False)  # noqa: E731
 
   def body(s, carry):
+    d_h, d_c_next, d_w, d_xs = carry
     t = length - 1 - s
     prev = jnp.maximum(t - 1, 0)
-    new = []
-    for k in range(2):
-      d_h, d_c_next, d_w, d_xs = carry[k]
-      hs, cs, gi, gf, gg, go = saved[k]
-      h_prev = jnp.where(t == 0, zeros, at(hs, prev))
-      c_prev = jnp.where(t == 0, zeros, at(cs, prev))
-      i, f, g, o = at(gi, t), at(gf, t), at(gg, t), at(go, t)
-      d_h = d_h + at(d_out[k], t)
-      tanh_c = jnp.tanh(f * c_prev + i * g)
-      d_c = d_c_next + d_h * o * (1 - tanh_c * tanh_c)
-      # d pre-activation: sigmoid' = a (1 - a), tanh' = 1 - a^2, from the saved activations
-      d_pre = jnp.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
-                               d_h * tanh_c * o * (1 - o)], axis=-1)
-      d_c_prev = d_c * f
-      if k == 1:  # a held step passed its state through unchanged
-        valid = at(valid_rev, t)[:, None]
-        d_pre = jnp.where(valid, d_pre, 0)
-      d_xh = d_pre @ transposed[k]
-      d_x, d_h_prev = d_xh[:, :d_in], d_xh[:, d_in:]
-      if k == 1:
-        d_h_prev, d_c_prev = jnp.where(valid, d_h_prev, d_h), jnp.where(valid, d_c_prev, d_c_next)
-      xh = jnp.concatenate([at(xs[k], t), h_prev, ones], axis=-1)
-      new.append((d_h_prev, d_c_prev, d_w + xh.T @ d_pre, jax.lax.dynamic_update_index_in_dim(d_xs, d_x, t, 0)))
-    return tuple(new)
+    h_prev = jnp.where(t == 0, zeros, at(hs, prev))
+    c_prev = jnp.where(t == 0, zeros, at(cs, prev))
+    i, f, g, o = at(gi, t), at(gf, t), at(gg, t), at(go, t)
+    d_h = d_h + at(d_out, t)
+    tanh_c = jnp.tanh(f * c_prev + i * g)
+    d_c = d_c_next + d_h * o * (1 - tanh_c * tanh_c)
+    # d pre-activation: sigmoid' = a (1 - a), tanh' = 1 - a^2, from the saved activations; a held step passed its
+    # state through unchanged
+    v = at(valid, t)
+    d_pre = jnp.where(v, jnp.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
+                                          d_h * tanh_c * o * (1 - o)], axis=-1), 0)
+    d_xh = _bmm(d_pre, transposed)
+    d_x, d_h_prev = d_xh[..., :d_in], d_xh[..., d_in:]
+    d_h_prev, d_c_prev = jnp.where(v, d_h_prev, d_h), jnp.where(v, d_c * f, d_c_next)
+    xh = jnp.concatenate([at(x2, t), h_prev, ones], axis=-1)
+    d_w = d_w + jax.lax.dot_general(xh, d_pre, (((1,), (1,)), ((0,), (0,))))  # [2, D + H + 1, 4H]
+    return d_h_prev, d_c_prev, d_w, jax.lax.dynamic_update_index_in_dim(d_xs, d_x, t, 0)
 
-  init = tuple((zeros, zeros, jnp.zeros_like(w), jnp.zeros_like(x)) for x, w in zip(xs, stacked))
-  out = jax.lax.fori_loop(0, length, body, init)
-  # The stacked kernel's gradient, split back: input kernel, recurrent kernel, bias (its last row).
-  return (out[0][3], out[1][3]), None, tuple((o[2][:d_in], o[2][d_in:-1], o[2][-1]) for o in out)
+  _, _, d_w, d_xs = jax.lax.fori_loop(0, length, body, (zeros, zeros, jnp.zeros_like(stacked), jnp.zeros_like(x2)))
+  # The stacked kernels' gradients, split back: input kernel, recurrent kernel, bias (the last row).
+  return ((d_xs[:, 0], d_xs[:, 1]), None,
+          tuple((d_w[k, :d_in], d_w[k, d_in:-1], d_w[k, -1]) for k in range(2)))
 
 
 _core.defvjp(_core_fwd, _core_bwd)
