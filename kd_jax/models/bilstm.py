@@ -20,9 +20,10 @@ out for XLA:CPU, where the student's train step over Flax's cells ran at 0.62-0.
   results/probes/bilstm_step_bias.json).
 - The two directions are a leading axis of size 2 throughout: each step is one batched product forward and two
   backward, and its gate arithmetic one set of fusions over [2, N, 4H], half as many kernels a step. The whole train
-  step, paired rounds in one process on an Intel Xeon: 2-3% faster, in 15 of 24 and 22 of 30 rounds
-  (results/probes/bilstm_layouts.json, which also records the backward's input and kernel products moved after the
-  loop, as PyTorch's autograd does them: 20% slower).
+  step, 30 paired rounds in one process on an Intel Xeon: 2% faster (median paired ratio 0.98, faster in 22 rounds;
+  results/probes/bilstm_layouts.json, which also records the backward's input and kernel products moved out of the
+  loop into one large product each, as PyTorch's autograd makes them: 13% slower, and 12% with the forward's input
+  projection moved out too).
 Measured (AMD EPYC, 2 cores): the benchmark's BiLSTM train step went from 0.68x to 0.80x the PyTorch peer
 (results/BENCHMARKS.md), and the layer alone, forward and backward, runs 1.55x as fast as Flax's Bidirectional
 (results/LSTM_CORE.md). The merged products, with the step compiled for 512-bit vectors (configs/lstm_student.py's
