@@ -150,7 +150,7 @@ def main() -> None:
     cfg.cache_dir = os.environ.get("KD_JAX_CACHE") or tmp
     prepared = prepare.prepare(cfg)
     attn = "n/a"
-  for length in LENGTHS:
+    for length in LENGTHS:  # inside the block: `prepared` reads its examples lazily from the temporary cache
       batch = real_batch(prepared, length)
       fns, flops = {}, {}
       for name, overrides in VARIANTS.items():
