@@ -49,7 +49,7 @@ def _encode_rows(built: Built, params, ids: np.ndarray, mesh, batch_size: int, m
   for start in range(0, len(ids), step):
     chunk = ids[start:start + step]
     padded = np.concatenate([chunk, np.zeros((step - len(chunk), ids.shape[1]), ids.dtype)])
-    out.append(np.asarray(fn(params, jax.device_put(padded, sharding.batch_sharding(mesh))))[: len(chunk)])
+    out.append(np.asarray(fn(params, sharding.put(padded, sharding.batch_sharding(mesh))))[: len(chunk)])
   vecs = np.concatenate(out)
   empty = ~(ids != 0).any(axis=1)  # 0: the padding id
   if empty.any():
@@ -139,9 +139,8 @@ def top_k(built: Built, params, claim_vecs: np.ndarray, doc_vecs: np.ndarray, k:
     if valid < step:
       chunk = np.concatenate([chunk, np.zeros((step - valid, d), chunk.dtype)])
     scales = np.concatenate([scales, np.zeros(step - valid)]).astype(np.float32)
-    scores, rows = search(params, claims, jax.device_put(chunk, rows_sharded), jax.device_put(scales, per_row),
-                          jax.device_put(bias, per_row), jax.device_put(norm, per_row), jax.device_put(lex, per_row),
-                          valid)
+    scores, rows = search(params, claims, sharding.put(chunk, rows_sharded), sharding.put(scales, per_row),
+                          sharding.put(bias, per_row), sharding.put(norm, per_row), sharding.put(lex, per_row), valid)
     merged_scores = np.concatenate([best_scores, np.asarray(scores)], axis=1)
     merged_rows = np.concatenate([best_rows, np.asarray(rows).astype(np.int64) + start], axis=1)
     order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]  # earlier chunks first among ties

@@ -89,7 +89,7 @@ def init_state(built: Built, tx, rng, mesh):
   params = built.init(rng)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
   shardings = sharding.param_shardings(state, mesh)
-  return jax.device_put(state, shardings), shardings
+  return sharding.put_tree(state, shardings), shardings
 
 
 def jit_step(step_fn: Callable, mesh, state_shardings, teacher_shardings=None,
@@ -162,7 +162,7 @@ def fit(config, workdir: Path, prepared: Prepared, built: Built, loss_fn: Callab
   if teacher is not None:
     teacher_built, teacher_params = teacher
     teacher_sh = sharding.param_shardings(teacher_params, mesh)
-    teacher_params = jax.device_put(teacher_params, teacher_sh)
+    teacher_params = sharding.put_tree(teacher_params, teacher_sh)
     tokens = "both"
   pair_len = built.pair_len or (teacher[0].pair_len if teacher is not None else 0)  # the pairs a teacher reads
   neg = config.get("distill", {}).get("negatives", {})  # students only (the teacher reads pairs)
