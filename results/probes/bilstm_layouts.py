@@ -34,8 +34,8 @@ at = lambda a, t: jax.lax.dynamic_index_in_dim(a, t, keepdims=False)  # noqa: E7
 
 
 def hoisted_core(hoist_fwd: bool):
-  """The layer as it was, with its backward products (and with `hoist_fwd` its forward input projection) outside
-  the loops."""
+  """The layer as it was, with its backward's input and kernel products (and with `hoist_fwd` its forward input
+  projection) outside the loops."""
   @jax.custom_vjp
   def core(xs, valid_rev, weights):
     return fwd(xs, valid_rev, weights)[0]
@@ -119,7 +119,7 @@ def hoisted_core(hoist_fwd: bool):
 
 
 def gradient_errors(cores) -> dict:
-  """Each core's largest relative gradient difference from the layer as it is, on a small padded batch."""
+  """Each core's largest relative gradient difference from the layer as it was (AT), on a small padded batch."""
   rng = np.random.default_rng(0)
   n, length, d, h = 16, 12, 8, 6
   x = jnp.asarray(rng.normal(size=(n, length, d)).astype(np.float32))
