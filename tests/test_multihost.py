@@ -211,13 +211,19 @@ _FAILED_WRITE = textwrap.dedent("""
     """)
 
 
-def test_a_failed_write_on_process_0_is_an_error_on_every_process(tmp_path):
+def _two_processes(code: str, env: dict) -> tuple[list[int], list[str]]:
+  """Runs `code` (Python, argv: process id, coordinator port) as processes 0 and 1 of one job: (exit codes,
+  outputs)."""
   port = str(_free_port())
-  env = _env(tmp_path, devices=1)
-  procs = [subprocess.Popen([sys.executable, "-c", _FAILED_WRITE, str(i), port], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+  procs = [subprocess.Popen([sys.executable, "-c", code, str(i), port], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
   out = [p.communicate(timeout=120)[0] for p in procs]
-  assert [p.returncode for p in procs] == [3, 3], out
+  return [p.returncode for p in procs], out
+
+
+def test_a_failed_write_on_process_0_is_an_error_on_every_process(tmp_path):
+  codes, out = _two_processes(_FAILED_WRITE, _env(tmp_path, devices=1))
+  assert codes == [3, 3], out
   assert "process 0: OSError: No space left on device" in out[0]
   assert "process 1: RuntimeError: Process 0 failed to write the teacher scores: OSError: No space left" in out[1]
 
@@ -255,12 +261,8 @@ def test_host_arrays_become_global_arrays_without_a_cross_process_check(tmp_path
   """sharding.put places an array every process holds whole by cutting each process's own shards, where
   jax.device_put would first all-gather it to compare the processes' copies (most of a two-process evaluation's
   time, over its document chunks)."""
-  port = str(_free_port())
-  env = _env(tmp_path, devices=2)
-  procs = [subprocess.Popen([sys.executable, "-c", _PUT, str(i), port], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
-  out = [p.communicate(timeout=120)[0] for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], out
+  codes, out = _two_processes(_PUT, _env(tmp_path, devices=2))
+  assert codes == [0, 0], out
   assert all(f"process {i}: placed" in o for i, o in enumerate(out)), out
 
 
